@@ -1,0 +1,172 @@
+"""Keeps N local worker processes alive next to the server.
+
+Training never runs inside the web process: the dispatcher starts ``python -m app.cli worker``
+children that talk to the server over the same HTTP protocol as remote workers, restarts any
+that die, and ends them all on shutdown. Handing trials out is the claim endpoint's job; the
+dispatcher only keeps the processes alive.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# One BLAS thread per worker: N workers on N cores beat N workers fighting over N*N threads.
+SINGLE_THREAD_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+TOKEN_ENV = "PANDACAVIAR_TOKEN"
+_ROOT = Path(__file__).resolve().parent.parent
+
+WATCH_SECONDS = 0.2
+RESTART_MIN_SECONDS = 0.5
+RESTART_MAX_SECONDS = 10.0
+# A worker that lived at least this long was healthy: its next restart is immediate again.
+HEALTHY_SECONDS = 10.0
+
+
+@dataclass
+class _Slot:
+    """One worker position: its current process and its restart backoff."""
+
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    delay: float = RESTART_MIN_SECONDS
+    restart_at: float = 0.0
+    restarts: int = 0
+
+
+class Dispatcher:
+    """Starts, watches and stops the local worker processes.
+
+    Args:
+        server_url: where the workers find the server, e.g. ``http://127.0.0.1:8000``.
+        n_workers: how many worker processes to keep alive.
+        token: the API token; handed to the children through the environment, never argv
+            (other users can read a process's arguments).
+        python: the interpreter that runs the workers.
+    """
+
+    def __init__(
+        self,
+        server_url: str,
+        n_workers: int,
+        *,
+        token: str | None = None,
+        python: str = sys.executable,
+    ) -> None:
+        if n_workers < 0:
+            raise ValueError(f"n_workers: got {n_workers}, allowed: >= 0")
+        self.server_url = server_url
+        self.n_workers = n_workers
+        self.token = token
+        self.python = python
+        self._slots = [_Slot() for _ in range(n_workers)]
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"Dispatcher({self.server_url!r}, n_workers={self.n_workers}, pids={self.pids})"
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the workers alive now."""
+        with self._lock:
+            return [
+                s.process.pid for s in self._slots if s.process and s.process.poll() is None
+            ]
+
+    @property
+    def restarts(self) -> int:
+        """How many times a dead worker was replaced."""
+        with self._lock:
+            return sum(s.restarts for s in self._slots)
+
+    def child_env(self) -> dict[str, str]:
+        """The workers' environment: ours, one BLAS thread, the token, our package on the path."""
+        env = {**os.environ, **SINGLE_THREAD_ENV}
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(_ROOT), os.environ.get("PYTHONPATH", "")) if p
+        )
+        if self.token:
+            env[TOKEN_ENV] = self.token
+        else:
+            env.pop(TOKEN_ENV, None)
+        return env
+
+    def _spawn(self, slot: _Slot) -> None:
+        slot.process = subprocess.Popen(
+            [self.python, "-m", "app.cli", "worker", "--server", self.server_url],
+            env=self.child_env(),
+            stdin=subprocess.DEVNULL,
+        )
+        slot.started_at = time.monotonic()
+        log.info("started worker pid %s", slot.process.pid)
+
+    def start(self) -> None:
+        """Spawn the workers and the thread that replaces any that die."""
+        if self._watcher is not None:
+            raise RuntimeError("dispatcher already started")
+        with self._lock:
+            for slot in self._slots:
+                self._spawn(slot)
+        self._watcher = threading.Thread(target=self._watch, name="dispatcher", daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(WATCH_SECONDS):
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                now = time.monotonic()
+                for slot in self._slots:
+                    self._revive(slot, now)
+
+    def _revive(self, slot: _Slot, now: float) -> None:
+        """Schedule, then perform, the restart of a dead worker (growing delay in a crash loop)."""
+        proc = slot.process
+        if proc is None or proc.poll() is None:
+            return
+        if slot.restart_at == 0.0:
+            lived = now - slot.started_at
+            slot.delay = (
+                RESTART_MIN_SECONDS
+                if lived >= HEALTHY_SECONDS
+                else min(RESTART_MAX_SECONDS, slot.delay * 2)
+            )
+            slot.restart_at = now + (0.0 if lived >= HEALTHY_SECONDS else slot.delay)
+            log.warning("worker pid %s exited with %s", proc.pid, proc.returncode)
+        if now >= slot.restart_at:
+            slot.restart_at = 0.0
+            slot.restarts += 1
+            self._spawn(slot)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """End every worker: SIGTERM, wait up to ``timeout`` seconds, then SIGKILL."""
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join()
+        with self._lock:
+            procs = [s.process for s in self._slots if s.process is not None]
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in procs:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

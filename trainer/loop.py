@@ -1,0 +1,335 @@
+"""The training loop: mini-batches, safe points, directives, checkpoints.
+
+A :class:`Trainer` owns one trial's model, optimizer, schedule, data and random generator.
+:meth:`Trainer.fit` runs mini-batch steps; every ``report_every`` steps, every
+``report_seconds`` of wall time and at every epoch end it reaches a *safe point*: it hands the
+metrics to a :class:`~trainer.reporting.Reporter` and obeys the returned directive. Safe points
+never touch the random generator or the weights, so where they fall does not change training:
+a run paused, checkpointed and resumed trains exactly like one run straight.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from trainer import checkpoint as ckpt
+from trainer.config import ARCHITECTURE, TrainConfig, check_combination, check_hparams
+from trainer.data import Dataset, load_task
+from trainer.model import MLP
+from trainer.optimizers import Optimizer, make_optimizer
+from trainer.quadratic import QuadraticModel
+from trainer.reporting import Action, Directive, Reporter
+from trainer.schedules import Schedule, make_schedule
+
+
+class FitStatus(str, Enum):
+    COMPLETED = "completed"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class FitResult:
+    status: FitStatus
+    step: int
+    epoch: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class DivergedError(RuntimeError):
+    """The loss became NaN or infinite; the message is "diverged at step N"."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"diverged at step {step}")
+        self.step = step
+
+
+class Trainer:
+    """Trains one configuration; pausable, adjustable and restorable between steps.
+
+    Args:
+        config: the trial's configuration (hyperparameters complete and validated).
+        data: an already loaded data set (benchmarks share one); loaded from the config
+            otherwise.
+    """
+
+    def __init__(self, config: TrainConfig, data: Dataset | None = None) -> None:
+        self.config = config
+        self.hp: dict[str, Any] = dict(config.hparams)
+        self.dtype = np.dtype(config.dtype.value)
+        self.rng = np.random.default_rng(self.hp["seed"])
+        self.data = data or load_task(
+            config.task, config.task_options, split_seed=config.split_seed, dtype=self.dtype
+        )
+        self.model: MLP | QuadraticModel = self._build_model()
+        self.optimizer: Optimizer = make_optimizer(self.hp["optimizer"], self.hp)
+        self.schedule: Schedule = self._build_schedule()
+        self.step = 0
+        self.epochs_done = 0
+        self.order: NDArray[np.int64] | None = None
+        self.pos = 0
+
+    # -- construction -------------------------------------------------------------------
+
+    def _build_model(self) -> MLP | QuadraticModel:
+        if self.data.n_classes == 0:
+            return QuadraticModel(self.dtype)
+        hp = self.hp
+        return MLP(
+            self.data.n_features,
+            self.data.n_classes,
+            hidden_units=hp["hidden_units"],
+            num_layers=hp["num_layers"],
+            activation=hp["activation"],
+            batch_norm=hp["batch_norm"],
+            bn_momentum=hp["bn_momentum"],
+            keep_prob=hp["keep_prob"],
+            init=hp["init"],
+            rng=self.rng,
+            dtype=self.dtype,
+        )
+
+    def _build_schedule(self) -> Schedule:
+        return make_schedule(self.hp["decay_schedule"], self.hp["lr_decay"], self.hp["decay_every"])
+
+    @property
+    def n_train(self) -> int:
+        return len(self.data.y_train)
+
+    @property
+    def epoch(self) -> float:
+        """Epochs done, fractional within an epoch."""
+        return self.epochs_done + (self.pos / self.n_train if self.order is not None else 0.0)
+
+    @property
+    def learning_rate(self) -> float:
+        """The effective rate of the current epoch, after decay (course's 1-based epoch_num)."""
+        return float(self.schedule(self.hp["learning_rate"], self.epochs_done + 1))
+
+    def _done(self) -> bool:
+        if self.config.max_steps is not None:
+            return self.step >= self.config.max_steps
+        return self.epochs_done >= self.hp["epochs"]
+
+    # -- adjusting ----------------------------------------------------------------------
+
+    def update_hparams(self, values: Mapping[str, Any]) -> int:
+        """Apply new values of adjustable hyperparameters; returns the first step using them.
+
+        Raises:
+            NotAdjustableError: a name that defines the architecture (needs a new trial).
+            HParamError: an unknown name or a value out of range.
+        """
+        changes = check_hparams(values, adjust=True)
+        new = {**self.hp, **changes}
+        check_combination(new)
+        self.hp = new
+        own = self.optimizer.hyperparameters
+        self.optimizer.set(**{k: v for k, v in changes.items() if k in own})
+        self.model.set_keep_prob(new["keep_prob"])
+        self.model.set_bn_momentum(new["bn_momentum"])
+        self.schedule = self._build_schedule()
+        return self.step + 1
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def _identity(self) -> dict[str, Any]:
+        return json.loads(
+            json.dumps(
+                {
+                    "task": self.config.task,
+                    "task_options": dict(self.config.task_options),
+                    "split_seed": self.config.split_seed,
+                    "dtype": self.dtype.name,
+                    "architecture": {k: self.hp[k] for k in sorted(ARCHITECTURE)},
+                }
+            )
+        )
+
+    def checkpoint_bytes(self) -> bytes:
+        """Everything needed to continue bit for bit, as one ``.npz``."""
+        meta = {
+            "step": self.step,
+            "epochs_done": self.epochs_done,
+            "pos": self.pos,
+            "hparams": self.hp,
+            "identity": self._identity(),
+            "rng": self.rng.bit_generator.state,
+        }
+        return ckpt.dumps(meta, self.model.state_dict(), self.optimizer.state_dict(), self.order)
+
+    def load_checkpoint(self, data: bytes) -> None:
+        """Restore a checkpoint of this run (same task, split, dtype and architecture).
+
+        Raises:
+            CheckpointError: a truncated, corrupt or foreign file, or one of another run.
+        """
+        state = ckpt.loads(data)
+        meta = state.meta
+        ckpt.check_identity(meta, self._identity())
+        try:
+            hp = {**self.hp, **check_hparams(meta["hparams"])}
+            self.model.load_state_dict(state.model)
+            self.optimizer = make_optimizer(hp["optimizer"], hp)
+            self.optimizer.load_state_dict(state.optimizer)
+            self.rng.bit_generator.state = meta["rng"]
+            step, epochs_done, pos = int(meta["step"]), int(meta["epochs_done"]), int(meta["pos"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ckpt.CheckpointError(f"checkpoint content does not fit this run: {exc}") from exc
+        if state.order is not None and len(state.order) != self.n_train:
+            raise ckpt.CheckpointError("checkpoint's data order does not fit this data set")
+        self.hp = hp
+        self.model.set_keep_prob(hp["keep_prob"])
+        self.model.set_bn_momentum(hp["bn_momentum"])
+        self.schedule = self._build_schedule()
+        self.step, self.epochs_done, self.pos = step, epochs_done, pos
+        self.order = None if state.order is None else state.order.astype(np.int64)
+
+    # -- evaluation ---------------------------------------------------------------------
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        """Loss and accuracy on ``dev`` or ``test`` in eval mode (no state changes)."""
+        x, y = getattr(self.data, f"X_{split}"), getattr(self.data, f"y_{split}")
+        loss, acc = self.model.evaluate(x, y)
+        out = {f"{split}_loss": float(loss)}
+        if not math.isnan(acc):
+            out[f"{split}_accuracy"] = float(acc)
+        return out
+
+    def _grad_norm(self) -> float:
+        return math.sqrt(sum(float(np.vdot(g, g)) for g in self.model.grads.values()))
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def fit(self, reporter: Reporter) -> FitResult:
+        """Train until the epoch budget (or ``max_steps``) is spent or a directive ends it.
+
+        Raises:
+            DivergedError: the training loss became NaN or infinite.
+        """
+        cfg = self.config
+        x_all, y_all = self.data.X_train, self.data.y_train
+        acc = _Accumulator()
+        last_report = time.perf_counter()
+        while not self._done():
+            if self.order is None:
+                self.order = self.rng.permutation(self.n_train)
+                self.pos = 0
+            idx = self.order[self.pos : self.pos + self.hp["batch_size"]]
+            xb, yb = x_all[idx], y_all[idx]
+            t0 = time.perf_counter()
+            loss, logits = self.model.loss_and_grads(xb, yb, l2=self.hp["l2"])
+            if not math.isfinite(loss):
+                raise DivergedError(self.step + 1)
+            self.optimizer.step(self.model.params, self.model.grads, self.learning_rate)
+            self.step += 1
+            self.pos += len(idx)
+            acc.add(loss, logits, yb, time.perf_counter() - t0)
+            epoch_end = self.pos >= self.n_train
+            lr_used = self.learning_rate
+            if epoch_end:
+                self.epochs_done += 1
+                self.order = None
+                self.pos = 0
+            now = time.perf_counter()
+            evaluate = epoch_end or self._done() or (
+                cfg.eval_every > 0 and self.step % cfg.eval_every == 0
+            )
+            due = evaluate or self.step % cfg.report_every == 0 or (
+                cfg.report_seconds > 0 and now - last_report >= cfg.report_seconds
+            )
+            if not due:
+                continue
+            last_report = now
+            metrics = self._safe_point_metrics(acc, lr_used, evaluate)
+            acc = _Accumulator()
+            if self._done():
+                metrics.update(self.evaluate("test"))
+                _check_finite(metrics, self.step)
+                reporter.report(self.step, self.epoch, metrics)
+                reporter.checkpoint(self.step, self.checkpoint_bytes())
+                return FitResult(FitStatus.COMPLETED, self.step, self.epoch, metrics)
+            _check_finite(metrics, self.step)
+            directive = reporter.report(self.step, self.epoch, metrics)
+            result = self._obey(directive, reporter, epoch_end)
+            if result is not None:
+                return result
+        # Restored from a final checkpoint: nothing left to train.
+        final = {**self.evaluate("dev"), **self.evaluate("test")}
+        return FitResult(FitStatus.COMPLETED, self.step, self.epoch, final)
+
+    def _safe_point_metrics(
+        self, acc: _Accumulator, lr_used: float, evaluate: bool
+    ) -> dict[str, float]:
+        metrics = acc.metrics()
+        metrics["learning_rate"] = lr_used
+        metrics["grad_norm"] = self._grad_norm()
+        metrics.update(self.model.z_stats())
+        if evaluate:
+            metrics.update(self.evaluate("dev"))
+        return metrics
+
+    def _obey(self, directive: Directive, reporter: Reporter, epoch_end: bool) -> FitResult | None:
+        action = directive.action
+        if action is Action.STOP:
+            return FitResult(FitStatus.STOPPED, self.step, self.epoch)
+        if action is Action.PAUSE:
+            reporter.checkpoint(self.step, self.checkpoint_bytes())
+            return FitResult(FitStatus.PAUSED, self.step, self.epoch)
+        periodic = (
+            epoch_end
+            and self.config.checkpoint_every > 0
+            and self.epochs_done % self.config.checkpoint_every == 0
+        )
+        if action in (Action.UPDATE, Action.CHECKPOINT) or periodic:
+            # Taken before an update is applied, so a rewind lands on the old values.
+            reporter.checkpoint(self.step, self.checkpoint_bytes())
+        if action is Action.UPDATE:
+            first_step = self.update_hparams(directive.hparams)
+            reporter.applied(directive, first_step)
+        return None
+
+
+class _Accumulator:
+    """Running sums between two safe points: loss, correct predictions, examples, time."""
+
+    def __init__(self) -> None:
+        self.loss_sum = 0.0
+        self.correct = 0
+        self.examples = 0
+        self.steps = 0
+        self.seconds = 0.0
+        self.classifies = False
+
+    def add(self, loss: float, logits: NDArray[Any], y: NDArray[Any], seconds: float) -> None:
+        n = len(y)
+        self.loss_sum += loss * n
+        if logits.shape[1] > 0:
+            self.classifies = True
+            self.correct += int(np.count_nonzero(logits.argmax(axis=1) == y))
+        self.examples += n
+        self.steps += 1
+        self.seconds += seconds
+
+    def metrics(self) -> dict[str, float]:
+        n = max(self.examples, 1)
+        out = {"train_loss": self.loss_sum / n}
+        if self.classifies:
+            out["train_accuracy"] = self.correct / n
+        out["examples_per_second"] = self.examples / self.seconds if self.seconds > 0 else 0.0
+        return out
+
+
+def _check_finite(metrics: Mapping[str, float], step: int) -> None:
+    """Never report NaN: a non-finite metric means the run diverged."""
+    if not all(math.isfinite(v) for v in metrics.values()):
+        raise DivergedError(step)

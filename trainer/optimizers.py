@@ -1,0 +1,283 @@
+"""Gradient-descent optimizers: SGD, momentum, RMSprop and Adam (bias-corrected).
+
+Every optimizer updates the model's parameter arrays in place, keeps its per-parameter state
+(moments) keyed by the parameter's name, created lazily with ``np.zeros_like`` so a float32
+model keeps float32 moments, and exposes its hyperparameters so a running trial can change them
+between two steps (:meth:`Optimizer.set`).
+
+The step runs every mini-batch, so it is written with in-place ufuncs (``out=``) and one
+preallocated scratch array per parameter: no array is allocated per step. Scalars are Python
+floats, which NumPy treats as "weak" and never promotes a float32 array to float64 with.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from trainer.config import HPARAM_SPECS
+from trainer.config import Optimizer as OptimizerName
+
+Array = NDArray[np.floating]
+
+
+class Optimizer(ABC):
+    """Base class: lazy name-keyed state, editable hyperparameters, flat state dicts.
+
+    Subclasses declare the names of their hyperparameters (``HPARAMS``, names of
+    :data:`trainer.config.HPARAM_SPECS`) and of their per-parameter state slots (``SLOTS``),
+    and implement :meth:`_update` for one parameter.
+    """
+
+    NAME: ClassVar[OptimizerName]
+    HPARAMS: ClassVar[tuple[str, ...]] = ()
+    SLOTS: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, **hparams: float) -> None:
+        self._hp: dict[str, float] = {}
+        self.set(**hparams)
+        # slot -> parameter name -> moment array (same shape and dtype as the parameter).
+        self._state: dict[str, dict[str, Array]] = {slot: {} for slot in self.SLOTS}
+        # Scratch space is not state: its content never survives a step.
+        self._scratch: dict[str, Array] = {}
+        self.t = 0  # steps taken; Adam's bias correction uses it
+
+    @property
+    def hyperparameters(self) -> dict[str, float]:
+        """This optimizer's hyperparameters, e.g. ``{"momentum": 0.9}``."""
+        return dict(self._hp)
+
+    def set(self, **values: float) -> None:
+        """Change hyperparameters; the next :meth:`step` uses the new values.
+
+        Raises:
+            ValueError: a name this optimizer does not have, or a value outside its range
+                (the message names the hyperparameter and the allowed range).
+        """
+        unknown = sorted(set(values) - set(self.HPARAMS))
+        if unknown:
+            allowed = ", ".join(self.HPARAMS) or "none"
+            raise ValueError(
+                f"{', '.join(unknown)}: not a hyperparameter of {self.NAME.value} "
+                f"(its hyperparameters: {allowed})"
+            )
+        checked = {name: float(HPARAM_SPECS[name].check(v)) for name, v in values.items()}
+        self._hp.update(checked)
+
+    def step(self, params: Mapping[str, Array], grads: Mapping[str, Array], lr: float) -> None:
+        """One update of every parameter, in place.
+
+        Args:
+            params: name -> parameter array (views into the model; modified in place).
+            grads: name -> gradient of the loss, same shape and dtype as ``params[name]``.
+            lr: the learning rate of this step (after decay).
+        """
+        lr = float(lr)  # an np.float64 here would compute every update in float64
+        self.t += 1
+        for name, w in params.items():
+            scratch = self._scratch.get(name)
+            if scratch is None:
+                scratch = self._scratch[name] = np.empty_like(w)
+            self._update(name, w, grads[name], lr, scratch)
+
+    @abstractmethod
+    def _update(self, name: str, w: Array, g: Array, lr: float, tmp: Array) -> None:
+        """Update parameter ``w`` (named ``name``) with gradient ``g``; ``tmp`` is scratch."""
+
+    def _slot(self, slot: str, name: str, like: Array) -> Array:
+        """The ``slot`` moment of parameter ``name``, zeros on first use."""
+        table = self._state[slot]
+        arr = table.get(name)
+        if arr is None:
+            arr = table[name] = np.zeros_like(like)
+        return arr
+
+    def state_dict(self) -> dict[str, NDArray[np.generic]]:
+        """A flat copy of the state: ``"<slot>/<param name>"`` arrays and ``"t"`` (0-d int64).
+
+        Hyperparameters are not included; they travel with the trial's config.
+        """
+        out: dict[str, NDArray[np.generic]] = {"t": np.array(self.t, dtype=np.int64)}
+        for slot, table in self._state.items():
+            for name, arr in table.items():
+                out[f"{slot}/{name}"] = arr.copy()
+        return out
+
+    def load_state_dict(self, state: Mapping[str, NDArray[np.generic]]) -> None:
+        """Replace the state with ``state`` (as :meth:`state_dict` made it), bit for bit.
+
+        Raises:
+            ValueError: ``"t"`` is missing or negative, or a key names an unknown slot.
+        """
+        if "t" not in state:
+            raise ValueError("state: missing 't' (the step counter)")
+        t = int(np.asarray(state["t"]))
+        if t < 0:
+            raise ValueError(f"state: 't' got {t}, allowed: >= 0")
+        tables: dict[str, dict[str, Array]] = {slot: {} for slot in self.SLOTS}
+        for key, value in state.items():
+            if key == "t":
+                continue
+            slot, sep, name = key.partition("/")
+            if not sep or slot not in tables or not name:
+                slots = ", ".join(f"'{s}/<param>'" for s in self.SLOTS) or "none"
+                raise ValueError(
+                    f"state: unexpected key {key!r} for {self.NAME.value} (keys: 't', {slots})"
+                )
+            tables[slot][name] = np.array(value, copy=True)
+        self._state = tables
+        self.t = t
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._hp.items())
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """Plain mini-batch gradient descent: ``w -= lr * g``."""
+
+    NAME = OptimizerName.SGD
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def _update(self, name: str, w: Array, g: Array, lr: float, tmp: Array) -> None:
+        np.multiply(g, lr, out=tmp)
+        np.subtract(w, tmp, out=w)
+
+
+class Momentum(Optimizer):
+    """Gradient descent with momentum, in the course's exponentially-weighted-average form.
+
+    ``v = beta * v + (1 - beta) * g``; ``w -= lr * v``. This differs from PyTorch's
+    ``v = beta * v + g`` by the factor ``1 - beta`` on the step: the same trajectory needs a
+    learning rate ``1 / (1 - beta)`` times larger here. State: ``"v/<param>"``.
+
+    Args:
+        momentum: beta in [0, 1); 0.9 averages over roughly the last 10 gradients.
+    """
+
+    NAME = OptimizerName.MOMENTUM
+    HPARAMS = ("momentum",)
+    SLOTS = ("v",)
+
+    def __init__(self, momentum: float = 0.9) -> None:
+        super().__init__(momentum=momentum)
+
+    def _update(self, name: str, w: Array, g: Array, lr: float, tmp: Array) -> None:
+        beta = self._hp["momentum"]
+        v = self._slot("v", name, w)
+        v *= beta
+        np.multiply(g, 1.0 - beta, out=tmp)
+        v += tmp
+        np.multiply(v, lr, out=tmp)
+        np.subtract(w, tmp, out=w)
+
+
+class RMSprop(Optimizer):
+    """RMSprop: divide the step by a running root mean square of the gradient.
+
+    ``s = beta2 * s + (1 - beta2) * g**2``; ``w -= lr * g / (sqrt(s) + epsilon)``.
+    No bias correction (as in the course). State: ``"s/<param>"``.
+
+    Args:
+        beta2: decay of the squared-gradient average, in [0, 1).
+        epsilon: denominator guard, > 0.
+    """
+
+    NAME = OptimizerName.RMSPROP
+    HPARAMS = ("beta2", "epsilon")
+    SLOTS = ("s",)
+
+    def __init__(self, beta2: float = 0.999, epsilon: float = 1e-8) -> None:
+        super().__init__(beta2=beta2, epsilon=epsilon)
+
+    def _update(self, name: str, w: Array, g: Array, lr: float, tmp: Array) -> None:
+        beta2, eps = self._hp["beta2"], self._hp["epsilon"]
+        s = self._slot("s", name, w)
+        s *= beta2
+        np.multiply(g, g, out=tmp)
+        tmp *= 1.0 - beta2
+        s += tmp
+        np.sqrt(s, out=tmp)
+        tmp += eps
+        np.divide(g, tmp, out=tmp)
+        tmp *= lr
+        np.subtract(w, tmp, out=w)
+
+
+class Adam(Optimizer):
+    """Adam: momentum and RMSprop together, with bias correction.
+
+    With ``t`` the 1-based step number::
+
+        v = beta1 * v + (1 - beta1) * g          s = beta2 * s + (1 - beta2) * g**2
+        v_hat = v / (1 - beta1**t)               s_hat = s / (1 - beta2**t)
+        w -= lr * v_hat / (sqrt(s_hat) + epsilon)
+
+    The last line is computed as ``w -= (lr * c2 / c1) * v / (sqrt(s) + epsilon * c2)`` with
+    ``c1 = 1 - beta1**t`` and ``c2 = sqrt(1 - beta2**t)``: the same value (multiply numerator
+    and denominator by ``c2``) with one pass over the arrays fewer. State: ``"v/<param>"``,
+    ``"s/<param>"`` and the step counter ``"t"``.
+
+    Args:
+        beta1: decay of the gradient average, in [0, 1).
+        beta2: decay of the squared-gradient average, in [0, 1).
+        epsilon: denominator guard, > 0.
+    """
+
+    NAME = OptimizerName.ADAM
+    HPARAMS = ("beta1", "beta2", "epsilon")
+    SLOTS = ("v", "s")
+
+    def __init__(self, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8) -> None:
+        super().__init__(beta1=beta1, beta2=beta2, epsilon=epsilon)
+
+    def _update(self, name: str, w: Array, g: Array, lr: float, tmp: Array) -> None:
+        beta1, beta2, eps = self._hp["beta1"], self._hp["beta2"], self._hp["epsilon"]
+        c1 = 1.0 - beta1**self.t
+        c2 = (1.0 - beta2**self.t) ** 0.5
+        v = self._slot("v", name, w)
+        s = self._slot("s", name, w)
+        v *= beta1
+        np.multiply(g, 1.0 - beta1, out=tmp)
+        v += tmp
+        s *= beta2
+        np.multiply(g, g, out=tmp)
+        tmp *= 1.0 - beta2
+        s += tmp
+        np.sqrt(s, out=tmp)
+        tmp += eps * c2
+        np.divide(v, tmp, out=tmp)
+        tmp *= lr * c2 / c1
+        np.subtract(w, tmp, out=w)
+
+
+_CLASSES: dict[OptimizerName, type[Optimizer]] = {
+    cls.NAME: cls for cls in (SGD, Momentum, RMSprop, Adam)
+}
+
+
+def make_optimizer(name: str | OptimizerName, hparams: Mapping[str, object]) -> Optimizer:
+    """Build the optimizer ``name`` with its hyperparameters read from ``hparams``.
+
+    Args:
+        name: ``"sgd"``, ``"momentum"``, ``"rmsprop"`` or ``"adam"``.
+        hparams: a hyperparameter mapping (names of :data:`trainer.config.HPARAM_SPECS`);
+            other names are ignored, missing ones take their defaults.
+
+    Raises:
+        ValueError: an unknown ``name`` or an out-of-range value (naming it).
+    """
+    try:
+        key = OptimizerName(name)
+    except ValueError:
+        allowed = ", ".join(repr(m.value) for m in OptimizerName)
+        raise ValueError(f"optimizer: got {name!r}, allowed: one of {allowed}") from None
+    cls = _CLASSES[key]
+    values = {n: hparams.get(n, HPARAM_SPECS[n].default) for n in cls.HPARAMS}
+    return cls(**values)  # type: ignore[arg-type]  # checked by Optimizer.set
