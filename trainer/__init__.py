@@ -30,7 +30,25 @@ _EXPORTS = {
     "Reporter": "trainer.reporting",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ADJUSTABLE",
+    "HPARAM_SPECS",
+    "Action",
+    "CheckpointError",
+    "Directive",
+    "DivergedError",
+    "FitResult",
+    "FitStatus",
+    "HParamError",
+    "NotAdjustableError",
+    "NullReporter",
+    "RecordingReporter",
+    "Reporter",
+    "TrainConfig",
+    "Trainer",
+    "check_hparams",
+    "complete_hparams",
+]
 
 if TYPE_CHECKING:
     from trainer.checkpoint import CheckpointError

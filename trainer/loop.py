@@ -99,7 +99,8 @@ class Trainer:
         )
 
     def _build_schedule(self) -> Schedule:
-        return make_schedule(self.hp["decay_schedule"], self.hp["lr_decay"], self.hp["decay_every"])
+        hp = self.hp
+        return make_schedule(hp["decay_schedule"], hp["lr_decay"], hp["decay_every"])
 
     @property
     def n_train(self) -> int:

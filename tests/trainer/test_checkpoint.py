@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,7 @@ def _resume_in_fresh_process(
         [sys.executable, "-c", RESUME_SCRIPT, json.dumps(config.to_dict()), str(ckpt_file),
          str(out_file), json.dumps(update) if update else ""],
         check=True,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
         cwd=Path(__file__).resolve().parents[2],
     )
     with np.load(out_file) as npz:
