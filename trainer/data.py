@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike
 
-from trainer.datafiles import DataError, check_class_counts, read_table
-from trainer.synthetic import make_blobs, make_moons, make_spirals
+from trainer.datafiles import DataError, check_class_counts, load_builtin, read_table
+from trainer.synthetic import make_synthetic
 
 __all__ = [
     "TASKS", "DataError", "Dataset", "OptionSpec", "OptionType", "TaskInfo", "TaskKind",
@@ -81,18 +81,21 @@ class OptionSpec:
         if self.type is OptionType.FLOAT_LIST:
             if not isinstance(value, list | tuple) or len(value) != self.length:
                 return None
-            items = [self._number(v, float) for v in value]
+            items = [self._number(v, integer=False) for v in value]
             return None if any(v is None for v in items) else items
-        return self._number(value, int if self.type is OptionType.INT else float)
+        return self._number(value, integer=self.type is OptionType.INT)
 
-    def _number(self, value: Any, kind: type) -> float | int | None:
+    def _number(self, value: Any, *, integer: bool) -> float | int | None:
         # bool is an int subclass, but True is never a sensible sample count or noise level.
-        if isinstance(value, bool) or not isinstance(value, int | float) \
-                or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, int | float):
             return None
-        if kind is int and not float(value).is_integer():
+        try:
+            as_float = float(value)
+        except OverflowError:  # an int beyond float range, e.g. 10**400 from JSON
             return None
-        out = kind(value)
+        if not math.isfinite(as_float) or (integer and not as_float.is_integer()):
+            return None
+        out = int(value) if integer else float(value)
         assert self.low is not None and self.high is not None  # numeric options have both
         return out if self.low <= out <= self.high else None
 
@@ -274,12 +277,12 @@ def load_task(
     if kind is TaskKind.QUADRATIC:
         return _quadratic(opts["coefficients"], dt)
     if kind is TaskKind.BUILTIN:
-        X, labels, feature_names, class_names = _load_builtin(name)
+        X, labels, feature_names, class_names = load_builtin(name)
     elif kind is TaskKind.FILE:
         X, labels, feature_names = read_table(opts["path"])
         class_names = None
     else:
-        X, labels = _make_synthetic(name, opts, rng)
+        X, labels = make_synthetic(name, opts, rng)
         feature_names = tuple(f"x{j}" for j in range(X.shape[1]))
         class_names = None
     classes, y = np.unique(labels, return_inverse=True)
@@ -363,34 +366,3 @@ def _quadratic(coefficients: list[float], dt: np.dtype[Any]) -> Dataset:
         X_test=row.copy(), y_test=zero.copy(),
         n_features=3, n_classes=0, class_names=(), feature_names=("c0", "c1", "c2"),
     )
-
-
-def _load_builtin(
-    name: str,
-) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
-    # Imported here, not at module level: scikit-learn (and SciPy) take about a second to
-    # import, and only builtin tasks need them. Its bundled files are read, nothing downloaded.
-    from sklearn import datasets
-
-    bunch = getattr(datasets, f"load_{name}")()
-    X = np.asarray(bunch.data, dtype=np.float64)
-    names = getattr(bunch, "feature_names", None)
-    feature_names = tuple(str(n) for n in names) if names is not None and len(names) \
-        else tuple(f"x{j}" for j in range(X.shape[1]))
-    return X, np.asarray(bunch.target, dtype=np.int64), feature_names, \
-        tuple(str(n) for n in bunch.target_names)
-
-
-def _make_synthetic(
-    name: str, opts: Mapping[str, Any], rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    # The option ranges guarantee n_samples >= 3 * n_classes, so every class can be split.
-    if name == "spirals":
-        return make_spirals(opts["n_samples"], opts["n_classes"], opts["noise"], rng)
-    if name == "moons":
-        return make_moons(opts["n_samples"], opts["noise"], rng)
-    if name == "blobs":
-        return make_blobs(
-            opts["n_samples"], opts["n_features"], opts["n_classes"], opts["noise"], rng
-        )
-    raise DataError(f"no generator for synthetic task {name!r}")

@@ -1,4 +1,4 @@
-"""Reading user data files (CSV and NPZ) into a feature matrix and a label vector.
+"""Reading data files into a feature matrix and a label vector: user CSV/NPZ, bundled sets.
 
 Only the standard library's :mod:`csv` and NumPy are used; NPZ files are opened with
 ``allow_pickle=False`` so an uploaded file can never run code. Every problem becomes a
@@ -58,6 +58,26 @@ def read_table(path: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...
         X, labels, names = _read_csv(path)
     check_class_counts(labels, path.name)
     return X, labels, names
+
+
+def load_builtin(name: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
+    """Load one of scikit-learn's bundled data sets (``digits``, ``iris``, ``wine``...).
+
+    Returns:
+        X: (n, d) float64; y: (n,) int64 in 0..C-1; feature_names: d names;
+        class_names: C names, ``class_names[i]`` for label i.
+    """
+    # Imported here, not at module level: scikit-learn (and SciPy) take about a second to
+    # import and only builtin tasks need them. The bundled files are read; nothing downloads.
+    from sklearn import datasets  # type: ignore[import-untyped]
+
+    bunch = getattr(datasets, f"load_{name}")()
+    X = np.asarray(bunch.data, dtype=np.float64)
+    names = getattr(bunch, "feature_names", None)
+    if names is None or len(names) != X.shape[1]:
+        names = [f"x{j}" for j in range(X.shape[1])]
+    y = np.asarray(bunch.target, dtype=np.int64)
+    return X, y, tuple(str(n) for n in names), tuple(str(n) for n in bunch.target_names)
 
 
 def check_class_counts(labels: np.ndarray, source: str) -> None:

@@ -8,6 +8,8 @@ class; :func:`trainer.data.load_task` shuffles them when it splits.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -110,3 +112,26 @@ def make_blobs(
     y = _labels(sizes)
     X = centers[y] + noise * rng.standard_normal((n_samples, n_features))
     return X, y
+
+
+def make_synthetic(
+    name: str, options: Mapping[str, Any], rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Dispatch a synthetic task name (``spirals``, ``moons``, ``blobs``) to its generator.
+
+    Args:
+        name: the task.
+        options: its checked options (see :func:`trainer.data.check_task_options`).
+        rng: source of all randomness.
+
+    Returns:
+        X: (n_samples, d) float64; y: (n_samples,) int64.
+    """
+    o = options
+    if name == "spirals":
+        return make_spirals(o["n_samples"], o["n_classes"], o["noise"], rng)
+    if name == "moons":
+        return make_moons(o["n_samples"], o["noise"], rng)
+    if name == "blobs":
+        return make_blobs(o["n_samples"], o["n_features"], o["n_classes"], o["noise"], rng)
+    raise ValueError(f"no generator for synthetic task {name!r}")
