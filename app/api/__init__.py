@@ -1,0 +1,14 @@
+"""The JSON API: one router per resource, all under ``/api``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.api import events, meta, studies, trials, workers
+
+api_router = APIRouter(prefix="/api")
+api_router.include_router(meta.router)
+api_router.include_router(studies.router)
+api_router.include_router(trials.router)
+api_router.include_router(events.router)
+api_router.include_router(workers.router)

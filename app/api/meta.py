@@ -1,0 +1,57 @@
+"""Health, the task catalogue and the hyperparameter catalogue."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from fastapi import APIRouter, Request
+from sqlalchemy import text
+
+from app.deps import SessionDep
+from app.schemas import Health, HParamPublic, TaskPublic, TasksPublic
+from trainer.config import HPARAM_SPECS
+
+router = APIRouter(tags=["meta"])
+
+
+def _version() -> str:
+    try:
+        return version("panda-caviar")
+    except PackageNotFoundError:
+        return ""
+
+
+@router.get("/health", response_model=Health)
+def health(request: Request, session: SessionDep) -> Health:
+    """Liveness: the database answers; how many live streams are open."""
+    session.execute(text("SELECT 1"))
+    return Health(
+        version=_version() or request.app.version,
+        database=session.get_bind().dialect.name,
+        streams=request.app.state.streams,
+    )
+
+
+@router.get("/tasks", response_model=TasksPublic)
+def tasks() -> TasksPublic:
+    """The data sets trials can train on, with their options."""
+    from trainer.data import TASKS  # NumPy and scikit-learn: loaded on first use only
+
+    data = [TaskPublic.model_validate(info.to_dict()) for info in TASKS.values()]
+    return TasksPublic(data=data, count=len(data))
+
+
+@router.get("/hparams", response_model=list[HParamPublic])
+def hparams() -> list[HParamPublic]:
+    """Every hyperparameter: type, default, allowed range, adjustable while running."""
+    return [_hparam(spec) for spec in HPARAM_SPECS.values()]
+
+
+def _hparam(spec: Any) -> HParamPublic:
+    return HParamPublic(
+        name=spec.name, type=spec.type.__name__, default=spec.default, low=spec.low,
+        high=spec.high, low_open=spec.low_open, high_open=spec.high_open,
+        choices=list(spec.choices), adjustable=spec.adjustable, range=spec.range_text(),
+        help=spec.help,
+    )

@@ -1,0 +1,172 @@
+"""The worker protocol of docs/contracts.md: claim, report, checkpoint up/download, finish."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from app import control, crud
+from app.config import Settings
+from app.db import read_engine, utcnow
+from app.deps import SessionDep, SettingsDep, TrialDep
+from app.errors import Invalid, NotFound
+from app.models import Checkpoint, Trial
+from app.schemas import (
+    CheckpointOut,
+    ClaimIn,
+    ClaimOut,
+    DirectiveOut,
+    FinishIn,
+    ReportIn,
+    TrialPublic,
+)
+from app.serialize import trial_out
+
+router = APIRouter(prefix="/workers", tags=["workers"])
+ZIP_MAGIC = b"PK\x03\x04"  # an .npz is a zip archive
+
+
+@router.post("/claim", response_model=ClaimOut, responses={204: {"description": "queue empty"}})
+def claim(body: ClaimIn, session: SessionDep, settings: SettingsDep) -> ClaimOut | Response:
+    """Atomically take the oldest queued trial; 204 when nothing is queued."""
+    out = control.claim(session, body.worker, settings)
+    if out is None:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    session.commit()
+    return out
+
+
+@router.post("/trials/{trial_id}/report", response_model=DirectiveOut)
+def report(
+    trial: TrialDep, body: ReportIn, session: SessionDep, settings: SettingsDep
+) -> DirectiveOut:
+    """Store a batch of metric points (idempotent), renew the lease, answer a directive."""
+    directive = control.report(session, trial, body, settings)
+    session.commit()
+    return directive
+
+
+@router.post("/trials/{trial_id}/finish", response_model=TrialPublic)
+def finish(trial: TrialDep, body: FinishIn, session: SessionDep) -> TrialPublic:
+    """End the attempt as completed, paused, stopped or failed."""
+    control.finish(session, trial, body)
+    out = trial_out(session, trial)
+    session.commit()
+    return out
+
+
+@router.get("/checkpoints/{checkpoint_id}", response_class=FileResponse)
+def download(checkpoint_id: int, session: SessionDep) -> FileResponse:
+    """The checkpoint's ``.npz`` bytes; the sha256 is in ``X-Checkpoint-Sha256``."""
+    ckpt = session.get(Checkpoint, checkpoint_id)
+    if ckpt is None or not Path(ckpt.path).is_file():
+        raise NotFound(f"checkpoint {checkpoint_id} not found")
+    return FileResponse(
+        ckpt.path, media_type="application/octet-stream",
+        headers={"X-Checkpoint-Sha256": ckpt.sha256},
+    )
+
+
+@router.put(
+    "/trials/{trial_id}/checkpoints",
+    response_model=CheckpointOut,
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}}},
+)
+async def upload(
+    trial_id: int,
+    attempt: Annotated[int, Query(ge=1)],
+    step: Annotated[int, Query(ge=0)],
+    request: Request,
+    settings: SettingsDep,
+) -> CheckpointOut:
+    """Store raw ``.npz`` bytes durably (temp file, fsync, rename), then record the row."""
+    engine: Engine = request.app.state.engine
+    await run_in_threadpool(_check_writer, engine, trial_id, attempt)
+    path, sha256, size = await _receive(request, settings.checkpoint_dir)
+    try:
+        return await run_in_threadpool(
+            _record, engine, settings, trial_id, attempt, step, (path, sha256, size)
+        )
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def _check_writer(engine: Engine, trial_id: int, attempt: int) -> None:
+    # Refuse a stale or unknown writer before accepting up to max_checkpoint_bytes from it.
+    with Session(read_engine(engine)) as session:
+        trial = session.get(Trial, trial_id)
+        if trial is None:
+            raise NotFound(f"trial {trial_id} not found")
+        control.check_attempt(trial, attempt)
+
+
+async def _receive(request: Request, directory: Path) -> tuple[Path, str, int]:
+    """Stream the body to ``<uuid>.npz`` under ``directory`` (size limit: the middleware)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    name = uuid.uuid4().hex
+    tmp, final = directory / f".{name}.tmp", directory / f"{name}.npz"
+    digest, size, head = hashlib.sha256(), 0, b""
+    try:
+        with open(tmp, "wb") as fh:
+            async for chunk in request.stream():
+                fh.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+                head = (head + chunk)[:4] if len(head) < 4 else head
+            fh.flush()
+            os.fsync(fh.fileno())
+        if head != ZIP_MAGIC:
+            raise Invalid("body: not an .npz file (a zip archive was expected)", field="body")
+        os.replace(tmp, final)
+        _fsync_dir(directory)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final, digest.hexdigest(), size
+
+
+def _fsync_dir(directory: Path) -> None:
+    # The rename is durable only once the directory entry is on disk too.
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _record(
+    engine: Engine, settings: Settings, trial_id: int, attempt: int, step: int,
+    stored: tuple[Path, str, int],
+) -> CheckpointOut:
+    """The checkpoint row, committed only after the file is on disk; a retry replaces it."""
+    path, sha256, size = stored
+    with Session(engine, expire_on_commit=False) as session:
+        trial = session.get(Trial, trial_id)
+        if trial is None:
+            raise NotFound(f"trial {trial_id} not found")
+        control.check_attempt(trial, attempt)
+        ckpt = crud.get_checkpoint(session, trial_id=trial_id, step=step)
+        # A retried step keeps its row (forks point at it by id) and gets the new file.
+        old_path = ckpt.path if ckpt is not None else None
+        if ckpt is None:
+            ckpt = Checkpoint(trial_id=trial_id, step=step)
+            session.add(ckpt)
+        ckpt.epoch, ckpt.hparams = trial.epoch, dict(trial.hparams)
+        ckpt.path, ckpt.bytes, ckpt.sha256, ckpt.created_at = str(path), size, sha256, utcnow()
+        control.checkpoint_taken(session, trial, step, settings)
+        session.flush()
+        out = CheckpointOut(id=ckpt.id, step=step, sha256=sha256, bytes=size)
+        session.commit()
+    if old_path is not None:
+        Path(old_path).unlink(missing_ok=True)
+    return out

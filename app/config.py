@@ -1,0 +1,92 @@
+"""One settings object for the server, read from ``PANDACAVIAR_*`` environment variables."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` only accepts connections from this machine."""
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Settings(BaseSettings):
+    """Server configuration; every field can be set as ``PANDACAVIAR_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="PANDACAVIAR_", extra="ignore")
+
+    database_url: str = "sqlite:///./pandacaviar.db"
+    data_dir: Path = Path("data")
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    token: str | None = None
+    lease_seconds: float = 30.0
+    report_seconds: float = 0.5
+    reaper_seconds: float = 2.0
+    max_attempts: int = Field(3, ge=1)
+    max_body_bytes: int = Field(1 * MIB, gt=0)
+    max_checkpoint_bytes: int = Field(512 * MIB, gt=0)
+    start_dispatcher: bool = True
+
+    @field_validator("workers")
+    @classmethod
+    def _workers_non_negative(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError(f"workers: got {v}, allowed: an integer >= 0")
+        return v
+
+    @field_validator("lease_seconds", "report_seconds", "reaper_seconds")
+    @classmethod
+    def _positive_seconds(cls, v: float) -> float:
+        if not v > 0 or v == float("inf"):
+            raise ValueError(f"got {v}, allowed: a finite number of seconds > 0")
+        return v
+
+    @model_validator(mode="after")
+    def _token_for_wide_bind(self) -> Settings:
+        # Anyone on the network could pause or fork trials: refuse unless a token guards it.
+        if not is_loopback(self.host) and not self.token:
+            raise ValueError(
+                f"host: {self.host!r} is reachable from other machines; "
+                "set PANDACAVIAR_TOKEN (or --token) or bind 127.0.0.1"
+            )
+        return self
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.data_dir / "checkpoints"
+
+    @property
+    def upload_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def server_url(self) -> str:
+        """The URL local workers use to reach this server."""
+        host = self.host
+        if host in {"0.0.0.0", ""}:
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+
+def get_settings() -> Settings:
+    """Settings from the environment (a fresh object: tests build their own)."""
+    return Settings()

@@ -1,0 +1,255 @@
+"""Reusable queries; keyword-only, no HTTP and no state-machine rules (those are in control)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from app.db import UTCDateTime, utcnow
+from app.errors import Invalid
+from app.models import (
+    Checkpoint,
+    Direction,
+    Event,
+    EventKind,
+    Metric,
+    Study,
+    Trial,
+    TrialState,
+)
+
+TRIAL_SORTS = (
+    "number", "id", "state", "step", "epoch", "best", "best_value", "last_value",
+    "created_at", "started_at", "ended_at",
+)
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+# -- studies ---------------------------------------------------------------------------------
+
+
+def list_studies(session: Session, *, limit: int, offset: int) -> tuple[list[Study], int]:
+    count = session.scalar(select(func.count()).select_from(Study)) or 0
+    rows = session.scalars(select(Study).order_by(Study.id.desc()).limit(limit).offset(offset))
+    return list(rows), count
+
+
+def state_counts(session: Session, study_ids: Iterable[int]) -> dict[int, dict[str, int]]:
+    """Number of trials per state for each study, in one query."""
+    ids = list(study_ids)
+    out: dict[int, dict[str, int]] = {i: {} for i in ids}
+    if not ids:
+        return out
+    q = (
+        select(Trial.study_id, Trial.state, func.count())
+        .where(Trial.study_id.in_(ids))
+        .group_by(Trial.study_id, Trial.state)
+    )
+    for study_id, state, n in session.execute(q):
+        out[study_id][state.value] = n
+    return out
+
+
+def study_files(session: Session, study_id: int) -> list[str]:
+    q = (
+        select(Checkpoint.path)
+        .join(Trial, Checkpoint.trial_id == Trial.id)
+        .where(Trial.study_id == study_id)
+    )
+    return list(session.scalars(q))
+
+
+# -- trials ----------------------------------------------------------------------------------
+
+
+def create_trial(
+    session: Session, *, study: Study, hparams: dict[str, Any], **fields: Any
+) -> Trial:
+    """A queued trial numbered after the study's last one (the caller holds the write lock)."""
+    last = session.scalar(select(func.max(Trial.number)).where(Trial.study_id == study.id))
+    trial = Trial(
+        study_id=study.id,
+        number=0 if last is None else last + 1,
+        state=TrialState.QUEUED,
+        hparams=hparams,
+        attempt=0,
+        step=fields.pop("step", 0),
+        epoch=0.0,
+        **fields,
+    )
+    session.add(trial)
+    session.flush()
+    return trial
+
+
+def _sort_key(sort: str, direction: Direction) -> ColumnElement[Any]:
+    desc = sort.startswith("-")
+    name = sort.lstrip("-")
+    if name not in TRIAL_SORTS:
+        allowed = ", ".join(TRIAL_SORTS)
+        raise Invalid(f"sort: got {sort!r}, allowed: one of {allowed} (prefix - to reverse)",
+                      field="sort")
+    if name == "best":
+        name, desc = "best_value", desc != (direction is Direction.MAXIMIZE)
+    column = getattr(Trial, name)
+    return (column.desc() if desc else column.asc()).nulls_last()
+
+
+def list_trials(
+    session: Session,
+    *,
+    study: Study,
+    states: Sequence[TrialState],
+    sort: str,
+    limit: int,
+    offset: int,
+) -> tuple[list[Trial], int]:
+    where = [Trial.study_id == study.id]
+    if states:
+        where.append(Trial.state.in_(states))
+    count = session.scalar(select(func.count()).select_from(Trial).where(*where)) or 0
+    q = select(Trial).where(*where).order_by(_sort_key(sort, study.direction), Trial.id)
+    return list(session.scalars(q.limit(limit).offset(offset))), count
+
+
+def claim_next(
+    session: Session, *, worker: str, now: datetime, lease_until: datetime
+) -> tuple[int, int] | None:
+    """Atomically turn the oldest queued trial into a running one: ONE UPDATE ... RETURNING."""
+    oldest = (
+        select(Trial.id).where(Trial.state == TrialState.QUEUED).order_by(Trial.id).limit(1)
+    )
+    if _dialect(session) == "postgresql":
+        oldest = oldest.with_for_update(skip_locked=True)
+    stmt = (
+        update(Trial)
+        .where(Trial.id == oldest.scalar_subquery())
+        .values(
+            state=TrialState.RUNNING,
+            attempt=Trial.attempt + 1,
+            worker=worker,
+            lease_expires_at=lease_until,
+            started_at=func.coalesce(Trial.started_at, literal(now, UTCDateTime())),
+        )
+        .returning(Trial.id, Trial.attempt)
+        .execution_options(synchronize_session=False)
+    )
+    row = session.execute(stmt).first()
+    return None if row is None else (row[0], row[1])
+
+
+# -- events ----------------------------------------------------------------------------------
+
+
+def add_event(
+    session: Session,
+    trial: Trial,
+    kind: EventKind,
+    payload: dict[str, Any] | None = None,
+    *,
+    applied: bool = False,
+    applied_step: int | None = None,
+) -> Event:
+    now = utcnow()
+    event = Event(
+        trial_id=trial.id,
+        kind=kind,
+        payload=payload or {},
+        requested_at=now,
+        applied_at=now if applied else None,
+        applied_step=applied_step,
+    )
+    session.add(event)
+    session.flush()
+    return event
+
+
+def pending_events(session: Session, trial_ids: Iterable[int]) -> dict[int, list[Event]]:
+    """Events not applied yet, oldest first, per trial."""
+    ids = list(trial_ids)
+    out: dict[int, list[Event]] = defaultdict(list)
+    if ids:
+        q = (
+            select(Event)
+            .where(Event.trial_id.in_(ids), Event.applied_at.is_(None))
+            .order_by(Event.id)
+        )
+        for event in session.scalars(q):
+            out[event.trial_id].append(event)
+    return out
+
+
+def list_events(session: Session, *, trial_id: int) -> list[Event]:
+    q = select(Event).where(Event.trial_id == trial_id).order_by(Event.id)
+    return list(session.scalars(q))
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+
+def upsert_metrics(
+    session: Session, *, trial_id: int, points: Iterable[tuple[int, str, float]]
+) -> int:
+    """Insert or overwrite points on (trial, name, step): a retried batch changes nothing."""
+    latest = {(name, step): value for step, name, value in points}
+    if not latest:
+        return 0
+    rows = [
+        {"trial_id": trial_id, "name": name, "step": step, "value": value}
+        for (name, step), value in latest.items()
+    ]
+    insert = pg_insert if _dialect(session) == "postgresql" else sqlite_insert
+    stmt = insert(Metric.__table__)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["trial_id", "name", "step"], set_={"value": stmt.excluded.value}
+    )
+    session.connection().execute(stmt, rows)
+    return len(rows)
+
+
+def metric_series(
+    session: Session, *, trial_id: int, names: Sequence[str], since_step: int | None
+) -> dict[str, list[tuple[int, float]]]:
+    """Points per metric name, sorted by step."""
+    q = select(Metric.name, Metric.step, Metric.value).where(Metric.trial_id == trial_id)
+    if names:
+        q = q.where(Metric.name.in_(names))
+    if since_step is not None:
+        q = q.where(Metric.step > since_step)
+    out: dict[str, list[tuple[int, float]]] = {name: [] for name in names}
+    for name, step, value in session.execute(q.order_by(Metric.name, Metric.step)):
+        out.setdefault(name, []).append((step, value))
+    return out
+
+
+# -- checkpoints -----------------------------------------------------------------------------
+
+
+def list_checkpoints(session: Session, *, trial_id: int) -> list[Checkpoint]:
+    q = select(Checkpoint).where(Checkpoint.trial_id == trial_id).order_by(Checkpoint.step)
+    return list(session.scalars(q))
+
+
+def get_checkpoint(session: Session, *, trial_id: int, step: int) -> Checkpoint | None:
+    q = select(Checkpoint).where(Checkpoint.trial_id == trial_id, Checkpoint.step == step)
+    return session.scalar(q)
+
+
+def latest_checkpoint(session: Session, *, trial_id: int) -> Checkpoint | None:
+    q = (
+        select(Checkpoint)
+        .where(Checkpoint.trial_id == trial_id)
+        .order_by(Checkpoint.step.desc())
+        .limit(1)
+    )
+    return session.scalar(q)

@@ -1,0 +1,128 @@
+"""Engine, sessions and the SQLite settings that make concurrent writers safe.
+
+Transactions: every transaction on the engine begins with ``BEGIN IMMEDIATE`` (SQLAlchemy's
+documented pysqlite recipe: the driver's own BEGIN is switched off in a ``connect`` event and
+ours is emitted in a ``begin`` event). A read-then-write transaction therefore holds SQLite's
+write lock from its first read, so two requests can never both read "queued" and both write
+"running"; a competing writer waits up to ``busy_timeout`` instead of failing with "database is
+locked". The one exception is :func:`read_engine`: GET requests and the SSE pollers never
+write, so they use a plain deferred ``BEGIN`` and read a WAL snapshot without queueing behind
+the writers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.types import TypeDecorator
+from starlette.requests import Request
+
+BUSY_TIMEOUT_MS = 10_000
+DEFERRED = "pandacaviar_deferred"
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes stored naive (SQLite has no time zones)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, busy_timeout, foreign keys and BEGIN IMMEDIATE."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        # The server's thread pool hands sessions between threads; SQLite itself is serialized.
+        connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+        pool_size=10,
+        max_overflow=30,
+    )
+    event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+    # Switch off pysqlite's own BEGIN so that _sqlite_on_begin decides how transactions start.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # FULL, not NORMAL: with WAL, NORMAL survives a process crash but may lose the last
+    # commits on power loss, and a 2xx to a worker must mean the report is durable. Reports
+    # are batched, so the fsync per commit costs little ingest speed (see bench/ingest.py).
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    if conn.get_execution_options().get(DEFERRED):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def read_engine(engine: Engine) -> Engine:
+    """The same pool, but transactions begin deferred: only for code that never writes."""
+    return engine.execution_options(**{DEFERRED: True})
+
+
+def init_db(engine: Engine) -> None:
+    """Create the tables that do not exist yet."""
+    from app import models  # noqa: F401  (registers the tables on Base.metadata)
+
+    Base.metadata.create_all(engine)
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error (background tasks)."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """FastAPI dependency: GET requests read a snapshot, every other method writes IMMEDIATE.
+
+    Handlers commit explicitly; anything not committed is rolled back when the request ends,
+    so a rejected call writes nothing.
+    """
+    engine: Engine = request.app.state.engine
+    if request.method in ("GET", "HEAD"):
+        engine = read_engine(engine)
+    with Session(engine, expire_on_commit=False) as session:
+        yield session

@@ -1,0 +1,81 @@
+"""Domain exceptions and the one handler that turns them into ``{"detail": ...}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from trainer.config import HParamError
+
+
+class DomainError(Exception):
+    """Base of the errors the API reports; ``status_code`` picks the HTTP status."""
+
+    status_code = 400
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+
+
+class NotFound(DomainError):
+    status_code = 404
+
+
+class Conflict(DomainError):
+    """The resource is in the wrong state for this request (finished trial, stale attempt)."""
+
+    status_code = 409
+
+
+class Invalid(DomainError):
+    """Input that parses but breaks a rule; ``field`` names it."""
+
+    status_code = 422
+
+    @classmethod
+    def from_hparam(cls, exc: HParamError, prefix: str = "") -> Invalid:
+        return cls(f"{prefix}{exc}", field=f"{prefix}{exc.name}")
+
+
+def _body(detail: Any, field: str | None = None) -> dict[str, Any]:
+    return {"detail": detail} if field is None else {"detail": detail, "field": field}
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    # "body" is noise to a client; query/path parameters keep their own name.
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    return JSONResponse(_body(exc.detail, exc.field), status_code=exc.status_code)
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Pydantic's errors as one sentence per field, e.g. ``budget.trials: Input should be...``."""
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    fields = [_loc(tuple(e.get("loc", ()))) for e in errors]
+    messages = [str(e.get("msg", "invalid")) for e in errors]
+    detail = "; ".join(f"{f}: {m}" for f, m in zip(fields, messages, strict=True))
+    return JSONResponse(_body(detail, fields[0] if fields else None), status_code=422)
+
+
+async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return JSONResponse(
+        _body(exc.detail), status_code=exc.status_code, headers=getattr(exc, "headers", None)
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, domain_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)

@@ -1,0 +1,192 @@
+"""The application factory.
+
+Run with ``uvicorn app.main:create_app --factory`` (or ``pandacaviar serve``). ``app.main.app``
+also exists for ``uvicorn app.main:app``, but it is built on first access (PEP 562 module
+``__getattr__``), so importing this module has no side effects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote_plus
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app import control
+from app.api import api_router
+from app.config import Settings, get_settings
+from app.db import init_db, make_engine, session_scope, utcnow
+from app.errors import install_error_handlers
+from app.web import web_router
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parent.parent
+STATIC_DIR = ROOT / "static"
+OPEN_PATHS = ("/api/health", "/static/")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A configured app; the database, reaper and workers start with its lifespan."""
+    settings = settings or get_settings()
+    app = FastAPI(title="panda-caviar", version="0.1.0", lifespan=_lifespan)
+    app.state.settings = settings
+    app.state.streams = 0
+    install_error_handlers(app)
+    app.include_router(api_router)
+    app.include_router(web_router)
+    if STATIC_DIR.is_dir():
+        app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(BodyLimitMiddleware, settings=settings)
+    if settings.token:
+        app.add_middleware(TokenMiddleware, token=settings.token)
+    return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    settings.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    settings.upload_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    app.state.engine = engine
+    dispatcher = _start_dispatcher(settings)
+    app.state.dispatcher = dispatcher
+    reaper = asyncio.create_task(_reap_forever(app))
+    try:
+        yield
+    finally:
+        if dispatcher is not None:
+            await run_in_threadpool(dispatcher.stop)
+        reaper.cancel()
+        await asyncio.gather(reaper, return_exceptions=True)
+        engine.dispose()
+
+
+def _start_dispatcher(settings: Settings) -> Any:
+    if not settings.start_dispatcher or settings.workers == 0:
+        return None
+    try:
+        from app.dispatcher import Dispatcher
+    except ImportError as exc:  # a partial checkout: say what to do instead of a traceback
+        raise RuntimeError(
+            "app.dispatcher cannot be imported; run with PANDACAVIAR_WORKERS=0 "
+            "(and start `pandacaviar worker` processes yourself)"
+        ) from exc
+    dispatcher = Dispatcher(settings.server_url, settings.workers, token=settings.token)
+    dispatcher.start()
+    return dispatcher
+
+
+def reap_once(app: FastAPI) -> int:
+    """Requeue (or fail) the running trials whose lease expired; returns how many."""
+    settings: Settings = app.state.settings
+    with session_scope(app.state.engine) as session:
+        return control.reap_expired(session, utcnow(), settings.max_attempts)
+
+
+async def _reap_forever(app: FastAPI) -> None:
+    while True:
+        await asyncio.sleep(app.state.settings.reaper_seconds)
+        try:
+            n = await run_in_threadpool(reap_once, app)
+        except Exception:  # a locked or broken database must not end the reaper for good
+            log.exception("reaper pass failed")
+            continue
+        if n:
+            log.info("reaper: %d expired lease(s)", n)
+
+
+class BodyLimitMiddleware:
+    """413 for bodies over the limit: checkpoint uploads get a larger one than JSON."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    def _limit(self, scope: Scope) -> int:
+        path = scope.get("path", "")
+        if scope.get("method") == "PUT" and path.endswith("/checkpoints"):
+            return self.settings.max_checkpoint_bytes
+        return self.settings.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = self._limit(scope)
+        detail = f"body: larger than the limit of {limit} bytes"
+        length = dict(scope.get("headers", [])).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            return await _send_json(send, 413, detail)
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    # An HTTPException passes FastAPI's body parsing untouched (-> 413).
+                    raise HTTPException(413, detail)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+class TokenMiddleware:
+    """With a token configured, every request but health and static files must carry it.
+
+    Accepted as ``Authorization: Bearer <token>`` or, for browsers (EventSource cannot set
+    headers), a ``token`` query parameter.
+    """
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.token = token.encode()
+
+    def _given(self, scope: Scope) -> bytes:
+        auth = dict(scope.get("headers", [])).get(b"authorization", b"")
+        if auth.lower().startswith(b"bearer "):
+            return auth[7:].strip()
+        for pair in scope.get("query_string", b"").split(b"&"):
+            if pair.startswith(b"token="):
+                return unquote_plus(pair[6:].decode("latin-1")).encode()
+        return b""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path.startswith(OPEN_PATHS):
+            return await self.app(scope, receive, send)
+        if not hmac.compare_digest(self._given(scope), self.token):
+            return await _send_json(send, 401, "missing or wrong API token")
+        await self.app(scope, receive, send)
+
+
+async def _send_json(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `uvicorn app.main:app` works, yet importing app.main builds nothing.
+    if name == "app":
+        built = create_app()
+        globals()["app"] = built
+        return built
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,217 @@
+"""ORM tables: studies, rounds, trials, metrics, events, checkpoints."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db import Base, UTCDateTime, utcnow
+
+
+class StudyMode(enum.StrEnum):
+    PANDA = "panda"
+    CAVIAR = "caviar"
+
+
+class Direction(enum.StrEnum):
+    MAXIMIZE = "maximize"
+    MINIMIZE = "minimize"
+
+
+class StudyState(enum.StrEnum):
+    ACTIVE = "active"
+    FINISHED = "finished"
+
+
+class TrialState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    STOPPED = "stopped"
+    PRUNED = "pruned"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED_STATES
+
+
+FINISHED_STATES = frozenset(
+    {TrialState.COMPLETED, TrialState.FAILED, TrialState.STOPPED, TrialState.PRUNED}
+)
+
+
+class EventKind(enum.StrEnum):
+    ADJUST = "adjust"
+    PAUSE = "pause"
+    RESUME = "resume"
+    STOP = "stop"
+    FORK = "fork"
+    NOTE = "note"
+    PRUNE = "prune"
+    EXPLOIT = "exploit"
+    CHECKPOINT = "checkpoint"
+    REQUEUE = "requeue"
+    FAIL = "fail"
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    # Store the lower-case values the API shows, as VARCHAR: portable and readable in sqlite3.
+    return Enum(cls, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
+
+
+class Study(Base):
+    __tablename__ = "studies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    mode: Mapped[StudyMode] = mapped_column(_enum(StudyMode))
+    task: Mapped[str] = mapped_column(String(100))
+    task_options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    space: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    objective_metric: Mapped[str] = mapped_column(String(100))
+    direction: Mapped[Direction] = mapped_column(_enum(Direction))
+    sampler: Mapped[str] = mapped_column(String(50))
+    scheduler: Mapped[str | None] = mapped_column(String(50))
+    budget_trials: Mapped[int] = mapped_column(Integer)
+    epochs: Mapped[int] = mapped_column(Integer)
+    parallelism: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(Integer)
+    state: Mapped[StudyState] = mapped_column(_enum(StudyState), default=StudyState.ACTIVE)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    rounds: Mapped[list[Round]] = relationship(
+        back_populates="study", cascade="all, delete-orphan", passive_deletes=True
+    )
+    trials: Mapped[list[Trial]] = relationship(
+        back_populates="study", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Round(Base):
+    """One stage of a coarse-to-fine search: its own space, all in one study."""
+
+    __tablename__ = "rounds"
+    __table_args__ = (UniqueConstraint("study_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    space: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    parent_round_id: Mapped[int | None] = mapped_column(
+        ForeignKey("rounds.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    study: Mapped[Study] = relationship(back_populates="rounds")
+
+
+class Trial(Base):
+    __tablename__ = "trials"
+    __table_args__ = (
+        UniqueConstraint("study_id", "number"),
+        Index("ix_trials_state_id", "state", "id"),
+        Index("ix_trials_study_state", "study_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    round_id: Mapped[int | None] = mapped_column(ForeignKey("rounds.id", ondelete="SET NULL"))
+    number: Mapped[int] = mapped_column(Integer)
+    state: Mapped[TrialState] = mapped_column(_enum(TrialState), default=TrialState.QUEUED)
+    hparams: Mapped[dict[str, Any]] = mapped_column(JSON)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    epoch: Mapped[float] = mapped_column(Float, default=0.0)
+    best_value: Mapped[float | None] = mapped_column(Float)
+    last_value: Mapped[float | None] = mapped_column(Float)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("trials.id", ondelete="SET NULL"))
+    parent_step: Mapped[int | None] = mapped_column(Integer)
+    parent_checkpoint_id: Mapped[int | None] = mapped_column(
+        ForeignKey("checkpoints.id", ondelete="SET NULL", use_alter=True)
+    )
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    study: Mapped[Study] = relationship(back_populates="trials")
+    metrics: Mapped[list[Metric]] = relationship(
+        back_populates="trial", cascade="all, delete-orphan", passive_deletes=True
+    )
+    events: Mapped[list[Event]] = relationship(
+        back_populates="trial", cascade="all, delete-orphan", passive_deletes=True
+    )
+    checkpoints: Mapped[list[Checkpoint]] = relationship(
+        back_populates="trial",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        foreign_keys="Checkpoint.trial_id",
+    )
+
+
+class Metric(Base):
+    __tablename__ = "metrics"
+    __table_args__ = (
+        UniqueConstraint("trial_id", "name", "step", name="uq_metrics_trial_name_step"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    step: Mapped[int] = mapped_column(Integer)
+    value: Mapped[float] = mapped_column(Float)
+
+    trial: Mapped[Trial] = relationship(back_populates="metrics")
+
+
+class Event(Base):
+    """A user or system action on a trial; ``applied_at`` is NULL while it is pending."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_trial_applied", "trial_id", "applied_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
+    kind: Mapped[EventKind] = mapped_column(_enum(EventKind))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    applied_step: Mapped[int | None] = mapped_column(Integer)
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    trial: Mapped[Trial] = relationship(back_populates="events")
+
+
+class Checkpoint(Base):
+    __tablename__ = "checkpoints"
+    __table_args__ = (UniqueConstraint("trial_id", "step"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[float] = mapped_column(Float, default=0.0)
+    # The hyperparameters in force up to ``step``: what a fork from here starts with.
+    hparams: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    path: Mapped[str] = mapped_column(String(500))
+    bytes: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    trial: Mapped[Trial] = relationship(back_populates="checkpoints", foreign_keys=[trial_id])

@@ -1,0 +1,130 @@
+"""ORM rows to wire types, NaN-safe floats and curve downsampling."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from sqlalchemy.orm import Session
+
+from app import crud
+from app.control import pending_hparams
+from app.models import Checkpoint, Event, EventKind, Study, Trial
+from app.schemas import (
+    Budget,
+    CheckpointPublic,
+    EventPublic,
+    ObjectivePublic,
+    StudyPublic,
+    TrialPublic,
+)
+
+JsonFloat = float | str
+Point = tuple[int, JsonFloat]
+
+
+def finite(x: float) -> JsonFloat:
+    """``x``, or ``"nan"``/``"inf"``/``"-inf"``: strict JSON has no non-finite numbers."""
+    if math.isfinite(x):
+        return x
+    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+
+
+def downsample(points: Sequence[tuple[int, float]], max_points: int) -> list[tuple[int, float]]:
+    """At most ``max_points`` points keeping the first, the last, and per bucket min and max.
+
+    The interior is cut into ``(max_points - 2) // 2`` buckets of consecutive steps; each keeps
+    its lowest and highest value, so spikes and the global extremes survive (M4-style).
+    """
+    n = len(points)
+    if n <= max_points:
+        return list(points)
+    if max_points == 1:
+        return [points[-1]]
+    keep = {0, n - 1}
+    buckets = (max_points - 2) // 2
+    inner = n - 2
+    for b in range(buckets):
+        lo, hi = 1 + b * inner // buckets, 1 + (b + 1) * inner // buckets
+        if lo < hi:
+            segment = range(lo, hi)
+            keep.add(min(segment, key=lambda i: points[i][1]))
+            keep.add(max(segment, key=lambda i: points[i][1]))
+    return [points[i] for i in sorted(keep)]
+
+
+def curve(points: Sequence[tuple[int, float]]) -> list[Point]:
+    return [(step, finite(value)) for step, value in points]
+
+
+def study_public(study: Study, counts: dict[str, int]) -> StudyPublic:
+    return StudyPublic(
+        id=study.id,
+        name=study.name,
+        mode=study.mode,
+        task=study.task,
+        task_options=study.task_options,
+        space=study.space,
+        objective=ObjectivePublic(metric=study.objective_metric, direction=study.direction),
+        epochs=study.epochs,
+        budget=Budget(trials=study.budget_trials),
+        parallelism=study.parallelism,
+        sampler=study.sampler,
+        scheduler=study.scheduler,
+        seed=study.seed,
+        state=study.state,
+        created_at=study.created_at,
+        counts=counts,
+    )
+
+
+def trial_public(trial: Trial, pending: Sequence[Event]) -> TrialPublic:
+    """The trial as the API shows it; ``pending`` are its unapplied events."""
+    kinds = {e.kind for e in pending}
+    return TrialPublic(
+        id=trial.id,
+        study_id=trial.study_id,
+        round_id=trial.round_id,
+        number=trial.number,
+        state=trial.state,
+        hparams=trial.hparams,
+        pending_hparams=pending_hparams(pending),
+        pause_requested=EventKind.PAUSE in kinds,
+        stop_requested=EventKind.STOP in kinds,
+        step=trial.step,
+        epoch=trial.epoch,
+        attempt=trial.attempt,
+        worker=trial.worker,
+        lease_expires_at=trial.lease_expires_at,
+        best_value=_opt(trial.best_value),
+        last_value=_opt(trial.last_value),
+        parent_id=trial.parent_id,
+        parent_step=trial.parent_step,
+        error=trial.error,
+        created_at=trial.created_at,
+        started_at=trial.started_at,
+        ended_at=trial.ended_at,
+    )
+
+
+def _opt(x: float | None) -> float | None:
+    # Only finite values are ever stored; None keeps a corrupt row from breaking the page.
+    return x if x is None or math.isfinite(x) else None
+
+
+def event_public(event: Event) -> EventPublic:
+    return EventPublic.model_validate(event, from_attributes=True)
+
+
+def checkpoint_public(ckpt: Checkpoint) -> CheckpointPublic:
+    return CheckpointPublic.model_validate(ckpt, from_attributes=True)
+
+
+def trial_out(session: Session, trial: Trial) -> TrialPublic:
+    """One trial with its pending requests (build it before committing a write)."""
+    return trial_public(trial, crud.pending_events(session, [trial.id]).get(trial.id, []))
+
+
+def trials_out(session: Session, trials: Sequence[Trial]) -> list[TrialPublic]:
+    pending = crud.pending_events(session, [t.id for t in trials])
+    return [trial_public(t, pending.get(t.id, [])) for t in trials]

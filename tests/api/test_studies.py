@@ -1,0 +1,228 @@
+"""Studies: create, list, get, delete; creating and listing their trials."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from app.models import Checkpoint, Metric, Round, Study, Trial
+from tests.conftest import DB
+from tests.factories import claim, create_study, create_trial, report, running_trial, upload
+
+
+def test_create_study(client: TestClient, db: DB) -> None:
+    r = client.post("/api/studies", json={
+        "name": "babysit", "mode": "panda", "task": "digits",
+        "space": {"learning_rate": 0.01}, "objective": {"metric": "dev_loss"},
+        "epochs": 5, "budget": {"trials": 1}, "parallelism": 1,
+    })
+    assert r.status_code == 201
+    body = r.json()
+    assert isinstance(body["id"], int)
+    assert body["objective"] == {"metric": "dev_loss", "direction": "minimize"}
+    assert body["epochs"] == 5 and body["state"] == "active" and body["counts"] == {}
+    assert db.count(Study) == 1
+
+
+def test_create_caviar_study_stores_space_and_first_round(client: TestClient, db: DB) -> None:
+    space = {"learning_rate": {"distribution": "log_uniform", "low": 1e-4, "high": 1.0},
+             "optimizer": {"distribution": "categorical", "choices": ["adam", "sgd"]},
+             "batch_size": 128}
+    body = create_study(client, mode="caviar", space=space, sampler="random", scheduler="asha",
+                        budget={"trials": 50}, parallelism=4)
+    assert body["space"] == space and body["scheduler"] == "asha"
+    assert body["budget"] == {"trials": 50} and body["parallelism"] == 4
+    (first,) = db.all(select(Round))
+    assert first.number == 1 and first.space == space
+
+
+def test_create_study_fills_task_options(client: TestClient) -> None:
+    body = create_study(client, task="moons", task_options={"noise": 0.1})
+    assert body["task_options"]["noise"] == 0.1
+    assert "n_samples" in body["task_options"]
+
+
+BAD_STUDIES: list[tuple[dict[str, Any], str]] = [
+    ({"task": "imagenet"}, "task"),
+    ({"task": "moons", "task_options": {"noise": 99}}, "noise"),
+    ({"task": "moons", "task_options": {"colour": 1}}, "colour"),
+    ({"task": "file", "task_options": {"path": "/etc/passwd"}}, "task_options.path"),
+    ({"space": {"learning_rate": -1}}, "space.learning_rate"),
+    ({"space": {"hidden_units": 0}}, "space.hidden_units"),
+    ({"space": {"warp_factor": 9}}, "space.warp_factor"),
+    ({"space": {"learning_rate": {"low": 1e-4, "high": 1.0}}}, "panda"),
+    ({"mode": "caviar", "space": {"learning_rate": {"low": -1, "high": 1.0}}}, "learning_rate"),
+    ({"mode": "hamster"}, "mode"),
+    ({"epochs": 0}, "epochs"),
+    ({"budget": {"trials": 0}}, "budget.trials"),
+    ({"parallelism": 0}, "parallelism"),
+    ({"objective": {"metric": "dev_accuracy", "direction": "up"}}, "objective.direction"),
+    ({"name": ""}, "name"),
+    ({"colour": "red"}, "colour"),
+]
+
+
+@pytest.mark.parametrize(("fields", "named"), BAD_STUDIES)
+def test_create_study_invalid(
+    client: TestClient, db: DB, fields: dict[str, Any], named: str
+) -> None:
+    before = db.snapshot()
+    r = client.post("/api/studies", json={"name": "bad", **fields})
+    assert r.status_code == 422, r.text
+    assert named in r.json()["detail"]
+    assert db.snapshot() == before
+
+
+def test_create_study_invalid_range_is_named(client: TestClient) -> None:
+    r = client.post("/api/studies", json={"name": "x", "space": {"learning_rate": 0}})
+    assert "(0, 10]" in r.json()["detail"]
+
+
+def test_list_studies(client: TestClient) -> None:
+    a = create_study(client, name="a")
+    b = create_study(client, name="b")
+    create_trial(client, a["id"])
+    listed = client.get("/api/studies").json()
+    assert listed["count"] == 2
+    assert [s["id"] for s in listed["data"]] == [b["id"], a["id"]]
+    assert listed["data"][1]["counts"] == {"queued": 1}
+    page = client.get("/api/studies", params={"limit": 1, "offset": 1}).json()
+    assert [s["id"] for s in page["data"]] == [a["id"]] and page["count"] == 2
+    assert client.get("/api/studies", params={"limit": 0}).status_code == 422
+
+
+def test_get_study(client: TestClient) -> None:
+    study = create_study(client, name="one")
+    r = client.get(f"/api/studies/{study['id']}")
+    assert r.status_code == 200 and r.json()["name"] == "one"
+
+
+def test_get_study_not_found(client: TestClient) -> None:
+    r = client.get("/api/studies/999")
+    assert r.status_code == 404
+    assert r.json() == {"detail": "study 999 not found"}
+
+
+def test_delete_study_removes_trials_and_files(client: TestClient, db: DB) -> None:
+    tid, attempt = running_trial(client)
+    report(client, tid, attempt, 1, [[1, "train_loss", 0.5]])
+    upload(client, tid, attempt, 1)
+    (ckpt,) = db.all(select(Checkpoint))
+    client.post(f"/api/trials/{tid}/stop")
+    client.post(f"/api/workers/trials/{tid}/finish",
+                json={"attempt": attempt, "status": "stopped", "step": 1})
+    study_id = db.get(Trial, tid).study_id
+    assert client.delete(f"/api/studies/{study_id}").status_code == 204
+    assert (db.count(Study), db.count(Trial), db.count(Metric), db.count(Checkpoint)) == (0,) * 4
+    assert not Path(ckpt.path).exists()
+    assert client.get(f"/api/studies/{study_id}").status_code == 404
+
+
+def test_delete_study_not_found(client: TestClient) -> None:
+    assert client.delete("/api/studies/999").status_code == 404
+
+
+def test_delete_study_with_running_trial_conflict(client: TestClient, db: DB) -> None:
+    tid, _ = running_trial(client)
+    study_id = db.get(Trial, tid).study_id
+    before = db.snapshot()
+    r = client.delete(f"/api/studies/{study_id}")
+    assert r.status_code == 409 and "running" in r.json()["detail"]
+    assert db.snapshot() == before
+
+
+def test_create_trial(client: TestClient) -> None:
+    study = create_study(client, epochs=3, space={"batch_size": 32})
+    r = client.post(f"/api/studies/{study['id']}/trials",
+                    json={"hparams": {"learning_rate": 0.05}})
+    assert r.status_code == 201
+    trial = r.json()
+    assert trial["state"] == "queued" and trial["number"] == 0 and trial["attempt"] == 0
+    hp = trial["hparams"]
+    assert (hp["learning_rate"], hp["batch_size"], hp["epochs"]) == (0.05, 32, 3)
+    assert create_trial(client, study["id"])["number"] == 1
+
+
+def test_create_trial_in_caviar_study(client: TestClient) -> None:
+    study = create_study(client, mode="caviar",
+                         space={"learning_rate": {"distribution": "log_uniform", "low": 1e-4,
+                                                  "high": 1.0}})
+    trial = create_trial(client, study["id"], learning_rate=0.3)
+    assert trial["hparams"]["learning_rate"] == 0.3
+
+
+def test_create_trial_study_not_found(client: TestClient, db: DB) -> None:
+    r = client.post("/api/studies/999/trials", json={"hparams": {}})
+    assert r.status_code == 404
+    assert db.count(Trial) == 0
+
+
+RAW_BAD_LR = [b"-0.1", b"0", b"NaN", b"Infinity", b"1e400", b'"NaN"', b'"0.01"', b"true"]
+
+
+@pytest.mark.parametrize("raw", RAW_BAD_LR)
+def test_create_trial_invalid_learning_rate(client: TestClient, db: DB, raw: bytes) -> None:
+    study = create_study(client)
+    before = db.snapshot()
+    r = client.post(f"/api/studies/{study['id']}/trials",
+                    content=b'{"hparams": {"learning_rate": %s}}' % raw,
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 422
+    detail = r.json()["detail"]
+    assert "learning_rate" in detail and "(0, 10]" in detail
+    assert db.snapshot() == before
+
+
+@pytest.mark.parametrize(("hparams", "named"), [
+    ({"batch_size": 0}, "batch_size"),
+    ({"batch_size": 1.5}, "batch_size"),
+    ({"momentum": 1.0}, "momentum"),
+    ({"optimizer": "lbfgs"}, "optimizer"),
+    ({"nonsense": 1}, "nonsense"),
+    ({"decay_schedule": "exponential", "lr_decay": 5.0}, "lr_decay"),
+])
+def test_create_trial_invalid_hparams(
+    client: TestClient, db: DB, hparams: dict[str, Any], named: str
+) -> None:
+    study = create_study(client)
+    before = db.snapshot()
+    r = client.post(f"/api/studies/{study['id']}/trials", json={"hparams": hparams})
+    assert r.status_code == 422
+    detail = r.json()["detail"]
+    assert named in detail and ("allowed" in detail or "known" in detail)
+    assert db.snapshot() == before
+
+
+def test_list_trials_filter_sort_paginate(client: TestClient) -> None:
+    study = create_study(client)
+    ids = [create_trial(client, study["id"])["id"] for _ in range(4)]
+    got = claim(client)
+    report(client, got["trial_id"], got["attempt"], 1, [[1, "dev_accuracy", 0.7]])
+    url = f"/api/studies/{study['id']}/trials"
+    assert client.get(url).json()["count"] == 4
+    running = client.get(url, params={"state": "running"}).json()
+    assert [t["id"] for t in running["data"]] == [ids[0]] and running["count"] == 1
+    both = client.get(url, params={"state": "running,queued"}).json()
+    assert both["count"] == 4
+    newest = client.get(url, params={"sort": "-number", "limit": 2, "offset": 1}).json()
+    assert [t["id"] for t in newest["data"]] == [ids[2], ids[1]] and newest["count"] == 4
+    best = client.get(url, params={"sort": "best"}).json()
+    assert best["data"][0]["best_value"] == 0.7
+
+
+def test_list_trials_not_found(client: TestClient) -> None:
+    assert client.get("/api/studies/999/trials").status_code == 404
+
+
+@pytest.mark.parametrize(("params", "named"), [
+    ({"state": "sleeping"}, "state"), ({"sort": "colour"}, "sort"),
+    ({"limit": 0}, "limit"), ({"offset": -1}, "offset"),
+])
+def test_list_trials_invalid(client: TestClient, params: dict[str, Any], named: str) -> None:
+    study = create_study(client)
+    r = client.get(f"/api/studies/{study['id']}/trials", params=params)
+    assert r.status_code == 422 and named in r.json()["detail"]

@@ -1,0 +1,77 @@
+"""Helpers that build studies and trials and drive the worker protocol like a worker would."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+from fastapi.testclient import TestClient
+
+
+def create_study(client: TestClient, **fields: Any) -> dict[str, Any]:
+    body = {"name": "study", "mode": "panda", "task": "digits", **fields}
+    r = client.post("/api/studies", json=body)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def create_trial(
+    client: TestClient, study_id: int | None = None, **hparams: Any
+) -> dict[str, Any]:
+    if study_id is None:
+        study_id = create_study(client)["id"]
+    r = client.post(f"/api/studies/{study_id}/trials", json={"hparams": hparams})
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def claim(client: TestClient, worker: str = "test-worker") -> dict[str, Any]:
+    r = client.post("/api/workers/claim", json={"worker": worker})
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def running_trial(client: TestClient, **hparams: Any) -> tuple[int, int]:
+    """A fresh trial claimed by a worker: ``(trial_id, attempt)``."""
+    trial = create_trial(client, **hparams)
+    got = claim(client)
+    assert got["trial_id"] == trial["id"]
+    return trial["id"], got["attempt"]
+
+
+def report(
+    client: TestClient,
+    trial_id: int,
+    attempt: int,
+    step: int,
+    points: list[list[Any]] | None = None,
+    applied: list[dict[str, int]] | None = None,
+) -> Any:
+    body = {"attempt": attempt, "step": step, "epoch": step / 100, "points": points or [],
+            "applied": applied or []}
+    return client.post(f"/api/workers/trials/{trial_id}/report", json=body)
+
+
+def finish(
+    client: TestClient, trial_id: int, attempt: int, status: str, step: int, **extra: Any
+) -> Any:
+    body = {"attempt": attempt, "status": status, "step": step, "epoch": step / 100, **extra}
+    return client.post(f"/api/workers/trials/{trial_id}/finish", json=body)
+
+
+def npz_bytes(step: int = 0) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, w=np.arange(4.0) + step)
+    return buf.getvalue()
+
+
+def upload(
+    client: TestClient, trial_id: int, attempt: int, step: int, data: bytes | None = None
+) -> Any:
+    return client.put(
+        f"/api/workers/trials/{trial_id}/checkpoints",
+        params={"attempt": attempt, "step": step},
+        content=npz_bytes(step) if data is None else data,
+        headers={"Content-Type": "application/octet-stream"},
+    )

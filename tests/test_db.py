@@ -1,0 +1,84 @@
+"""SQLite setup: pragmas, BEGIN IMMEDIATE for writers, deferred reads, cascades."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from app.db import init_db, make_engine, read_engine
+from app.models import Direction, Event, EventKind, Metric, Study, StudyMode, Trial, TrialState
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "t.db"
+
+
+def test_pragmas(db_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{db_path}")
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 10_000
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
+    engine.dispose()
+
+
+def _other_writer_blocked(db_path: Path) -> bool:
+    other = sqlite3.connect(db_path, timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError as exc:
+        assert "locked" in str(exc)
+        return True
+    finally:
+        other.close()
+
+
+def test_every_transaction_begins_immediate(db_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{db_path}")
+    init_db(engine)
+    with Session(engine) as session:
+        session.execute(select(Trial.id)).all()  # a read is enough to hold the write lock
+        assert _other_writer_blocked(db_path)
+    assert not _other_writer_blocked(db_path)
+    engine.dispose()
+
+
+def test_read_engine_transactions_are_deferred(db_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{db_path}")
+    init_db(engine)
+    with Session(read_engine(engine)) as session:
+        session.execute(select(Trial.id)).all()
+        assert not _other_writer_blocked(db_path)
+    engine.dispose()
+
+
+def test_deleting_a_study_cascades_in_the_database(db_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{db_path}")
+    init_db(engine)
+    with Session(engine) as session:
+        study = Study(name="s", mode=StudyMode.PANDA, task="digits", objective_metric="m",
+                      direction=Direction.MAXIMIZE, sampler="random", budget_trials=1,
+                      epochs=1, parallelism=1, seed=0)
+        session.add(study)
+        session.flush()
+        trial = Trial(study_id=study.id, number=0, hparams={}, state=TrialState.QUEUED)
+        session.add(trial)
+        session.flush()
+        session.add_all([Metric(trial_id=trial.id, name="m", step=1, value=1.0),
+                         Event(trial_id=trial.id, kind=EventKind.NOTE)])
+        session.commit()
+        stored = session.execute(text("SELECT state FROM trials")).scalar()
+        assert stored == "queued"  # enum values, lower case, as the API shows them
+        session.delete(study)
+        session.commit()
+        for model in (Trial, Metric, Event):
+            assert session.scalar(select(model.id)) is None
+    engine.dispose()
