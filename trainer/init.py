@@ -27,7 +27,11 @@ def _normal(scale: float, n_in: int, n_out: int, rng: np.random.Generator,
     if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ValueError(f"dtype must be float32 or float64, got {dt}")
     # Drawn directly in the target dtype (no float64 detour); the python-float scale keeps it.
-    w = rng.standard_normal((n_in, n_out), dtype=dt)
+    w: NDArray[Any]
+    if dt == np.float32:
+        w = rng.standard_normal((n_in, n_out), dtype=np.float32)
+    else:
+        w = rng.standard_normal((n_in, n_out), dtype=np.float64)
     w *= math.sqrt(scale / n_in)
     return w
 

@@ -1,0 +1,365 @@
+"""Layers with ``forward`` and ``backward`` side by side (micrograd style, NumPy only).
+
+Conventions every layer follows:
+
+- Arrays are ``(batch, features)`` in the layer's dtype; an input of another dtype is refused
+  rather than silently up- or down-cast.
+- ``params`` and ``grads`` have the same keys; ``grads`` are preallocated and overwritten (not
+  accumulated) by ``backward``. Parameters are only ever updated in place, so a dict of views
+  built once (``MLP.params``) stays valid.
+- A training ``forward`` and every ``backward`` write into buffers the layer owns and reuses while
+  the batch size stays the same (no allocation per step); the returned array is valid until the
+  layer's next training call. An eval ``forward`` returns a fresh array.
+- A layer never writes into its input ``x`` or its upstream gradient ``dy``.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+from numpy.typing import DTypeLike, NDArray
+
+from trainer.config import HPARAM_SPECS, Init
+from trainer.init import Initializer, initializer
+
+Array = NDArray[Any]
+
+
+def float_dtype(dtype: DTypeLike) -> np.dtype[Any]:
+    """``dtype`` as a NumPy dtype; only float32 and float64 are allowed."""
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+class Layer(ABC):
+    """A differentiable map ``y = f(x)`` with its vector-Jacobian product ``dx = dy . df/dx``.
+
+    Attributes:
+        params: name -> learnable array (empty for activations).
+        grads: name -> d loss / d param, same keys and shapes as ``params``.
+        buffers: name -> state that is saved but not learned (batch norm's running stats).
+        dtype: float32 or float64, the dtype of every array the layer holds or returns.
+    """
+
+    def __init__(self, dtype: DTypeLike) -> None:
+        self.dtype = float_dtype(dtype)
+        self.params: dict[str, Array] = {}
+        self.grads: dict[str, Array] = {}
+        self.buffers: dict[str, Array] = {}
+        self._scratch: dict[str, Array] = {}
+
+    @abstractmethod
+    def forward(self, x: Array, *, training: bool) -> Array:
+        """``x: (batch, n_in) -> y: (batch, n_out)``; ``training`` selects batch statistics,
+        dropout masks and the caching ``backward`` needs."""
+
+    @abstractmethod
+    def backward(self, dy: Array) -> Array:
+        """``dy = dL/dy: (batch, n_out) -> dx = dL/dx: (batch, n_in)``; fills ``grads``.
+        Valid only after a training ``forward``."""
+
+    def _buf(self, name: str, shape: tuple[int, ...]) -> Array:
+        """A reusable scratch array; reallocated only when the batch size changes."""
+        b = self._scratch.get(name)
+        if b is None or b.shape != shape:
+            b = np.empty(shape, self.dtype)
+            self._scratch[name] = b
+        return b
+
+    def _check(self, x: Array, n: int | None = None) -> None:
+        if x.dtype != self.dtype:
+            raise TypeError(f"{self!r}: input dtype {x.dtype}, expected {self.dtype}")
+        if x.ndim != 2 or (n is not None and x.shape[1] != n):
+            want = f"(batch, {n})" if n is not None else "(batch, features)"
+            raise ValueError(f"{self!r}: input shape {x.shape}, expected {want}")
+
+
+class Dense(Layer):
+    """Fully connected: ``y = x @ W + b``; ``x: (batch, n_in)``, ``W: (n_in, n_out)``,
+    ``b: (n_out,)``.
+
+    Backward: ``dW = x.T @ dy``, ``db = sum_batch dy``, ``dx = dy @ W.T``. Use ``bias=False``
+    when batch norm follows: its ``beta`` plays the role of ``b`` and the mean subtraction would
+    cancel ``b`` anyway.
+    """
+
+    def __init__(self, n_in: int, n_out: int, *, bias: bool = True,
+                 init: Init | str | Initializer = Init.HE, rng: np.random.Generator,
+                 dtype: DTypeLike = np.float32) -> None:
+        super().__init__(dtype)
+        self.n_in, self.n_out, self.bias = n_in, n_out, bias
+        init_fn = init if callable(init) else initializer(init)
+        w = np.ascontiguousarray(init_fn(n_in, n_out, rng, self.dtype), dtype=self.dtype)
+        self.params["W"] = w
+        self.grads["W"] = np.zeros_like(w)
+        if bias:
+            self.params["b"] = np.zeros(n_out, self.dtype)
+            self.grads["b"] = np.zeros(n_out, self.dtype)
+        self._x: Array | None = None
+
+    def forward(self, x: Array, *, training: bool) -> Array:
+        self._check(x, self.n_in)
+        w = self.params["W"]
+        if training:
+            y = np.matmul(x, w, out=self._buf("y", (x.shape[0], self.n_out)))
+            self._x = x
+        else:
+            y = x @ w
+        if self.bias:
+            np.add(y, self.params["b"], out=y)
+        return y
+
+    def backward_params(self, dy: Array) -> None:
+        """Fill ``grads`` only; the first layer of a network needs no ``dx``, and skipping that
+        matmul saves a third of its backward cost."""
+        if self._x is None:
+            raise RuntimeError(f"{self!r}: backward before a training forward")
+        np.matmul(self._x.T, dy, out=self.grads["W"])
+        if self.bias:
+            np.add.reduce(dy, axis=0, out=self.grads["b"])
+
+    def backward(self, dy: Array) -> Array:
+        self.backward_params(dy)
+        return np.matmul(dy, self.params["W"].T, out=self._buf("dx", (dy.shape[0], self.n_in)))
+
+    def __repr__(self) -> str:
+        return f"Dense({self.n_in}, {self.n_out}, bias={self.bias})"
+
+
+class BatchNorm(Layer):
+    """Batch norm on ``Z`` before the activation, per unit over the batch (course notes):
+
+    ``mu = mean(z)``, ``var = mean((z - mu)**2)``, ``z_norm = (z - mu) / sqrt(var + eps)``,
+    ``out = gamma * z_norm + beta``; ``z, out: (batch, n)``, ``gamma, beta, mu, var: (n,)``.
+
+    Training uses the batch's ``mu``/``var`` and updates the running averages by an exponentially
+    weighted average, ``running = momentum * running + (1 - momentum) * batch`` (the notes'
+    convention: ``momentum`` weighs the OLD value, unlike PyTorch's). The running variance
+    averages the same biased batch variance used to normalise (the notes' sigma^2; PyTorch
+    averages the unbiased one). Eval uses the running averages, so a single example works.
+    ``eps`` defaults to 1e-5 (PyTorch's), inside the square root as the notes' test-time formula.
+    Running stats start at mean 0, variance 1.
+    """
+
+    def __init__(self, n: int, *, momentum: float = 0.9, eps: float = 1e-5,
+                 dtype: DTypeLike = np.float32) -> None:
+        super().__init__(dtype)
+        if not (math.isfinite(eps) and eps > 0):
+            raise ValueError(f"eps must be > 0, got {eps!r}")
+        self.n, self.eps = n, float(eps)
+        self.momentum = momentum
+        self.params["gamma"] = np.ones(n, self.dtype)
+        self.params["beta"] = np.zeros(n, self.dtype)
+        self.grads["gamma"] = np.zeros(n, self.dtype)
+        self.grads["beta"] = np.zeros(n, self.dtype)
+        self.buffers["running_mean"] = np.zeros(n, self.dtype)
+        self.buffers["running_var"] = np.ones(n, self.dtype)
+        self.batch_mean: Array | None = None
+        self.batch_var: Array | None = None
+        self._xc: Array | None = None
+        self._inv_std: Array | None = None
+
+    @property
+    def momentum(self) -> float:
+        """Weight of the old value in the running averages (hyperparameter ``bn_momentum``)."""
+        return self._momentum
+
+    @momentum.setter
+    def momentum(self, value: float) -> None:
+        self._momentum = float(HPARAM_SPECS["bn_momentum"].check(value))
+
+    def forward(self, x: Array, *, training: bool) -> Array:
+        self._check(x, self.n)
+        gamma, beta = self.params["gamma"], self.params["beta"]
+        if not training:
+            scale = gamma / np.sqrt(self.buffers["running_var"] + self.eps)
+            return x * scale + (beta - self.buffers["running_mean"] * scale)
+        m = x.shape[0]
+        mu = np.add.reduce(x, axis=0)  # ufunc methods skip np.mean's Python wrapper
+        mu *= 1.0 / m
+        xc = np.subtract(x, mu, out=self._buf("xc", x.shape))
+        var = np.einsum("ij,ij->j", xc, xc)  # sum of squares without an (m, n) temporary
+        var *= 1.0 / m
+        inv_std = 1.0 / np.sqrt(var + self.eps)
+        # Keep xc and inv_std instead of z_norm: out and backward both fold inv_std into
+        # per-unit factors, which saves one full pass over (m, n).
+        y: Array = np.multiply(xc, gamma * inv_std, out=self._buf("y", x.shape))
+        np.add(y, beta, out=y)
+        mom = self._momentum
+        for buf, batch in ((self.buffers["running_mean"], mu), (self.buffers["running_var"], var)):
+            buf *= mom
+            buf += (1.0 - mom) * batch
+        self.batch_mean, self.batch_var = mu, var
+        self._xc, self._inv_std = xc, inv_std
+        return y
+
+    def backward(self, dy: Array) -> Array:
+        """Fused: ``dx = gamma * inv_std / m * (m * dy - sum(dy) - z_norm * sum(dy * z_norm))``,
+        ``dbeta = sum(dy)``, ``dgamma = sum(dy * z_norm)`` (sums over the batch)."""
+        if self._xc is None or self._inv_std is None:
+            raise RuntimeError(f"{self!r}: backward before a training forward")
+        xc, inv_std = self._xc, self._inv_std
+        m = dy.shape[0]
+        dbeta = np.add.reduce(dy, axis=0, out=self.grads["beta"])
+        dgamma = np.multiply(np.einsum("ij,ij->j", dy, xc), inv_std, out=self.grads["gamma"])
+        k = self.params["gamma"] * inv_std
+        # dx = k*dy - (k*inv_std*dgamma/m) * xc - k*dbeta/m, all factors per unit (n,).
+        dx: Array = np.multiply(dy, k, out=self._buf("dx", dy.shape))
+        tmp = np.multiply(xc, k * inv_std * dgamma * (1.0 / m), out=self._buf("tmp", dy.shape))
+        np.subtract(dx, tmp, out=dx)
+        np.subtract(dx, k * dbeta * (1.0 / m), out=dx)
+        return dx
+
+    def __repr__(self) -> str:
+        return f"BatchNorm({self.n}, momentum={self._momentum:g}, eps={self.eps:g})"
+
+
+class ReLU(Layer):
+    """``y = max(x, 0)``; ``dx = dy * [x > 0]`` (the kink at 0 gets gradient 0)."""
+
+    def __init__(self, dtype: DTypeLike = np.float32) -> None:
+        super().__init__(dtype)
+        self._mask: Array | None = None
+
+    def forward(self, x: Array, *, training: bool) -> Array:
+        self._check(x)
+        if not training:
+            return np.maximum(x, 0)
+        # A 0/1 mask in the float dtype: building it and multiplying is faster than
+        # np.maximum, and the backward becomes one plain multiply.
+        mask = np.greater(x, 0, out=self._buf("mask", x.shape))
+        self._mask = mask
+        return np.multiply(x, mask, out=self._buf("y", x.shape))
+
+    def backward(self, dy: Array) -> Array:
+        if self._mask is None:
+            raise RuntimeError(f"{self!r}: backward before a training forward")
+        return np.multiply(dy, self._mask, out=self._buf("dx", dy.shape))
+
+    def __repr__(self) -> str:
+        return "ReLU()"
+
+
+class Tanh(Layer):
+    """``y = tanh(x)``; ``dx = dy * (1 - y**2)``."""
+
+    def __init__(self, dtype: DTypeLike = np.float32) -> None:
+        super().__init__(dtype)
+        self._y: Array | None = None
+
+    def forward(self, x: Array, *, training: bool) -> Array:
+        self._check(x)
+        if not training:
+            return np.tanh(x)
+        self._y = np.tanh(x, out=self._buf("y", x.shape))
+        return self._y
+
+    def backward(self, dy: Array) -> Array:
+        if self._y is None:
+            raise RuntimeError(f"{self!r}: backward before a training forward")
+        dx = np.multiply(self._y, self._y, out=self._buf("dx", dy.shape))
+        np.subtract(1, dx, out=dx)
+        return np.multiply(dx, dy, out=dx)
+
+    def __repr__(self) -> str:
+        return "Tanh()"
+
+
+def sigmoid(x: Array, out: Array | None = None) -> Array:
+    """Logistic ``1 / (1 + exp(-x))`` without overflow: with ``e = exp(-|x|)`` (always <= 1),
+    ``sigmoid = 1 / (1 + e)`` for ``x >= 0`` and ``e / (1 + e)`` for ``x < 0``, so tiny outputs
+    keep full relative precision."""
+    e = np.exp(-np.abs(x))
+    y = np.add(e, 1, out=out)
+    np.reciprocal(y, out=y)
+    np.multiply(y, e, out=y, where=x < 0)
+    return y
+
+
+class Sigmoid(Layer):
+    """``y = sigmoid(x)`` (numerically stable); ``dx = dy * y * (1 - y)``."""
+
+    def __init__(self, dtype: DTypeLike = np.float32) -> None:
+        super().__init__(dtype)
+        self._y: Array | None = None
+
+    def forward(self, x: Array, *, training: bool) -> Array:
+        self._check(x)
+        if not training:
+            return sigmoid(x)
+        self._y = sigmoid(x, out=self._buf("y", x.shape))
+        return self._y
+
+    def backward(self, dy: Array) -> Array:
+        if self._y is None:
+            raise RuntimeError(f"{self!r}: backward before a training forward")
+        dx = np.subtract(1, self._y, out=self._buf("dx", dy.shape))
+        np.multiply(dx, self._y, out=dx)
+        return np.multiply(dx, dy, out=dx)
+
+    def __repr__(self) -> str:
+        return "Sigmoid()"
+
+
+_LEVELS = 1 << 16  # resolution of the dropout draw
+
+
+class Dropout(Layer):
+    """Inverted dropout: ``y = x * mask / keep_prob`` with ``mask ~ Bernoulli(keep_prob)``
+    drawn from ``rng`` per training forward, so ``E[y] = x`` and eval needs no rescaling;
+    ``dx = dy * mask / keep_prob``. ``keep_prob`` is realised to a resolution of ``2**-16``.
+
+    The identity (returning its input object, drawing nothing) in eval mode and whenever
+    ``keep_prob == 1``. ``keep_prob`` may change between steps (it is adjustable on a running
+    trial).
+    """
+
+    def __init__(self, keep_prob: float, *, rng: np.random.Generator,
+                 dtype: DTypeLike = np.float32) -> None:
+        super().__init__(dtype)
+        self.keep_prob = keep_prob
+        self.rng = rng
+        self._mask: Array | None = None
+        self._ready = False
+
+    @property
+    def keep_prob(self) -> float:
+        """Probability of keeping a unit, in (0, 1]."""
+        return self._keep_prob
+
+    @keep_prob.setter
+    def keep_prob(self, value: float) -> None:
+        self._keep_prob = float(HPARAM_SPECS["keep_prob"].check(value))
+
+    def forward(self, x: Array, *, training: bool) -> Array:
+        self._check(x)
+        if not training:
+            return x  # leaves the training state alone, like every other layer
+        p = self._keep_prob
+        if p >= 1.0:
+            self._mask, self._ready = None, True
+            return x
+        # 16-bit uniform integers cost a third of float draws; u < t keeps a unit with
+        # probability t / 2**16 (within 1e-5 of keep_prob) and the scale uses that exact
+        # probability, so E[mask] = 1 still holds exactly.
+        t = max(1, round(p * _LEVELS))
+        u = self.rng.integers(0, _LEVELS, size=x.shape, dtype=np.uint16)
+        mask = np.less(u, t, out=self._buf("mask", x.shape))
+        mask *= _LEVELS / t
+        self._mask, self._ready = mask, True
+        return np.multiply(x, mask, out=self._buf("y", x.shape))
+
+    def backward(self, dy: Array) -> Array:
+        if not self._ready:
+            raise RuntimeError(f"{self!r}: backward before a training forward")
+        if self._mask is None:
+            return dy
+        return np.multiply(dy, self._mask, out=self._buf("dx", dy.shape))
+
+    def __repr__(self) -> str:
+        return f"Dropout(keep_prob={self._keep_prob:g})"
