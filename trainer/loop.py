@@ -119,7 +119,7 @@ class Trainer:
     def _done(self) -> bool:
         if self.config.max_steps is not None:
             return self.step >= self.config.max_steps
-        return self.epochs_done >= self.hp["epochs"]
+        return self.epochs_done >= int(self.hp["epochs"])
 
     # -- adjusting ----------------------------------------------------------------------
 
@@ -144,7 +144,8 @@ class Trainer:
     # -- checkpoints --------------------------------------------------------------------
 
     def _identity(self) -> dict[str, Any]:
-        return json.loads(
+        # Through JSON so it compares equal to what a checkpoint's metadata decodes to.
+        identity: dict[str, Any] = json.loads(
             json.dumps(
                 {
                     "task": self.config.task,
@@ -155,6 +156,7 @@ class Trainer:
                 }
             )
         )
+        return identity
 
     def checkpoint_bytes(self) -> bytes:
         """Everything needed to continue bit for bit, as one ``.npz``."""
