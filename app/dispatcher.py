@@ -27,6 +27,7 @@ SINGLE_THREAD_ENV = {
     "MKL_NUM_THREADS": "1",
 }
 TOKEN_ENV = "PANDACAVIAR_TOKEN"
+PARENT_ENV = "PANDACAVIAR_PARENT_PID"
 _ROOT = Path(__file__).resolve().parent.parent
 
 WATCH_SECONDS = 0.2
@@ -43,7 +44,7 @@ class _Slot:
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     delay: float = RESTART_MIN_SECONDS
-    restart_at: float = 0.0
+    restart_at: float | None = None
     restarts: int = 0
 
 
@@ -84,9 +85,7 @@ class Dispatcher:
     def pids(self) -> list[int]:
         """Process ids of the workers alive now."""
         with self._lock:
-            return [
-                s.process.pid for s in self._slots if s.process and s.process.poll() is None
-            ]
+            return [s.process.pid for s in self._slots if s.process and s.process.poll() is None]
 
     @property
     def restarts(self) -> int:
@@ -100,6 +99,8 @@ class Dispatcher:
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(_ROOT), os.environ.get("PYTHONPATH", "")) if p
         )
+        # Lets a worker notice that its server died (e.g. SIGKILL) and end too.
+        env[PARENT_ENV] = str(os.getpid())
         if self.token:
             env[TOKEN_ENV] = self.token
         else:
@@ -139,17 +140,16 @@ class Dispatcher:
         proc = slot.process
         if proc is None or proc.poll() is None:
             return
-        if slot.restart_at == 0.0:
-            lived = now - slot.started_at
-            slot.delay = (
-                RESTART_MIN_SECONDS
-                if lived >= HEALTHY_SECONDS
-                else min(RESTART_MAX_SECONDS, slot.delay * 2)
-            )
-            slot.restart_at = now + (0.0 if lived >= HEALTHY_SECONDS else slot.delay)
+        if slot.restart_at is None:
             log.warning("worker pid %s exited with %s", proc.pid, proc.returncode)
+            if now - slot.started_at >= HEALTHY_SECONDS:
+                slot.delay = RESTART_MIN_SECONDS
+                slot.restart_at = now
+            else:
+                slot.restart_at = now + slot.delay
+                slot.delay = min(RESTART_MAX_SECONDS, slot.delay * 2)
         if now >= slot.restart_at:
-            slot.restart_at = 0.0
+            slot.restart_at = None
             slot.restarts += 1
             self._spawn(slot)
 

@@ -17,7 +17,7 @@ import socket
 import threading
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -97,12 +97,20 @@ class WorkerClient:
             timeout=httpx.Timeout(60.0, connect=5.0),
         )
         self.stop = stop or threading.Event()
+        self.retries = 0  # failed tries so far (an outage is visible from outside)
 
     def close(self) -> None:
         self.http.close()
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Send until the server answers something other than a transient error."""
+    def request(
+        self, method: str, path: str, *, stop: threading.Event | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """Send until the server answers something other than a transient error.
+
+        Raises:
+            InterruptedError: ``stop`` (the client's own by default) was set while waiting.
+        """
+        stop = stop or self.stop
         backoff = Backoff()
         server_errors = 0
         while True:
@@ -121,7 +129,8 @@ class WorkerClient:
                 if server_errors >= MAX_SERVER_ERRORS:
                     raise ProtocolError(response)
                 log.warning("%s %s -> %s; retrying", method, path, response.status_code)
-            if self.stop.wait(backoff.next_delay()):
+            self.retries += 1
+            if stop.wait(backoff.next_delay()):
                 raise InterruptedError("worker stopping")
 
     def claim(self, name: str) -> dict[str, Any] | None:
@@ -139,9 +148,9 @@ class WorkerClient:
         return data
 
 
-def _wire(value: float) -> float | str:
-    """JSON has no NaN/Infinity: non-finite floats travel as "nan", "inf", "-inf"."""
-    return value if math.isfinite(value) else str(value)
+def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
+    """The finite values: the server stores only those (the trainer reports no others)."""
+    return {k: float(v) for k, v in metrics.items() if math.isfinite(v)}
 
 
 class HttpReporter:
@@ -152,22 +161,19 @@ class HttpReporter:
     server upserts, so a batch resent after a lost answer changes nothing).
     """
 
-    def __init__(
-        self, client: WorkerClient, trial_id: int, attempt: int, *, step: int = 0,
-        epoch: float = 0.0,
-    ) -> None:
+    def __init__(self, client: WorkerClient, trial_id: int, attempt: int) -> None:
         self.client = client
         self.trial_id = trial_id
         self.attempt = attempt
-        self.step = step
-        self.epoch = epoch
+        self.step = 0  # progress sent with every report (set from a restored checkpoint)
+        self.epoch = 0.0
         self.points: list[list[Any]] = []
         self.pending_applied: list[dict[str, int]] = []
 
     def report(self, step: int, epoch: float, metrics: Mapping[str, float]) -> Directive:
         """Buffer the metrics at ``step``, send everything buffered, return the directive."""
         self.step, self.epoch = step, epoch
-        self.points.extend([step, name, _wire(float(v))] for name, v in sorted(metrics.items()))
+        self.points.extend([step, name, v] for name, v in sorted(_finite(metrics).items()))
         return self.flush()
 
     def flush(self) -> Directive:
@@ -220,6 +226,7 @@ class Assignment:
     attempt: int
     config: dict[str, Any]
     checkpoint: dict[str, Any] | None
+    lease_seconds: float
     report_seconds: float | None
 
     @classmethod
@@ -229,70 +236,121 @@ class Assignment:
             attempt=int(data["attempt"]),
             config=dict(data["config"]),
             checkpoint=data.get("checkpoint"),
+            lease_seconds=float(data.get("lease_seconds") or 30.0),
             report_seconds=data.get("report_seconds"),
         )
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """How an attempt ended, as the finish call reports it."""
+
+    status: FinishStatus
+    step: int
+    epoch: float
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+def _build(client: WorkerClient, a: Assignment) -> Trainer:
+    """The trainer of a claim, restored from its checkpoint when it has one."""
+    config = dict(a.config)
+    if a.report_seconds is not None:
+        config["report_seconds"] = a.report_seconds
+    trainer = Trainer(TrainConfig.from_dict(config))
+    if a.checkpoint:
+        ckpt = a.checkpoint
+        trainer.load_checkpoint(client.download_checkpoint(int(ckpt["id"]), str(ckpt["sha256"])))
+        # Adjustments made while the trial was paused or queued are in the config's hparams.
+        hparams = config.get("hparams", {})
+        trainer.update_hparams({k: v for k, v in hparams.items() if k in ADJUSTABLE})
+    return trainer
+
+
+def _keep_lease(
+    client: WorkerClient, a: Assignment, done: threading.Event, stale: threading.Event
+) -> None:
+    """Empty reports every third of the lease until ``done``: a slow start (imports, data,
+    checkpoint download) must not look like a dead worker. Sets ``stale`` on a 409."""
+    step = int(a.checkpoint["step"]) if a.checkpoint else 0
+    # The epoch is unknown before the checkpoint is loaded; the first real report fixes it.
+    body = {"attempt": a.attempt, "step": step, "epoch": 0.0, "points": [], "applied": []}
+    while not done.wait(max(0.1, a.lease_seconds / 3)):
+        try:
+            client.request(
+                "POST", f"/api/workers/trials/{a.trial_id}/report", json=body, stop=done
+            )
+        except _StaleAttempt:
+            stale.set()
+            return
+        except (InterruptedError, ProtocolError):
+            return
+
+
+def _build_keeping_lease(client: WorkerClient, a: Assignment) -> Trainer:
+    done, stale = threading.Event(), threading.Event()
+    beat = threading.Thread(target=_keep_lease, args=(client, a, done, stale), daemon=True)
+    beat.start()
+    try:
+        trainer = _build(client, a)
+    finally:
+        done.set()
+    if stale.is_set():
+        raise _StaleAttempt(f"trial {a.trial_id} attempt {a.attempt} went stale while starting")
+    return trainer
+
+
+def _train(client: WorkerClient, a: Assignment, reporter: HttpReporter) -> _Outcome:
+    """Build, restore and fit; any failure but a stale attempt becomes a failed outcome."""
+    trainer: Trainer | None = None
+    try:
+        trainer = _build_keeping_lease(client, a)
+        reporter.step, reporter.epoch = trainer.step, trainer.epoch
+        result = trainer.fit(reporter)
+        status = FinishStatus(result.status.value)
+        return _Outcome(status, result.step, result.epoch, _finite(result.metrics))
+    except (_StaleAttempt, InterruptedError):
+        # Stale: someone else owns the trial now. Interrupted: the worker is stopping and the
+        # lease hands the trial to another worker. Neither is the trial's failure.
+        raise
+    except DivergedError as exc:
+        error = str(exc)  # final: a diverged configuration diverges again
+    except Exception as exc:  # noqa: BLE001 - any other failure ends the trial as failed
+        error = traceback.format_exception_only(exc)[-1].strip()
+        log.exception("trial %s failed", a.trial_id)
+    step, epoch = (trainer.step, trainer.epoch) if trainer is not None else (0, 0.0)
+    return _Outcome(FinishStatus.FAILED, step, epoch, error=error)
 
 
 def run_trial(client: WorkerClient, assignment: Assignment) -> FinishStatus | None:
     """Train one claimed trial to its end and finish it; ``None`` if the attempt went stale."""
     a = assignment
     reporter = HttpReporter(client, a.trial_id, a.attempt)
-    trainer: Trainer | None = None
-    error: str | None = None
-    metrics: dict[str, float] = {}
     try:
-        config = dict(a.config)
-        if a.report_seconds is not None:
-            config["report_seconds"] = a.report_seconds
-        trainer = Trainer(TrainConfig.from_dict(config))
-        if a.checkpoint:
-            trainer.load_checkpoint(
-                client.download_checkpoint(int(a.checkpoint["id"]), str(a.checkpoint["sha256"]))
-            )
-            # Adjustments made while the trial was paused or queued are in the config.
-            trainer.update_hparams(
-                {k: v for k, v in config.get("hparams", {}).items() if k in ADJUSTABLE}
-            )
-            reporter.step, reporter.epoch = trainer.step, trainer.epoch
-        result = trainer.fit(reporter)
-        status = FinishStatus(result.status.value)
-        step, epoch, metrics = result.step, result.epoch, dict(result.metrics)
-    except _StaleAttempt:
-        log.info("trial %s attempt %s is stale; dropping it", a.trial_id, a.attempt)
-        return None
-    except InterruptedError:
-        raise  # the worker is stopping: the lease hands the trial to another worker
-    except DivergedError as exc:
-        status, error = FinishStatus.FAILED, str(exc)
-    except Exception as exc:  # noqa: BLE001 - any failure of the trial ends it as failed
-        status = FinishStatus.FAILED
-        error = traceback.format_exception_only(exc)[-1].strip()
-        log.exception("trial %s failed", a.trial_id)
-    if status is FinishStatus.FAILED and reporter.points:
-        # Keep the curve up to the failure when the server is reachable.
-        try:
-            reporter.flush()
-        except (_StaleAttempt, ProtocolError):
-            return None
-    if status is FinishStatus.FAILED:
-        step = trainer.step if trainer is not None else 0
-        epoch = trainer.epoch if trainer is not None else 0.0
-    body = {
-        "attempt": a.attempt,
-        "status": status.value,
-        "step": step,
-        "epoch": epoch,
-        "metrics": {k: _wire(float(v)) for k, v in metrics.items()},
-        "error": error,
-    }
-    try:
+        outcome = _train(client, a, reporter)
+        if reporter.points:
+            # A failure left points unsent: keep the curve up to it (unless the server
+            # refuses them, which must not keep the trial from finishing).
+            try:
+                reporter.flush()
+            except ProtocolError:
+                reporter.points.clear()
+        body = {
+            "attempt": a.attempt,
+            "status": outcome.status.value,
+            "step": outcome.step,
+            "epoch": outcome.epoch,
+            "metrics": dict(outcome.metrics),
+            "error": outcome.error,
+        }
         client.request("POST", f"/api/workers/trials/{a.trial_id}/finish", json=body)
     except _StaleAttempt:
+        log.info("trial %s attempt %s is stale; dropping it", a.trial_id, a.attempt)
         return None
     except ProtocolError:
         log.exception("trial %s: the server refused its finish", a.trial_id)
         return None
-    return status
+    return outcome.status
 
 
 def default_name() -> str:

@@ -1,0 +1,135 @@
+"""The ``pandacaviar`` command: ``serve`` the dashboard or run a ``worker``.
+
+``serve`` turns its options into ``PANDACAVIAR_*`` settings and runs uvicorn on the app
+factory; ``worker`` claims and trains trials from a server, local or remote. The worker path
+imports no web or database code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+from app.dispatcher import PARENT_ENV, SINGLE_THREAD_ENV, TOKEN_ENV
+
+ENV_PREFIX = "PANDACAVIAR_"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+EXIT_USAGE = 2
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(ENV_PREFIX + name) or None
+
+
+def _database_url(db: str | None) -> str | None:
+    """``--db`` takes a SQLite file path or a full database URL."""
+    if db is None or "://" in db:
+        return db
+    return "sqlite:///" + db
+
+
+def _serve(args: argparse.Namespace) -> int:
+    host = args.host or _env("HOST") or DEFAULT_HOST
+    port = args.port or int(_env("PORT") or DEFAULT_PORT)
+    token = args.token or _env("TOKEN")
+    from app.config import is_loopback  # pydantic: kept off the worker's import path
+
+    if not is_loopback(host.strip("[]")) and not token:
+        print(
+            f"pandacaviar serve: refusing to listen on {host} without an API token; set "
+            f"{TOKEN_ENV} (or pass --token), or bind 127.0.0.1",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    # The server reads one Settings object from the environment; options become settings.
+    settings = {
+        "HOST": host,
+        "PORT": str(port),
+        "DATABASE_URL": _database_url(args.db),
+        "DATA_DIR": args.data_dir,
+        "WORKERS": None if args.workers is None else str(args.workers),
+        "TOKEN": token,
+    }
+    for name, value in settings.items():
+        if value is not None:
+            os.environ[ENV_PREFIX + name] = value
+    import uvicorn  # only the serve path needs the web stack
+
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port)
+    return 0
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """End this process once its parent (the server that spawned it) is gone."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        # The trial in hand is not lost: its lease expires and it resumes from a checkpoint.
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _worker(args: argparse.Namespace) -> int:
+    # Before numpy is imported (by trainer, via app.worker): one BLAS thread per worker.
+    for name, value in SINGLE_THREAD_ENV.items():
+        os.environ.setdefault(name, value)
+    parent = os.environ.get(PARENT_ENV)
+    if parent and parent.isdigit():
+        _exit_with_parent(int(parent))
+    from app.worker import ProtocolError, run_worker
+
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    try:
+        run_worker(args.server, token, once=args.once)
+    except ProtocolError as exc:  # e.g. 401: a wrong token is not worth a traceback
+        print(f"pandacaviar worker: the server refused: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pandacaviar", description="Tune neural networks: babysit one (panda) or many."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the dashboard server and its local workers")
+    serve.add_argument("--host", help=f"address to bind (default {DEFAULT_HOST})")
+    serve.add_argument("--port", type=int, help=f"port (default {DEFAULT_PORT})")
+    serve.add_argument(
+        "--db", help="SQLite database file or database URL (default ./pandacaviar.db)"
+    )
+    serve.add_argument("--workers", type=int, help="local worker processes (default: cores)")
+    serve.add_argument("--data-dir", help="checkpoints and uploads (default ./data)")
+    serve.add_argument("--token", help=f"API token (prefer the {TOKEN_ENV} variable)")
+    serve.set_defaults(func=_serve)
+
+    worker = sub.add_parser("worker", help="claim and train trials from a server")
+    worker.add_argument("--server", required=True, help="server URL, e.g. http://host:8000")
+    worker.add_argument("--token", help=f"API token (default: ${TOKEN_ENV})")
+    worker.add_argument("--once", action="store_true", help="exit after one trial")
+    worker.set_defaults(func=_worker)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``pandacaviar`` and ``python -m app.cli``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
+    )
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
