@@ -1,0 +1,144 @@
+"""Coarse to fine: a narrower search space for the next round, around the best trials."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from app.tuning.base import Direction, TrialView, ranked
+from app.tuning.discrete import IntegerDistribution, LogInt
+from app.tuning.distributions import ContinuousDistribution, Scalar, is_number
+from app.tuning.space import Choice, Distribution, SearchSpace
+
+
+def narrow_from_top(
+    space: SearchSpace,
+    trials: Sequence[TrialView],
+    *,
+    k: int,
+    margin: float,
+    direction: Direction,
+) -> SearchSpace:
+    """The child space spanned by the ``k`` best completed trials.
+
+    For each ranged hyperparameter, on its sampling scale ``s`` (log10 for ``log_uniform``,
+    ``-log10(1 - v)`` for ``one_minus_log_uniform``, the exponent for ``log_int``)::
+
+        [a, b] = [min s(top-k), max s(top-k)]
+        w      = b - a, or the parent's width when b == a
+        child  = [a - margin * w, b + margin * w] clipped to the parent
+
+    Integer ranges are rounded outward; a range that collapses to one value becomes fixed.
+    A choice keeps the values the top-k used (in the parent's order). Fixed values stay.
+
+    Args:
+        space: the parent round's space.
+        trials: the trials to rank (any state; only completed ones with a finite value count).
+        k: how many of the best to span, 1 <= k <= number of completed trials.
+        margin: widening, as a fraction of the hull width, in [0, 1].
+        direction: which values are better.
+
+    Raises:
+        ValueError: ``k`` or ``margin`` out of range.
+    """
+    if not (is_number(margin) and 0.0 <= margin <= 1.0):
+        raise ValueError(f"margin: got {margin!r}, allowed: 0 <= margin <= 1")
+    top = ranked(trials, Direction(direction))
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(top):
+        raise ValueError(
+            f"k: got {k!r}, allowed: 1 <= k <= {len(top)} (the completed trials with a value)"
+        )
+    ranged: dict[str, Distribution] = {}
+    fixed: dict[str, Scalar] = dict(space.fixed)
+    for name, dist in space.ranged.items():
+        values = [t.hparams[name] for t in top[:k] if dist.contains(t.hparams.get(name))]
+        child = narrow(dist, values, margin) if values else dist
+        if isinstance(child, Distribution):
+            ranged[name] = child
+        else:
+            fixed[name] = child
+    return SearchSpace(ranged=ranged, fixed=fixed)
+
+
+def narrow(dist: Distribution, values: Sequence[object], margin: float) -> Distribution | Scalar:
+    """One hyperparameter's narrowed range (see :func:`narrow_from_top`); ``values`` non-empty.
+
+    Values outside ``dist`` are the caller's to drop; here they would only be clipped.
+    """
+    if isinstance(dist, Choice):
+        return Choice(
+            tuple(c for c in dist.values if any(Choice((c,)).contains(v) for v in values))
+        )
+    if isinstance(dist, IntegerDistribution):
+        return _narrow_levels(dist, values, margin)
+    if isinstance(dist, ContinuousDistribution):
+        return _narrow_continuous(dist, values, margin)
+    raise ValueError(f"dist: got {dist!r}, allowed: a known distribution")
+
+
+def _hull(points: Sequence[float], parent_width: float, margin: float) -> tuple[float, float]:
+    a, b = min(points), max(points)
+    w = b - a if b > a else parent_width
+    return a - margin * w, b + margin * w
+
+
+def _narrow_continuous(
+    dist: ContinuousDistribution, values: Sequence[object], margin: float
+) -> Distribution | Scalar:
+    units = [dist.to_unit(v) for v in values]
+    a, b = _hull(units, 1.0, margin)
+    nums = [float(v) for v in values]  # type: ignore[arg-type]
+    # Mapping a value to the unit scale and back can move it by one ulp, which must not push
+    # a top-k value out of its own child range: the hull's ends are the raw values, and a
+    # widened end is never inside them.
+    vmin, vmax = min(nums), max(nums)
+    low = vmin if a >= min(units) else min(dist.from_unit(a), vmin)
+    high = vmax if b <= max(units) else max(dist.from_unit(b), vmax)
+    low = dist.low if a <= 0.0 else max(dist.low, low)
+    high = dist.high if b >= 1.0 else min(dist.high, high)
+    if low >= high:
+        return low
+    return type(dist)(low, high)
+
+
+def _narrow_levels(
+    dist: IntegerDistribution, values: Sequence[object], margin: float
+) -> Distribution | Scalar:
+    first, last = dist.levels()
+    a, b = _hull([dist.level_of(int(v)) for v in values], last - first, margin)  # type: ignore[call-overload]
+    lo, hi = max(first, math.floor(a)), min(last, math.ceil(b))
+    if lo >= hi:
+        return dist.value_at(lo)
+    return type(dist)(dist.value_at(lo), dist.value_at(hi))
+
+
+def check_within(parent: SearchSpace, child: SearchSpace) -> list[str]:
+    """Names of the child's hyperparameters that leave the parent's range.
+
+    Flagged: a name the parent lacks or the child drops; a fixed value the parent would not
+    produce; a range whose lowest or highest value lies outside the parent's, or whose
+    values are of another sort (non-integers in an integer range, non-powers of two in a
+    ``log_int`` one, numbers in a choice).
+    """
+    names = [*child.names, *(n for n in parent.names if n not in child.names)]
+    return [n for n in names if not _within(parent, child, n)]
+
+
+def _within(parent: SearchSpace, child: SearchSpace, name: str) -> bool:
+    if name not in parent.names or name not in child.names:
+        return False
+    p = parent.ranged.get(name)
+    if p is None:
+        p = Choice((parent.fixed[name],))
+    c = child.ranged.get(name)
+    if c is None:
+        return p.contains(child.fixed[name])
+    if isinstance(c, Choice):
+        return all(p.contains(v) for v in c.values)
+    if isinstance(p, Choice) or (
+        isinstance(p, IntegerDistribution) and not isinstance(c, IntegerDistribution)
+    ):
+        return False
+    if isinstance(p, LogInt) and not isinstance(c, LogInt):
+        return False
+    return p.contains(c.from_unit(0.0)) and p.contains(c.from_unit(1.0))

@@ -1,0 +1,80 @@
+"""The median stopping rule (Golovin et al., 2017, Google Vizier)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from app.tuning.base import (
+    Decision,
+    Direction,
+    RungRecord,
+    Scheduler,
+    SchedulerStep,
+    TrialView,
+)
+
+
+class MedianStoppingScheduler(Scheduler):
+    """Stops a trial whose best value so far is worse than the other trials' median.
+
+    At a report of ``value`` at resource ``r >= grace``: ``best`` is the trial's best over
+    its stored intermediate values at resources ``<= r`` and ``value``; ``others`` are the
+    values other trials of the history (any state) reported at exactly ``r``, NaN left out
+    (a NaN would make the median NaN). With at least
+    ``min_trials`` of them, STOP iff ``best`` is strictly worse than ``median(others)``.
+    Otherwise CONTINUE. Pure function of the history: nothing to store.
+
+    Args:
+        grace: epochs before any stop (>= 0).
+        min_trials: other trials needed at ``r`` before the median means something (>= 1).
+        direction: which values are better.
+    """
+
+    def __init__(
+        self,
+        grace: int = 1,
+        min_trials: int = 3,
+        direction: Direction = Direction.MINIMIZE,
+    ) -> None:
+        if isinstance(grace, bool) or not isinstance(grace, int) or grace < 0:
+            raise ValueError(f"grace: got {grace!r}, allowed: an integer >= 0")
+        if isinstance(min_trials, bool) or not isinstance(min_trials, int) or min_trials < 1:
+            raise ValueError(f"min_trials: got {min_trials!r}, allowed: an integer >= 1")
+        self.grace = grace
+        self.min_trials = min_trials
+        self.direction = Direction(direction)
+
+    def on_report(
+        self,
+        trial: TrialView,
+        resource: int,
+        value: float,
+        history: Sequence[TrialView],
+        records: Sequence[RungRecord],
+    ) -> SchedulerStep:
+        if resource < self.grace:
+            return SchedulerStep(Decision.CONTINUE)
+        others = [
+            t.intermediate[resource]
+            for t in history
+            if t.number != trial.number
+            and resource in t.intermediate
+            and not math.isnan(t.intermediate[resource])
+        ]
+        if len(others) < self.min_trials:
+            return SchedulerStep(Decision.CONTINUE)
+        own = [v for r, v in trial.intermediate.items() if r <= resource] + [float(value)]
+        best = min(own, key=self.direction.key)
+        median = float(np.median(others))
+        return SchedulerStep(
+            Decision.STOP if self.direction.better(median, best) else Decision.CONTINUE
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"MedianStoppingScheduler(grace={self.grace}, min_trials={self.min_trials}, "
+            f"direction={self.direction.value!r})"
+        )

@@ -1,0 +1,156 @@
+"""ASHA: a hand-worked run, replay from stored records, and settings validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.tuning import (
+    AshaScheduler,
+    Decision,
+    Direction,
+    RungRecord,
+    TrialView,
+    make_scheduler,
+)
+from tests.tuning.helpers import running
+
+C, S = Decision.CONTINUE, Decision.STOP
+SETTINGS: dict[str, object] = {"min_resource": 1, "reduction_factor": 3, "max_resource": 9}
+
+# Hand-worked example: 9 trials, eta = 3, min_resource 1, max_resource 9 epochs, loss
+# (minimise). Rungs at min_resource * 3**k < 9: epoch 1 (rung 0) and epoch 3 (rung 1); epoch 9
+# is where training ends, not a rung. "keep" = floor(n / 3) with n the records at the rung,
+# this trial's included; fewer than 3 records: continue only if best so far (optuna's rule).
+#
+# Rung 0 (epoch 1), in arrival order:
+#   t0 0.50  n=1 <3, best so far            -> CONTINUE
+#   t1 0.70  n=2 <3, 0.50 is better         -> STOP
+#   t2 0.40  n=3 keep 1: {0.40}             -> CONTINUE
+#   t3 0.90  n=4 keep 1: {0.40}             -> STOP
+#   t4 0.30  n=5 keep 1: {0.30}             -> CONTINUE
+#   t5 0.80  n=6 keep 2: {0.30, 0.40}       -> STOP
+#   t6 0.60  n=7 keep 2: {0.30, 0.40}       -> STOP
+#   t7 0.20  n=8 keep 2: {0.20, 0.30}       -> CONTINUE
+#   t8 0.95  n=9 keep 3: {0.20, 0.30, 0.40} -> STOP
+# Epoch 2 is no rung: t0, t2, t4, t7 CONTINUE.
+# Rung 1 (epoch 3):
+#   t0 0.45  n=1 <3, best so far            -> CONTINUE
+#   t2 0.25  n=2 <3, best so far            -> CONTINUE
+#   t4 0.28  n=3 keep 1: {0.25}             -> STOP
+#   t7 0.10  n=4 keep 1: {0.10}             -> CONTINUE
+# Epochs 4..9 are no rungs: t0, t2, t7 train to the end (t0 thanks to arriving early: ASHA's
+# asynchronous trade-off).
+EVENTS: list[tuple[int, int, float, Decision]] = [
+    (0, 1, 0.50, C),
+    (1, 1, 0.70, S),
+    (2, 1, 0.40, C),
+    (3, 1, 0.90, S),
+    (4, 1, 0.30, C),
+    (5, 1, 0.80, S),
+    (6, 1, 0.60, S),
+    (7, 1, 0.20, C),
+    (8, 1, 0.95, S),
+    (0, 2, 0.47, C),
+    (2, 2, 0.33, C),
+    (4, 2, 0.29, C),
+    (7, 2, 0.15, C),
+    (0, 3, 0.45, C),
+    (2, 3, 0.25, C),
+    (4, 3, 0.28, S),
+    (7, 3, 0.10, C),
+    (0, 9, 0.40, C),
+    (2, 9, 0.20, C),
+    (7, 9, 0.05, C),
+]
+
+
+def replay(
+    scheduler: AshaScheduler,
+    events: list[tuple[int, int, float, Decision]],
+    records: list[RungRecord],
+    sign: float = 1.0,
+) -> list[Decision]:
+    """Feed reports the way the server does: persist new records, pass all of them back."""
+    curves: dict[int, dict[int, float]] = {}
+    decisions = []
+    for number, epoch, value, _ in events:
+        trial: TrialView = running(number, curves.get(number))
+        step = scheduler.on_report(trial, epoch, sign * value, [], list(records))
+        records.extend(step.new_records)
+        curves.setdefault(number, {})[epoch] = sign * value
+        decisions.append(step.decision)
+    return decisions
+
+
+def test_rungs() -> None:
+    asha = AshaScheduler(1, 3, 9)
+    assert asha.rung_resources() == (1, 3)
+    assert AshaScheduler(2, 2, 20).rung_resources() == (2, 4, 8, 16)
+    assert [asha.rung_of(r) for r in (1, 2, 3, 9)] == [0, None, 1, None]
+
+
+def test_hand_worked_example() -> None:
+    records: list[RungRecord] = []
+    assert replay(AshaScheduler(1, 3, 9), EVENTS, records) == [e[3] for e in EVENTS]
+    # One record per rung report, nothing at non-rung epochs.
+    assert [(r.trial_number, r.rung) for r in records] == (
+        [(n, 0) for n in range(9)] + [(0, 1), (2, 1), (4, 1), (7, 1)]
+    )
+    assert records[4] == RungRecord(4, 0, 0.30)
+
+
+def test_maximize_mirrors_minimize() -> None:
+    asha = AshaScheduler(1, 3, 9, direction=Direction.MAXIMIZE)
+    assert replay(asha, EVENTS, [], sign=-1.0) == [e[3] for e in EVENTS]
+
+
+@pytest.mark.parametrize("restart_at", range(len(EVENTS) + 1))
+def test_a_restart_continues_the_same_way(restart_at: int) -> None:
+    # Before the restart: one scheduler object. After: a fresh one built from the stored
+    # settings, knowing only the stored records.
+    records: list[RungRecord] = []
+    before = replay(AshaScheduler(1, 3, 9), EVENTS[:restart_at], records)
+    stored = [RungRecord(r.trial_number, r.rung, r.value) for r in records]
+    fresh = make_scheduler("asha", **SETTINGS)
+    assert isinstance(fresh, AshaScheduler)
+    after = replay(fresh, EVENTS[restart_at:], stored)
+    assert before + after == [e[3] for e in EVENTS]
+
+
+@pytest.mark.parametrize("index", [1, 3, 7, 15])
+def test_a_repeated_report_gives_the_original_answer_and_no_record(index: int) -> None:
+    records: list[RungRecord] = []
+    asha = AshaScheduler(1, 3, 9)
+    replay(asha, EVENTS, records)
+    number, epoch, value, expected = EVENTS[index]
+    step = asha.on_report(running(number), epoch, value, [], records)
+    assert step.decision is expected
+    assert step.new_records == ()
+
+
+def test_ties_continue() -> None:
+    asha = AshaScheduler(1, 2, 4)
+    records = [RungRecord(0, 0, 0.5)]
+    step = asha.on_report(running(1), 1, 0.5, [], records)
+    assert step.decision is Decision.CONTINUE  # n = 2, keep 1: 0.5 ties the best
+
+
+def test_nan_is_the_worst_value() -> None:
+    asha = AshaScheduler(1, 2, 4)
+    records = [RungRecord(0, 0, 0.5), RungRecord(1, 0, 0.7), RungRecord(2, 0, 0.9)]
+    assert asha.on_report(running(3), 1, float("nan"), [], records).decision is Decision.STOP
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"min_resource": 0}, "min_resource"),
+        ({"reduction_factor": 1}, "reduction_factor"),
+        ({"min_resource": 4, "max_resource": 4}, "max_resource"),
+        ({"min_resource": 1.5}, "min_resource"),
+    ],
+)
+def test_settings_are_validated(kwargs: dict[str, object], field: str) -> None:
+    with pytest.raises(ValueError, match=field) as info:
+        AshaScheduler(**kwargs)  # type: ignore[arg-type]
+    assert "allowed" in str(info.value)
