@@ -8,215 +8,28 @@ standard library only.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
 import os
-import random
 import socket
 import threading
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
-import httpx
-
+from app.worker_client import (
+    IDLE_CAP_SECONDS,
+    Backoff,
+    FinishStatus,
+    HttpReporter,
+    ProtocolError,
+    StaleAttempt,
+    WorkerClient,
+    finite_metrics,
+)
 from trainer import ADJUSTABLE, DivergedError, TrainConfig, Trainer
-from trainer.reporting import Action, Directive
 
 log = logging.getLogger(__name__)
-
-# Full-jitter exponential backoff: sleep U(0, min(cap, base * 2**n)) (the AWS architecture
-# blog's "full jitter"), so workers that lost the server together do not return together.
-RETRY_BASE_SECONDS = 0.1
-RETRY_CAP_SECONDS = 5.0
-# An idle worker polls for work; a short cap keeps a new trial's start latency low.
-IDLE_CAP_SECONDS = 1.0
-# A 5xx answer may be a transient lock; retried this many times before the trial fails.
-MAX_SERVER_ERRORS = 8
-
-
-class FinishStatus(StrEnum):
-    COMPLETED = "completed"
-    PAUSED = "paused"
-    STOPPED = "stopped"
-    FAILED = "failed"
-
-
-class _StaleAttempt(Exception):
-    """The server answered 409: this attempt was requeued or ended; drop the trial at once."""
-
-
-class ProtocolError(RuntimeError):
-    """The server rejected a request in a way retrying cannot fix (a 4xx other than 409)."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        super().__init__(
-            f"{response.request.method} {response.request.url.path} -> "
-            f"{response.status_code}: {response.text[:300]}"
-        )
-        self.status_code = response.status_code
-
-
-class Backoff:
-    """Delays for successive retries: exponential growth, full jitter, a cap."""
-
-    def __init__(self, base: float = RETRY_BASE_SECONDS, cap: float = RETRY_CAP_SECONDS) -> None:
-        self.base = base
-        self.cap = cap
-        self.failures = 0
-        self._rng = random.Random()
-
-    def next_delay(self) -> float:
-        """The delay before the next try; each call doubles the ceiling up to the cap."""
-        ceiling = min(self.cap, self.base * 2.0 ** min(self.failures, 30))
-        self.failures += 1
-        return self._rng.uniform(0.0, ceiling)
-
-    def reset(self) -> None:
-        self.failures = 0
-
-
-class WorkerClient:
-    """HTTP access to ``/api/workers`` that rides out server outages.
-
-    Transport errors are retried forever (the server may be restarting), 5xx answers up to
-    :data:`MAX_SERVER_ERRORS` times; 409 raises :class:`_StaleAttempt`, other 4xx
-    :class:`ProtocolError`. ``stop`` interrupts the waits (tests, shutdown).
-    """
-
-    def __init__(
-        self, server_url: str, token: str | None = None, *, stop: threading.Event | None = None
-    ) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(
-            base_url=server_url.rstrip("/"),
-            headers=headers,
-            timeout=httpx.Timeout(60.0, connect=5.0),
-        )
-        self.stop = stop or threading.Event()
-        self.retries = 0  # failed tries so far (an outage is visible from outside)
-
-    def close(self) -> None:
-        self.http.close()
-
-    def request(
-        self, method: str, path: str, *, stop: threading.Event | None = None, **kwargs: Any
-    ) -> httpx.Response:
-        """Send until the server answers something other than a transient error.
-
-        Raises:
-            InterruptedError: ``stop`` (the client's own by default) was set while waiting.
-        """
-        stop = stop or self.stop
-        backoff = Backoff()
-        server_errors = 0
-        while True:
-            try:
-                response = self.http.request(method, path, **kwargs)
-            except httpx.TransportError as exc:
-                log.warning("%s %s: %s; retrying", method, path, exc)
-            else:
-                if response.status_code == 409:
-                    raise _StaleAttempt(response.text)
-                if response.status_code < 400:
-                    return response
-                if response.status_code < 500:
-                    raise ProtocolError(response)
-                server_errors += 1
-                if server_errors >= MAX_SERVER_ERRORS:
-                    raise ProtocolError(response)
-                log.warning("%s %s -> %s; retrying", method, path, response.status_code)
-            self.retries += 1
-            if stop.wait(backoff.next_delay()):
-                raise InterruptedError("worker stopping")
-
-    def claim(self, name: str) -> dict[str, Any] | None:
-        """One claim; the trial's assignment, or ``None`` when nothing is queued."""
-        response = self.request("POST", "/api/workers/claim", json={"worker": name})
-        return None if response.status_code == 204 else dict(response.json())
-
-    def download_checkpoint(self, checkpoint_id: int, sha256: str) -> bytes:
-        """The checkpoint's bytes, verified against the sha256 the claim announced."""
-        response = self.request("GET", f"/api/workers/checkpoints/{checkpoint_id}")
-        data = response.content
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != sha256:
-            raise ValueError(f"checkpoint {checkpoint_id}: sha256 {digest} != expected {sha256}")
-        return data
-
-
-def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
-    """The finite values: the server stores only those (the trainer reports no others)."""
-    return {k: float(v) for k, v in metrics.items() if math.isfinite(v)}
-
-
-class HttpReporter:
-    """The trainer's :class:`~trainer.reporting.Reporter` over HTTP for one (trial, attempt).
-
-    Points are buffered and sent with every report; a batch leaves the buffer only after the
-    server acknowledged it with a 2xx, so an outage delays points but never loses them (the
-    server upserts, so a batch resent after a lost answer changes nothing).
-    """
-
-    def __init__(self, client: WorkerClient, trial_id: int, attempt: int) -> None:
-        self.client = client
-        self.trial_id = trial_id
-        self.attempt = attempt
-        self.step = 0  # progress sent with every report (set from a restored checkpoint)
-        self.epoch = 0.0
-        self.points: list[list[Any]] = []
-        self.pending_applied: list[dict[str, int]] = []
-
-    def report(self, step: int, epoch: float, metrics: Mapping[str, float]) -> Directive:
-        """Buffer the metrics at ``step``, send everything buffered, return the directive."""
-        self.step, self.epoch = step, epoch
-        self.points.extend([step, name, v] for name, v in sorted(_finite(metrics).items()))
-        return self.flush()
-
-    def flush(self) -> Directive:
-        """Send the buffered points and applied entries (also the lease's heartbeat)."""
-        body = {
-            "attempt": self.attempt,
-            "step": self.step,
-            "epoch": self.epoch,
-            "points": list(self.points),
-            "applied": list(self.pending_applied),
-        }
-        response = self.client.request(
-            "POST", f"/api/workers/trials/{self.trial_id}/report", json=body
-        )
-        # Only what this request carried is acknowledged; nothing is added meanwhile.
-        del self.points[: len(body["points"])]
-        del self.pending_applied[: len(body["applied"])]
-        data = response.json()
-        return Directive(
-            action=Action(data.get("action", Action.CONTINUE.value)),
-            hparams=dict(data.get("hparams") or {}),
-            event_id=data.get("event_id"),
-        )
-
-    def checkpoint(self, step: int, data: bytes) -> None:
-        """Upload a checkpoint taken after ``step`` steps."""
-        self.client.request(
-            "PUT",
-            f"/api/workers/trials/{self.trial_id}/checkpoints",
-            params={"attempt": self.attempt, "step": step},
-            content=data,
-            headers={"Content-Type": "application/octet-stream"},
-        )
-
-    def applied(self, directive: Directive, step: int) -> None:
-        """Tell the server that ``directive`` governs training from ``step`` on."""
-        if directive.event_id is None:
-            return
-        self.pending_applied.append({"event_id": directive.event_id, "step": step})
-        # The answer's directive is dropped: directives live in the database, so anything
-        # pending comes back at the next report.
-        self.flush()
-
 
 @dataclass(frozen=True)
 class Assignment:
@@ -280,7 +93,7 @@ def _keep_lease(
             client.request(
                 "POST", f"/api/workers/trials/{a.trial_id}/report", json=body, stop=done
             )
-        except _StaleAttempt:
+        except StaleAttempt:
             stale.set()
             return
         except (InterruptedError, ProtocolError):
@@ -296,7 +109,7 @@ def _build_keeping_lease(client: WorkerClient, a: Assignment) -> Trainer:
     finally:
         done.set()
     if stale.is_set():
-        raise _StaleAttempt(f"trial {a.trial_id} attempt {a.attempt} went stale while starting")
+        raise StaleAttempt(f"trial {a.trial_id} attempt {a.attempt} went stale while starting")
     return trainer
 
 
@@ -308,8 +121,8 @@ def _train(client: WorkerClient, a: Assignment, reporter: HttpReporter) -> _Outc
         reporter.step, reporter.epoch = trainer.step, trainer.epoch
         result = trainer.fit(reporter)
         status = FinishStatus(result.status.value)
-        return _Outcome(status, result.step, result.epoch, _finite(result.metrics))
-    except (_StaleAttempt, InterruptedError):
+        return _Outcome(status, result.step, result.epoch, finite_metrics(result.metrics))
+    except (StaleAttempt, InterruptedError):
         # Stale: someone else owns the trial now. Interrupted: the worker is stopping and the
         # lease hands the trial to another worker. Neither is the trial's failure.
         raise
@@ -344,7 +157,7 @@ def run_trial(client: WorkerClient, assignment: Assignment) -> FinishStatus | No
             "error": outcome.error,
         }
         client.request("POST", f"/api/workers/trials/{a.trial_id}/finish", json=body)
-    except _StaleAttempt:
+    except StaleAttempt:
         log.info("trial %s attempt %s is stale; dropping it", a.trial_id, a.attempt)
         return None
     except ProtocolError:

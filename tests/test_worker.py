@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from app.worker import Assignment, HttpReporter, WorkerClient, _StaleAttempt, run_worker
+from app.worker import Assignment, run_worker
+from app.worker_client import HttpReporter, StaleAttempt, WorkerClient
 from tests.e2e import (
     FAST,
     ROOT,
@@ -107,7 +108,7 @@ def test_stale_attempt_raises_and_is_never_written(
     api.wait_trial(trial_id, lambda t: t["state"] == "queued", "the lease to expire")
 
     reporter = HttpReporter(client, trial_id, assignment.attempt)
-    with pytest.raises(_StaleAttempt):
+    with pytest.raises(StaleAttempt):
         reporter.report(5, 0.25, POINTS)
     assert api.metrics(trial_id) in ({}, {name: [] for name in POINTS})
 
