@@ -120,6 +120,7 @@ def _train(client: WorkerClient, a: Assignment, reporter: HttpReporter) -> _Outc
         trainer = _build_keeping_lease(client, a)
         reporter.step, reporter.epoch = trainer.step, trainer.epoch
         result = trainer.fit(reporter)
+        reporter.drain()  # a pause or the end must find its checkpoint stored
         status = FinishStatus(result.status.value)
         return _Outcome(status, result.step, result.epoch, finite_metrics(result.metrics))
     except (StaleAttempt, InterruptedError):
@@ -163,6 +164,8 @@ def run_trial(client: WorkerClient, assignment: Assignment) -> FinishStatus | No
     except ProtocolError:
         log.exception("trial %s: the server refused its finish", a.trial_id)
         return None
+    finally:
+        reporter.close()
     return outcome.status
 
 

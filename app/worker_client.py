@@ -11,6 +11,7 @@ import math
 import random
 import threading
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from enum import StrEnum
 from typing import Any
 
@@ -160,6 +161,12 @@ class HttpReporter:
         self.epoch = 0.0
         self.points: list[list[Any]] = []
         self.pending_applied: list[dict[str, int]] = []
+        # Checkpoints upload in the background: a big model's checkpoint (8 MB for
+        # 784-512-512-10 with Adam moments) would otherwise stall training and delay the
+        # report that shows an adjustment took effect. One upload in flight at a time keeps
+        # their order and bounds memory.
+        self._uploader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload")
+        self._upload: Future[None] | None = None
 
     def report(self, step: int, epoch: float, metrics: Mapping[str, float]) -> Directive:
         """Buffer the metrics at ``step``, send everything buffered, return the directive."""
@@ -169,6 +176,8 @@ class HttpReporter:
 
     def flush(self) -> Directive:
         """Send the buffered points and applied entries (also the lease's heartbeat)."""
+        if self._upload is not None and self._upload.done():
+            self.drain()  # surfaces a failed upload (a stale attempt, say) at the next report
         body = {
             "attempt": self.attempt,
             "step": self.step,
@@ -190,7 +199,11 @@ class HttpReporter:
         )
 
     def checkpoint(self, step: int, data: bytes) -> None:
-        """Upload a checkpoint taken after ``step`` steps."""
+        """Upload a checkpoint taken after ``step`` steps, in the background."""
+        self.drain()
+        self._upload = self._uploader.submit(self._put_checkpoint, step, data)
+
+    def _put_checkpoint(self, step: int, data: bytes) -> None:
         self.client.request(
             "PUT",
             f"/api/workers/trials/{self.trial_id}/checkpoints",
@@ -198,6 +211,16 @@ class HttpReporter:
             content=data,
             headers={"Content-Type": "application/octet-stream"},
         )
+
+    def drain(self) -> None:
+        """Wait for the checkpoint upload in flight; re-raise its error, if any."""
+        upload, self._upload = self._upload, None
+        if upload is not None:
+            upload.result()
+
+    def close(self) -> None:
+        """Finish the upload in flight (errors ignored: the attempt is over) and stop."""
+        self._uploader.shutdown(wait=True)
 
     def applied(self, directive: Directive, step: int) -> None:
         """Tell the server that ``directive`` governs training from ``step`` on."""

@@ -222,7 +222,7 @@ class Trainer:
         cfg = self.config
         x_all, y_all = self.data.X_train, self.data.y_train
         acc = _Accumulator()
-        last_report = time.perf_counter()
+        last_report, report_next = time.perf_counter(), False
         while not self._done():
             if self.order is None:
                 self.order = self.rng.permutation(self.n_train)
@@ -247,12 +247,12 @@ class Trainer:
             evaluate = epoch_end or self._done() or (
                 cfg.eval_every > 0 and self.step % cfg.eval_every == 0
             )
-            due = evaluate or self.step % cfg.report_every == 0 or (
+            due = evaluate or report_next or self.step % cfg.report_every == 0 or (
                 cfg.report_seconds > 0 and now - last_report >= cfg.report_seconds
             )
             if not due:
                 continue
-            last_report = now
+            last_report, report_next = now, False
             metrics = self._safe_point_metrics(acc, lr_used, evaluate)
             acc = _Accumulator()
             if self._done():
@@ -266,6 +266,9 @@ class Trainer:
             result = self._obey(directive, reporter, epoch_end)
             if result is not None:
                 return result
+            # After an update, show its effect at the very next step: the one who asked is
+            # watching for it, and a safe point changes nothing in the training.
+            report_next = directive.action is Action.UPDATE
         # Restored from a final checkpoint: nothing left to train.
         final = {**self.evaluate("dev"), **self.evaluate("test")}
         return FitResult(FitStatus.COMPLETED, self.step, self.epoch, final)
