@@ -1,0 +1,130 @@
+"""HTML routes: each renders one template with ids; the page's JavaScript fetches the JSON API.
+
+Only presentation data is prepared here: the hyperparameter catalogue in the order of the course
+notes, with the hint and the pre-filled search range each row of the new-study form shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from trainer.config import ADJUSTABLE, HPARAM_SPECS, HParamSpec
+
+TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parents[2] / "templates")
+router = APIRouter(include_in_schema=False)
+
+# The course notes' order of importance (1 = must tune ... 7 = leave at the default).
+IMPORTANCE: dict[str, tuple[int, str]] = {
+    "learning_rate": (1, "must tune"),
+    "momentum": (2, "should tune"),
+    "batch_size": (3, "should tune"),
+    "hidden_units": (4, "should tune"),
+    "num_layers": (5, "rarely tuned"),
+    "lr_decay": (6, "rarely tuned"),
+    "beta1": (7, "leave at the default"),
+    "beta2": (7, "leave at the default"),
+    "epsilon": (7, "leave at the default"),
+}
+
+# Pre-filled ranges and scales for a caviar search, following the notes.
+RANGES: dict[str, dict[str, Any]] = {
+    "learning_rate": {"dist": "log_uniform", "low": 1e-4, "high": 1.0},
+    "momentum": {"dist": "one_minus_log_uniform", "low": 0.9, "high": 0.999},
+    "beta1": {"dist": "one_minus_log_uniform", "low": 0.9, "high": 0.999},
+    "beta2": {"dist": "one_minus_log_uniform", "low": 0.99, "high": 0.9999},
+    "epsilon": {"dist": "log_uniform", "low": 1e-10, "high": 1e-6},
+    "batch_size": {"dist": "log_int", "low": 16, "high": 256},
+    "hidden_units": {"dist": "int_uniform", "low": 50, "high": 100},
+    "num_layers": {"dist": "int_uniform", "low": 2, "high": 4},
+    "lr_decay": {"dist": "log_uniform", "low": 1e-3, "high": 1.0},
+    "l2": {"dist": "log_uniform", "low": 1e-5, "high": 1e-1},
+    "keep_prob": {"dist": "uniform", "low": 0.5, "high": 1.0},
+    "bn_momentum": {"dist": "one_minus_log_uniform", "low": 0.9, "high": 0.999},
+    "decay_every": {"dist": "int_uniform", "low": 1, "high": 20},
+    "seed": {"dist": "int_uniform", "low": 0, "high": 1000},
+}
+# Ranged by default in a new caviar study; the rest start fixed at their defaults.
+RANGED_BY_DEFAULT = frozenset({"learning_rate", "batch_size", "hidden_units"})
+# Study-level fields rather than rows of the hyperparameter table.
+NOT_IN_FORM = frozenset({"epochs"})
+
+
+@dataclass(frozen=True)
+class HParamRow:
+    """What one row of the new-study form shows."""
+
+    spec: HParamSpec
+    kind: str  # "float", "int", "bool" or "choice"
+    rank: int | None
+    rank_text: str
+    range: dict[str, Any] | None
+    ranged: bool
+
+
+def _kind(spec: HParamSpec) -> str:
+    if spec.choices:
+        return "choice"
+    return {bool: "bool", int: "int"}.get(spec.type, "float")
+
+
+def hparam_rows() -> list[HParamRow]:
+    """Every hyperparameter of the form, in the notes' order of importance."""
+    rows = []
+    for name, spec in HPARAM_SPECS.items():
+        if name in NOT_IN_FORM:
+            continue
+        rank, text = IMPORTANCE.get(name, (None, ""))
+        default_range = RANGES.get(name)
+        if spec.choices:
+            default_range = {"dist": "choice", "values": list(spec.choices)}
+        rows.append(
+            HParamRow(spec, _kind(spec), rank, text, default_range, name in RANGED_BY_DEFAULT)
+        )
+    return sorted(rows, key=lambda r: r.rank or 99)
+
+
+def _render(request: Request, name: str, **context: Any) -> HTMLResponse:
+    return TEMPLATES.TemplateResponse(request, name, context)
+
+
+@router.get("/", response_class=HTMLResponse)
+def studies_page(request: Request) -> HTMLResponse:
+    """Studies list, with a teaching panel on a first visit."""
+    return _render(request, "studies.html")
+
+
+@router.get("/studies/new", response_class=HTMLResponse)
+def new_study_page(request: Request) -> HTMLResponse:
+    """The new-study form: panda or caviar, every hyperparameter fixed or ranged."""
+    return _render(
+        request,
+        "new_study.html",
+        rows=hparam_rows(),
+        epochs_default=HPARAM_SPECS["epochs"].default,
+    )
+
+
+@router.get("/studies/{study_id}", response_class=HTMLResponse)
+def study_page(request: Request, study_id: int) -> HTMLResponse:
+    """One study: trials table, curves, parallel coordinates, scatter, importance."""
+    return _render(request, "study.html", study_id=study_id)
+
+
+@router.get("/trials/{trial_id}", response_class=HTMLResponse)
+def trial_page(request: Request, trial_id: int) -> HTMLResponse:
+    """The panda cockpit of one trial."""
+    adjustable = [spec for name, spec in HPARAM_SPECS.items() if name in ADJUSTABLE]
+    return _render(request, "trial.html", trial_id=trial_id, adjustable=adjustable)
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare_page(request: Request, trials: str = Query("", max_length=10_000)) -> HTMLResponse:
+    """Selected trials side by side: ``/compare?trials=1,2,3``."""
+    ids = [int(t) for t in trials.split(",") if t.strip().isdigit()]
+    return _render(request, "compare.html", trial_ids=ids)

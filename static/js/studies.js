@@ -1,0 +1,83 @@
+// Studies list (/): polls the API, and on a first visit offers one-click digits examples.
+
+import { el, fmt, get, post, progressBar, stateBadge, timeText, flash } from "./api.js";
+
+const ENDED = ["completed", "failed", "stopped", "pruned"];
+const tbody = document.querySelector("#studies-table tbody");
+const status = document.getElementById("studies-status");
+
+// The notes' caviar recipe: alpha log-uniform 1e-4..1, batch size powers of two, units 50..100.
+const CAVIAR_SPACE = {
+  learning_rate: { dist: "log_uniform", low: 1e-4, high: 1.0 },
+  batch_size: { dist: "log_int", low: 16, high: 256 },
+  hidden_units: { dist: "int_uniform", low: 50, high: 100 },
+};
+
+// The study's best trial (its only one for a panda run), or null.
+async function bestOf(study) {
+  const page = await get(`/api/studies/${study.id}/trials?sort=best&limit=1`);
+  return page.data[0] || null;
+}
+
+function row(study, top) {
+  const best = top && top.best_value !== null ? top.best_value : null;
+  // A panda run also links straight to the cockpit of its (best) trial.
+  const cockpit = study.mode === "panda" && top
+    ? [" · ", el("a", { href: `/trials/${top.id}` }, `cockpit of trial ${top.id}`)] : [];
+  const ended = ENDED.reduce((n, s) => n + (study.counts[s] || 0), 0);
+  const total = Object.values(study.counts).reduce((a, b) => a + b, 0);
+  const budget = study.budget.trials || total; // a budget in epochs: trials created so far
+  const running = study.counts.running || 0;
+  const objective = `${study.objective.metric} (${study.objective.direction})`;
+  return el("tr", { "data-study-id": String(study.id) },
+    el("td", {}, el("a", { href: `/studies/${study.id}` }, study.name), ...cockpit),
+    el("td", {}, study.mode),
+    el("td", {}, study.task),
+    el("td", {}, stateBadge(study.state, running ? `, ${running} running` : "")),
+    el("td", { title: study.budget.epochs ? `budget: ${study.budget.epochs} epochs` : null },
+      progressBar(budget ? ended / budget : 0, `${ended} / ${budget}`)),
+    el("td", { title: objective }, best === null ? "–" : `${fmt(best)} ${study.objective.metric}`),
+    el("td", {}, timeText(study.created_at)));
+}
+
+async function refresh() {
+  let page;
+  try {
+    page = await get("/api/studies?limit=200");
+  } catch (err) {
+    status.textContent = `Could not load the studies: ${err.message}`;
+    return;
+  }
+  document.getElementById("teach").hidden = page.count > 0;
+  document.getElementById("studies-table").hidden = page.count === 0;
+  status.textContent = page.count === 0
+    ? "No studies yet. Start with an example below or create a new study."
+    : `${page.count} ${page.count === 1 ? "study" : "studies"}`;
+  const bests = await Promise.all(page.data.map((s) => bestOf(s).catch(() => null)));
+  tbody.replaceChildren(...page.data.map((s, i) => row(s, bests[i])));
+}
+
+async function example(mode) {
+  const note = document.getElementById("example-status");
+  note.textContent = `Creating a ${mode} example…`;
+  try {
+    if (mode === "panda") {
+      const study = await post("/api/studies", { name: "digits panda example", mode: "panda",
+        task: "digits", epochs: 20, space: { learning_rate: 0.001 } });
+      const trial = await post(`/api/studies/${study.id}/trials`, { hparams: {} });
+      window.location.assign(`/trials/${trial.id}`);
+    } else {
+      const study = await post("/api/studies", { name: "digits caviar example", mode: "caviar",
+        task: "digits", epochs: 5, space: CAVIAR_SPACE, budget: { trials: 8 }, parallelism: 2 });
+      window.location.assign(`/studies/${study.id}`);
+    }
+  } catch (err) {
+    note.textContent = "";
+    flash(`Could not create the example: ${err.message}`);
+  }
+}
+
+document.getElementById("example-panda").addEventListener("click", () => example("panda"));
+document.getElementById("example-caviar").addEventListener("click", () => example("caviar"));
+refresh();
+setInterval(() => { if (!document.hidden) refresh(); }, 3000);

@@ -1,0 +1,443 @@
+// Study page (/studies/{id}): live trials table, overlaid curves, parallel coordinates with
+// brushing into the next round, scatter per hyperparameter, importance, re-test and export.
+
+import {
+  FINISHED, el, flash, fmt, get, hasRoute, num, post, progressBar, stateBadge, stream,
+} from "./api.js";
+import { LineChart } from "./charts.js";
+import { Parallel, drawImportance, drawScatter, rangedNames } from "./study_charts.js";
+
+const root = document.getElementById("study-root");
+const STUDY_ID = Number(root.dataset.studyId);
+const BASE = `/api/studies/${STUDY_ID}`;
+const PAGE_SIZE = 50;
+
+const state = {
+  study: null,
+  trials: [],
+  rounds: null, // [{id, number, space}] when the API lists them
+  selected: new Set(),
+  sort: { key: "number", desc: false },
+  page: 0,
+  curves: new Map(), // trial id -> [[step, value]]
+  brushed: {},
+};
+
+const curves = new LineChart(document.getElementById("chart-curves"),
+  { title: "Objective by step", yName: "objective" });
+const parallel = new Parallel(document.getElementById("chart-parallel"), onBrush);
+
+function roundOf(trial) {
+  if (!state.rounds) return trial.round_id ?? 1;
+  const r = state.rounds.find((x) => x.id === trial.round_id);
+  return r ? r.number : 1;
+}
+
+function space() {
+  const search = (state.rounds || []).filter((r) => r.kind !== "retest");
+  const last = search.at(-1);
+  return (last && last.space) || state.study.space;
+}
+
+// -- header, rounds --------------------------------------------------------------------------
+
+function drawHeader() {
+  const s = state.study;
+  document.getElementById("study-title").textContent = s.name;
+  const counts = Object.entries(s.counts).map(([k, v]) => `${v} ${k}`).join(", ") || "no trials";
+  document.getElementById("study-meta").replaceChildren(stateBadge(s.state), ` ${s.mode} · task `,
+    `${s.task} · objective ${s.objective.metric} (${s.objective.direction}) · budget `,
+    s.budget.trials ? `${s.budget.trials} trials` : `${s.budget.epochs} epochs`,
+    `, ${s.parallelism} at once · sampler ${algo(s.sampler)}`,
+    s.scheduler ? ` · early stopping ${algo(s.scheduler)}` : "", ` · ${counts}`);
+  document.getElementById("export-csv").href = `${BASE}/export?format=csv`;
+  document.getElementById("export-json").href = `${BASE}/export?format=json`;
+  curves.chart.setOption({ yAxis: { name: s.objective.metric } });
+}
+
+function algo(a) {
+  return typeof a === "object" && a !== null ? a.name || JSON.stringify(a) : String(a);
+}
+
+function rangeText(dist) {
+  if (!dist || typeof dist !== "object") return fmt(dist);
+  if (dist.dist === "choice") return `choice of ${(dist.values || []).join(", ")}`;
+  return `${dist.dist} [${fmt(dist.low)}, ${fmt(dist.high)}]`;
+}
+
+function drawRounds() {
+  const box = document.getElementById("rounds");
+  const rounds = state.rounds || [{ number: 1, space: state.study.space }];
+  box.className = "";
+  box.replaceChildren(...rounds.map((r) => el("div", { "data-round": String(r.number) },
+    el("h3", {}, `Round ${r.number}${r.kind === "retest" ? " (re-test)" : ""}`,
+      r.counts ? ` · ${Object.entries(r.counts).map(([k, v]) => `${v} ${k}`).join(", ")}` : ""),
+    el("dl", { class: "kv" }, rangedNames(r.space).flatMap((n) =>
+      [el("dt", {}, n), el("dd", {}, rangeText(r.space[n]))])))));
+  if (!state.rounds) {
+    box.append(el("p", { class: "hint" }, "Later rounds appear here once the server lists them."));
+  }
+  const select = document.getElementById("filter-round");
+  const current = select.value;
+  const numbers = [...new Set(state.trials.map(roundOf))].sort((a, b) => a - b);
+  select.replaceChildren(el("option", { value: "" }, "all"),
+    ...numbers.map((n) => el("option", { value: String(n) }, `round ${n}`)));
+  select.value = numbers.map(String).includes(current) ? current : "";
+}
+
+// -- trials table ----------------------------------------------------------------------------
+
+function columns() {
+  const names = rangedNames(state.study.space);
+  return [
+    { key: "select", label: "Compare", sortable: false },
+    { key: "number", label: "#" },
+    { key: "round", label: "Round", value: roundOf },
+    { key: "state", label: "State" },
+    { key: "progress", label: "Progress (epochs)", value: (t) => t.epoch },
+    { key: "best_value", label: `Best ${state.study.objective.metric}`, num: true },
+    { key: "last_value", label: "Last", num: true },
+    ...names.map((n) => ({ key: `hp:${n}`, label: n, num: true, value: (t) => t.hparams[n] })),
+  ];
+}
+
+function valueOf(col, t) {
+  return col.value ? col.value(t) : t[col.key];
+}
+
+function visibleTrials() {
+  const st = document.getElementById("filter-state").value;
+  const rd = document.getElementById("filter-round").value;
+  const col = columns().find((c) => c.key === state.sort.key) || columns()[1];
+  const sign = state.sort.desc ? -1 : 1;
+  return state.trials
+    .filter((t) => (!st || t.state === st) && (!rd || String(roundOf(t)) === rd))
+    .sort((a, b) => {
+      const x = valueOf(col, a);
+      const y = valueOf(col, b);
+      if (x === y) return a.number - b.number;
+      if (x === null || x === undefined) return 1;
+      if (y === null || y === undefined) return -1;
+      return (x < y ? -1 : 1) * sign;
+    });
+}
+
+function headCell(col) {
+  if (col.sortable === false) return el("th", { scope: "col" }, col.label);
+  const active = state.sort.key === col.key;
+  const sort = active ? (state.sort.desc ? "descending" : "ascending") : "none";
+  return el("th", { scope: "col", "aria-sort": sort, class: col.num ? "num" : null },
+    el("button", { type: "button", class: "sort", onclick: () => {
+      state.sort = { key: col.key, desc: active ? !state.sort.desc : false };
+      drawTable();
+    } }, col.label + (active ? (state.sort.desc ? " ▼" : " ▲") : "")));
+}
+
+function row(t, cols) {
+  const epochs = t.hparams.epochs || state.study.epochs;
+  const cells = {
+    select: el("input", { type: "checkbox", "aria-label": `compare trial ${t.number}`,
+      checked: state.selected.has(t.id), onchange: (e) => select(t.id, e.target.checked) }),
+    number: el("a", { href: `/trials/${t.id}` }, `#${t.number}`),
+    round: String(roundOf(t)),
+    state: stateBadge(t.state),
+    progress: progressBar(t.epoch / epochs, `${fmt(t.epoch, 3)} / ${epochs}`),
+    best_value: fmt(t.best_value),
+    last_value: fmt(t.last_value),
+  };
+  return el("tr", { class: t.state === "pruned" ? "pruned" : null, "data-trial-id": String(t.id) },
+    cols.map((c) => el("td", { class: c.num ? "num" : null },
+      c.key in cells ? cells[c.key] : fmt(valueOf(c, t)))));
+}
+
+function drawTable() {
+  const cols = columns();
+  document.getElementById("trials-head").replaceChildren(...cols.map(headCell));
+  const list = visibleTrials();
+  const pages = Math.max(1, Math.ceil(list.length / PAGE_SIZE));
+  state.page = Math.min(state.page, pages - 1);
+  const shown = list.slice(state.page * PAGE_SIZE, (state.page + 1) * PAGE_SIZE);
+  document.querySelector("#trials tbody").replaceChildren(...(shown.length
+    ? shown.map((t) => row(t, cols))
+    : [el("tr", {}, el("td", { colspan: String(cols.length), class: "muted" },
+      state.trials.length ? "No trial matches the filters." : "No trials yet."))]));
+  document.getElementById("page-info").textContent =
+    `page ${state.page + 1} of ${pages} · ${list.length} trials`;
+  document.getElementById("prev").disabled = state.page === 0;
+  document.getElementById("next").disabled = state.page >= pages - 1;
+}
+
+function select(id, on) {
+  if (on) state.selected.add(id); else state.selected.delete(id);
+  document.getElementById("compare").disabled = state.selected.size < 1;
+  loadCurves();
+}
+
+// -- curves ----------------------------------------------------------------------------------
+
+function curveTrials() {
+  if (state.selected.size) return state.trials.filter((t) => state.selected.has(t.id));
+  const dir = state.study.objective.direction === "maximize" ? -1 : 1;
+  return state.trials.filter((t) => t.best_value !== null)
+    .sort((a, b) => dir * (a.best_value - b.best_value)).slice(0, 10);
+}
+
+async function loadCurves() {
+  const metric = state.study.objective.metric;
+  const wanted = curveTrials();
+  await Promise.all(wanted.filter((t) => !state.curves.has(t.id)).map(async (t) => {
+    const m = await get(`/api/trials/${t.id}/metrics?names=${metric}&max_points=300`);
+    state.curves.set(t.id, (m[metric] || []).map(([s, v]) => [s, num(v)]));
+  }));
+  drawCurves();
+}
+
+function drawCurves() {
+  curves.setSeries(curveTrials().map((t) => ({ name: `#${t.number}`,
+    points: state.curves.get(t.id) || [] })));
+}
+
+function onMetrics(frame) {
+  const pts = frame.points[state.study.objective.metric];
+  const have = state.curves.get(frame.trial_id);
+  if (!pts || !have) return;
+  for (const [s, v] of pts) have.push([s, num(v)]);
+  drawCurves();
+}
+
+// -- analysis charts -------------------------------------------------------------------------
+
+function drawAnalysis() {
+  const sp = space();
+  const metric = state.study.objective.metric;
+  parallel.draw(sp, metric, state.trials, roundOf);
+  drawRoundRanges();
+  const box = document.getElementById("scatters");
+  const names = rangedNames(sp);
+  if (box.dataset.names !== names.join(",")) {
+    box.dataset.names = names.join(",");
+    box.replaceChildren(...names.map((n) => el("div", { class: "chart", id: `scatter-${n}`,
+      role: "img", "aria-label": `${n} against ${metric}` })));
+  }
+  for (const n of names) {
+    drawScatter(document.getElementById(`scatter-${n}`), n, sp[n], metric, state.trials, roundOf);
+  }
+}
+
+// Editable ranges of the next round: brushing fills them, the keyboard can too.
+function drawRoundRanges() {
+  const sp = space();
+  const names = rangedNames(sp).filter((n) => sp[n].dist !== "choice");
+  const body = document.querySelector("#round-ranges tbody");
+  if (body.dataset.names === names.join(",")) return;
+  body.dataset.names = names.join(",");
+  body.replaceChildren(...names.map((n) => el("tr", { "data-range": n },
+    el("th", { scope: "row" }, el("code", {}, n), el("div", { class: "hint" }, rangeText(sp[n]))),
+    el("td", {}, el("span", { class: "range-inputs" },
+      el("label", { for: `next-${n}-low` }, "low"),
+      el("input", { type: "number", step: "any", id: `next-${n}-low`, value: String(sp[n].low) }),
+      el("label", { for: `next-${n}-high` }, "high"),
+      el("input", { type: "number", step: "any", id: `next-${n}-high`,
+        value: String(sp[n].high) })),
+    el("p", { class: "error", "data-error-for": `space.${n}`, "aria-live": "polite" })))));
+  document.getElementById("next-round").disabled = names.length === 0;
+}
+
+function onBrush(brushed) {
+  state.brushed = brushed;
+  const names = Object.keys(brushed);
+  for (const [name, [low, high]] of Object.entries(brushed)) {
+    const ints = ["int_uniform", "log_int"].includes(space()[name].dist);
+    const round = (v, up) => (ints ? (up ? Math.ceil(v) : Math.floor(v)) : Number(v.toPrecision(4)));
+    document.getElementById(`next-${name}-low`).value = String(round(low, true));
+    document.getElementById(`next-${name}-high`).value = String(round(high, false));
+  }
+  document.getElementById("brushed").textContent = names.length
+    ? "Brushed: " + names.map((n) => `${n} in [${fmt(brushed[n][0])}, ${fmt(brushed[n][1])}]`)
+      .join("; ")
+    : "No range brushed.";
+}
+
+function narrowedSpace() {
+  const out = structuredClone(space());
+  for (const tr of document.querySelectorAll("#round-ranges tr[data-range]")) {
+    const name = tr.dataset.range;
+    const low = Number(document.getElementById(`next-${name}-low`).value);
+    const high = Number(document.getElementById(`next-${name}-high`).value);
+    if (!(Number.isFinite(low) && Number.isFinite(high) && low < high)) {
+      throw Object.assign(new Error(`${name}: low must be a number smaller than high`),
+        { field: `space.${name}` });
+    }
+    out[name] = { ...out[name], low, high };
+  }
+  return out;
+}
+
+async function startRound() {
+  const status = document.getElementById("round-status");
+  document.querySelectorAll("#round-ranges .error").forEach((p) => { p.textContent = ""; });
+  try {
+    const body = { space: narrowedSpace(),
+      trials: Number(document.getElementById("round-trials").value) };
+    const round = await post(`${BASE}/rounds`, body);
+    status.textContent = `Round ${round.number} started with ${body.trials} trials` +
+      (round.outside_parent && round.outside_parent.length
+        ? ` (outside the previous ranges: ${round.outside_parent.join(", ")}).` : ".");
+    await refresh();
+  } catch (err) {
+    status.textContent = "";
+    const slot = err.field &&
+      document.querySelector(`#round-ranges [data-error-for="${CSS.escape(err.field)}"]`);
+    if (slot) slot.textContent = err.message;
+    else flash(`Could not start the round: ${err.message}`);
+  }
+}
+
+let importanceFor = -1; // completed trials the importance chart was computed for
+
+async function loadImportance() {
+  const method = document.getElementById("importance-method");
+  const chart = document.getElementById("chart-importance");
+  if (!(await hasRoute("GET", "/api/studies/{study_id}/importance"))) {
+    method.textContent = "Importance is not available from this server yet.";
+    chart.hidden = true;
+    return;
+  }
+  const done = state.trials.filter((t) => t.state === "completed").length;
+  if (done === importanceFor) return;
+  if (done < 2) {
+    method.textContent = "Importance needs at least two completed trials.";
+    chart.hidden = true;
+    return;
+  }
+  importanceFor = done;
+  chart.hidden = false;
+  try {
+    const res = await get(`${BASE}/importance`);
+    const scores = res.scores || res.importance || {};
+    method.textContent = `${res.method || "method not named"}` +
+      (res.n_trials !== undefined ? `, fitted on ${res.n_trials} trials` : "");
+    drawImportance(document.getElementById("chart-importance"), scores);
+  } catch (err) {
+    method.textContent = err.status === 404 || err.status === 405
+      ? "Importance is not available from this server yet." : `Importance: ${err.message}`;
+  }
+}
+
+async function retest() {
+  try {
+    await post(`${BASE}/retest`, { top: Number(document.getElementById("retest-top").value),
+      seeds: Number(document.getElementById("retest-seeds").value) });
+    flash("Re-test queued: the best configurations run again with fresh seeds.", "ok");
+    await refresh();
+  } catch (err) {
+    flash(`Could not re-test: ${err.message}`);
+  }
+}
+
+async function loadRetest() {
+  const hasRetest = (state.rounds || []).some((r) => r.kind === "retest");
+  if (!hasRetest || !(await hasRoute("GET", "/api/studies/{study_id}/retest"))) return;
+  const res = await get(`${BASE}/retest`);
+  const box = document.getElementById("retest-results");
+  box.className = "";
+  box.replaceChildren(el("table", { class: "data", id: "retest-table" },
+    el("thead", {}, el("tr", {}, ["Trial", `Original ${res.metric}`, "Re-runs",
+      "Mean ± std", "Pending"].map((h) => el("th", { scope: "col" }, h)))),
+    el("tbody", {}, res.data.map((g) => el("tr", {},
+      el("td", {}, el("a", { href: `/trials/${g.trial_id}` }, `#${g.number}`)),
+      el("td", { class: "num" }, fmt(g.value)),
+      el("td", {}, g.values.map((v) => fmt(v)).join(", ") || "–"),
+      el("td", { class: "num" }, g.mean === null ? "–"
+        : `${fmt(g.mean)} ± ${g.std === null ? "?" : fmt(g.std)}`),
+      el("td", { class: "num" }, String(g.pending)))))));
+}
+
+// -- loading ---------------------------------------------------------------------------------
+
+async function loadRounds() {
+  if (!(await hasRoute("GET", "/api/studies/{study_id}/rounds"))) return;
+  try {
+    const res = await get(`${BASE}/rounds`);
+    state.rounds = (Array.isArray(res) ? res : res.data).sort((a, b) => a.number - b.number);
+  } catch {
+    state.rounds = null; // the listing is not served yet: round 1 is the study's space
+  }
+}
+
+async function refresh() {
+  if (state.study && state.study.mode === "caviar") await loadRounds();
+  const [study, page] = await Promise.all([get(BASE), get(`${BASE}/trials?limit=1000`)]);
+  state.study = study;
+  state.trials = page.data;
+  document.getElementById("study-status").textContent = page.count > page.data.length
+    ? `Showing the first ${page.data.length} of ${page.count} trials.` : "";
+  drawHeader();
+  drawRounds();
+  drawTable();
+  drawAnalysis();
+  await loadCurves();
+  if (study.mode === "caviar") {
+    await loadImportance();
+    await loadRetest();
+  }
+}
+
+let timer = null;
+function refreshSoon() {
+  if (timer === null) {
+    timer = setTimeout(() => { timer = null; refresh().catch((e) => flash(e.message)); }, 1000);
+  }
+}
+
+async function setupActions() {
+  const caviar = state.study.mode === "caviar";
+  document.querySelectorAll(".caviar-section").forEach((n) => { n.hidden = !caviar; });
+  const actions = [
+    ["retest-box", "POST", "/api/studies/{study_id}/retest"],
+    ["round-box", "POST", "/api/studies/{study_id}/rounds"],
+    ["export-csv", "GET", "/api/studies/{study_id}/export"],
+    ["export-json", "GET", "/api/studies/{study_id}/export"],
+  ];
+  for (const [id, method, path] of actions) {
+    if (await hasRoute(method, path)) continue;
+    const node = document.getElementById(id);
+    node.hidden = true;
+    node.dataset.missing = `${method} ${path}`;
+  }
+  const missing = actions.map(([id]) => document.getElementById(id)).filter((n) => n.hidden);
+  if (caviar && missing.length) {
+    document.getElementById("missing").textContent = "Not offered by this server yet: " +
+      [...new Set(missing.map((n) => n.dataset.missing))].join(", ") + ".";
+  }
+}
+
+async function main() {
+  try {
+    state.study = await get(BASE);
+  } catch (err) {
+    flash(err.status === 404 ? `Study ${STUDY_ID} does not exist.` : err.message);
+    return;
+  }
+  await setupActions();
+  await refresh();
+  const live = document.getElementById("live");
+  stream(`${BASE}/stream`, { state: refreshSoon, metrics: onMetrics, event: refreshSoon },
+    (s) => { live.textContent = s === "live" ? "· live" : `· ${s}`; });
+  setInterval(() => {
+    const busy = state.trials.some((t) => !FINISHED.has(t.state));
+    if (busy && !document.hidden) refreshSoon();
+  }, 3000);
+}
+
+for (const id of ["filter-state", "filter-round"]) {
+  document.getElementById(id).addEventListener("change", () => { state.page = 0; drawTable(); });
+}
+document.getElementById("prev").addEventListener("click", () => { state.page -= 1; drawTable(); });
+document.getElementById("next").addEventListener("click", () => { state.page += 1; drawTable(); });
+document.getElementById("compare").addEventListener("click", () => {
+  window.location.assign(`/compare?trials=${[...state.selected].join(",")}`);
+});
+document.getElementById("next-round").addEventListener("click", startRound);
+document.getElementById("retest").addEventListener("click", retest);
+main();

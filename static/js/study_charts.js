@@ -1,0 +1,128 @@
+// Caviar charts: parallel coordinates with brushing, per-hyperparameter scatter, importance bars.
+
+import { formatNumber, makeChart, palette } from "./charts.js";
+
+// How a ranged hyperparameter is drawn: the value on its sampling scale and the axis type.
+export function scaleOf(name, dist) {
+  const kind = dist && dist.dist;
+  if (kind === "one_minus_log_uniform") {
+    return { label: `1 - ${name} (log scale)`, type: "log", to: (v) => 1 - v, from: (x) => 1 - x };
+  }
+  if (kind === "log_uniform") {
+    return { label: `${name} (log scale)`, type: "log", to: (v) => v, from: (x) => x };
+  }
+  if (kind === "log_int") {
+    return { label: `${name} (log2 scale)`, type: "log", logBase: 2, to: (v) => v, from: (x) => x };
+  }
+  if (kind === "choice") {
+    return { label: name, type: "category", data: (dist.values || []).map(String),
+      to: (v) => String(v), from: (x) => x };
+  }
+  const unit = kind === "int_uniform" ? "integer" : "linear";
+  return { label: `${name} (${unit})`, type: "value", to: (v) => v, from: (x) => x };
+}
+
+// ECharts reads an explicit `logBase: undefined` as a base, so only set what is defined.
+function axisExtras(s) {
+  const out = {};
+  if (s.logBase) out.logBase = s.logBase;
+  if (s.data) out.data = s.data;
+  if (s.type !== "category") out.scale = true;
+  return out;
+}
+
+export function rangedNames(space) {
+  return Object.entries(space || {}).filter(([, v]) => v && typeof v === "object")
+    .map(([k]) => k);
+}
+
+export class Parallel {
+  constructor(node, onBrush) {
+    this.chart = makeChart(node);
+    this.names = [];
+    this.chart.on("axisareaselected", () => onBrush(this.brushed()));
+  }
+
+  draw(space, objective, trials, roundOf) {
+    this.names = rangedNames(space);
+    this.space = space;
+    const axes = this.names.map((name, dim) => {
+      const s = scaleOf(name, space[name]);
+      return { dim, name: s.label, type: s.type, ...axisExtras(s), nameLocation: "end",
+        axisLabel: { formatter: s.type === "category" ? undefined : formatNumber } };
+    });
+    axes.push({ dim: this.names.length, name: `${objective} (objective)`, type: "value",
+      scale: true, axisLabel: { formatter: formatNumber } });
+    const rounds = [...new Set(trials.map(roundOf))].sort((a, b) => a - b);
+    const series = rounds.map((r, i) => ({
+      name: `round ${r}`, type: "parallel", smooth: false, lineStyle: { width: 1.4, opacity: 0.6,
+        color: palette(i) }, inactiveOpacity: 0.05, activeOpacity: 1,
+      data: trials.filter((t) => roundOf(t) === r && t.best_value !== null).map((t) => [
+        ...this.names.map((n) => scaleOf(n, space[n]).to(t.hparams[n])), t.best_value]),
+    }));
+    this.chart.setOption({
+      animation: false,
+      legend: { top: 0 },
+      parallel: { left: 90, right: 140, top: 60, bottom: 30 },
+      parallelAxis: axes,
+      tooltip: { trigger: "item" },
+      series,
+    }, { replaceMerge: ["series", "parallelAxis"] });
+  }
+
+  // name -> [low, high] in the hyperparameter's own units, for every brushed axis.
+  brushed() {
+    const out = {};
+    this.names.forEach((name, i) => {
+      const axis = this.chart.getModel().getComponent("parallelAxis", i);
+      const intervals = (axis && axis.activeIntervals) || [];
+      if (intervals.length === 0 || this.space[name].dist === "choice") return;
+      const s = scaleOf(name, this.space[name]);
+      const lows = intervals.map((iv) => Math.min(s.from(iv[0]), s.from(iv[1])));
+      const highs = intervals.map((iv) => Math.max(s.from(iv[0]), s.from(iv[1])));
+      out[name] = [Math.min(...lows), Math.max(...highs)];
+    });
+    return out;
+  }
+}
+
+export function drawScatter(node, name, dist, objective, trials, roundOf) {
+  const chart = makeChart(node);
+  const s = scaleOf(name, dist);
+  const rounds = [...new Set(trials.map(roundOf))].sort((a, b) => a - b);
+  chart.setOption({
+    animation: false,
+    title: { text: name, left: 8, top: 2, textStyle: { fontSize: 13 } },
+    grid: { left: 64, right: 16, top: 40, bottom: 48 },
+    legend: { top: 2, right: 8 },
+    tooltip: { trigger: "item", formatter: (p) =>
+      `trial ${p.data[2]}<br>${name} = ${formatNumber(s.from(p.data[0]))}` +
+      `<br>${objective} = ${formatNumber(p.data[1])}` },
+    xAxis: { type: s.type, ...axisExtras(s), name: s.label, nameLocation: "middle", nameGap: 28,
+      axisLabel: { formatter: s.type === "category" ? undefined : formatNumber } },
+    yAxis: { type: "value", name: objective, nameLocation: "middle", nameGap: 46, scale: true,
+      axisLabel: { formatter: formatNumber } },
+    series: rounds.map((r, i) => ({
+      name: `round ${r}`, type: "scatter", symbolSize: 7, itemStyle: { color: palette(i) },
+      data: trials.filter((t) => roundOf(t) === r && t.best_value !== null)
+        .map((t) => [s.to(t.hparams[name]), t.best_value, t.id]),
+    })),
+  });
+  return chart;
+}
+
+export function drawImportance(node, scores) {
+  const chart = makeChart(node);
+  const entries = Object.entries(scores).sort((a, b) => a[1] - b[1]);
+  chart.setOption({
+    animation: false,
+    grid: { left: 130, right: 30, top: 16, bottom: 44 },
+    tooltip: { trigger: "axis", valueFormatter: formatNumber },
+    xAxis: { type: "value", name: "share of importance (0-1)", nameLocation: "middle",
+      nameGap: 28, max: 1 },
+    yAxis: { type: "category", data: entries.map((e) => e[0]) },
+    series: [{ type: "bar", data: entries.map((e) => e[1]), itemStyle: { color: palette(0) },
+      label: { show: true, position: "right", formatter: (p) => formatNumber(p.value) } }],
+  });
+  return chart;
+}

@@ -1,0 +1,423 @@
+// Panda cockpit (/trials/{id}): live curves over SSE, controls, adjust form, checkpoints, forks.
+
+import {
+  FINISHED, el, flash, fmt, get, num, patch, post, stateBadge, stream, timeText,
+} from "./api.js";
+import { LineChart, smooth } from "./charts.js";
+
+const root = document.getElementById("trial-root");
+const TRIAL_ID = Number(root.dataset.trialId);
+const BASE = `/api/trials/${TRIAL_ID}`;
+
+const state = {
+  trial: null,
+  study: null,
+  defaults: {},
+  series: new Map(), // name -> Map(step -> value)
+  events: new Map(), // id -> event
+  checkpoints: [],
+  smoothing: 0,
+  dirty: new Set(), // adjust inputs the user is editing
+  parent: {}, // a fork's parent curves up to the fork step, drawn grey for context
+};
+
+const charts = {
+  loss: new LineChart(document.getElementById("chart-loss"),
+    { title: "Loss", yName: "cross-entropy loss (nats)" }),
+  accuracy: new LineChart(document.getElementById("chart-accuracy"),
+    { title: "Accuracy", yName: "accuracy (fraction correct, 0-1)" }),
+  lr: new LineChart(document.getElementById("chart-lr"),
+    { title: "Learning rate", yName: "effective learning rate (log scale)", yLog: true }),
+  zmean: new LineChart(document.getElementById("chart-zmean"),
+    { title: "Mean of Z", yName: "mean of z (pre-BN)" }),
+  zstd: new LineChart(document.getElementById("chart-zstd"),
+    { title: "Std of Z", yName: "std of z (pre-BN)" }),
+};
+
+// -- metrics ---------------------------------------------------------------------------------
+
+function merge(curves) {
+  for (const [name, points] of Object.entries(curves)) {
+    if (!state.series.has(name)) state.series.set(name, new Map());
+    const m = state.series.get(name);
+    for (const [step, value] of points) m.set(step, num(value));
+  }
+}
+
+function points(name) {
+  const m = state.series.get(name);
+  if (!m) return [];
+  return [...m.entries()].sort((a, b) => a[0] - b[0]);
+}
+
+function lastStep() {
+  let max = 0;
+  for (const m of state.series.values()) for (const s of m.keys()) max = Math.max(max, s);
+  return max;
+}
+
+let drawTimer = null;
+function scheduleDraw() {
+  if (drawTimer === null) drawTimer = setTimeout(() => { drawTimer = null; draw(); }, 200);
+}
+
+function line(name, dashed = false) {
+  return { name, points: smooth(points(name), state.smoothing), dashed };
+}
+
+function layerSeries(stat) {
+  const names = [...state.series.keys()].filter((n) => n.endsWith(`/z_${stat}`)).sort();
+  return names.map((n) => line(n));
+}
+
+function parentLines(...names) {
+  const t = state.trial;
+  return names.filter((n) => state.parent[n]).map((n) => ({
+    name: `parent #${t.parent_id} ${n}`, color: "#9aa5b1", dashed: n.startsWith("dev"),
+    points: smooth(state.parent[n], state.smoothing) }));
+}
+
+function draw() {
+  charts.loss.setSeries([line("train_loss"), line("dev_loss", true),
+    ...parentLines("train_loss", "dev_loss")]);
+  charts.accuracy.setSeries([line("train_accuracy"), line("dev_accuracy", true),
+    ...parentLines("train_accuracy", "dev_accuracy")]);
+  charts.lr.setSeries([{ name: "learning_rate", points: points("learning_rate") },
+    ...parentLines("learning_rate")]);
+  charts.zmean.setSeries(layerSeries("mean"));
+  charts.zstd.setSeries(layerSeries("std"));
+  drawLatest();
+}
+
+function drawLatest() {
+  const box = document.getElementById("latest");
+  const names = ["train_loss", "dev_loss", "train_accuracy", "dev_accuracy", "learning_rate"];
+  box.replaceChildren(...names.flatMap((name) => {
+    const p = points(name).at(-1);
+    return [el("dt", {}, name),
+      el("dd", { id: `latest-${name}`, "data-step": p ? String(p[0]) : "",
+        "data-count": String(points(name).length) },
+      p ? `${fmt(p[1])} at step ${p[0]}` : "no value yet")];
+  }));
+}
+
+// -- adjustment markers ----------------------------------------------------------------------
+
+function applied(kind) {
+  return [...state.events.values()]
+    .filter((e) => e.kind === kind && e.applied_step !== null)
+    .sort((a, b) => a.applied_step - b.applied_step || a.id - b.id);
+}
+
+// The value before the first adjustment: the study's fixed value or the default, when known.
+function originalValue(name) {
+  const t = state.trial;
+  const fork = applied("fork").find((e) => e.payload.parent_id !== undefined);
+  if (fork && name in (fork.payload.hparams || {})) return fork.payload.hparams[name];
+  if (t.parent_id !== null || !state.study) return undefined;
+  const fixed = state.study.space[name];
+  if (fixed !== undefined) return typeof fixed === "object" ? undefined : fixed;
+  return state.defaults[name];
+}
+
+function markers() {
+  const known = {};
+  const out = [];
+  for (const e of applied("adjust")) {
+    const changes = Object.entries(e.payload.hparams || {}).map(([name, value]) => {
+      const old = e.payload.old && name in e.payload.old ? e.payload.old[name]
+        : name in known ? known[name] : originalValue(name);
+      known[name] = value;
+      return `${name} ${old === undefined ? "?" : fmt(old)} → ${fmt(value)}`;
+    });
+    out.push({ step: e.applied_step, label: changes.join(", "),
+      detail: `step ${e.applied_step}: ${changes.join(", ")}` });
+  }
+  for (const e of applied("fork").filter((f) => f.payload.parent_id !== undefined)) {
+    out.push({ step: e.applied_step, label: `forked from #${e.payload.parent_id}`,
+      detail: `step ${e.applied_step}: forked from trial ${e.payload.parent_id}` });
+  }
+  return out;
+}
+
+function drawMarkers() {
+  const list = markers();
+  for (const c of [charts.loss, charts.accuracy, charts.lr]) c.setMarkers(list);
+  document.getElementById("markers-caption").textContent = list.length
+    ? "Markers (dashed vertical lines): " + list.map((m) => m.detail).join("; ")
+    : "Markers appear where hyperparameters changed.";
+}
+
+// -- trial, controls, adjust form ------------------------------------------------------------
+
+function drawTrial() {
+  const t = state.trial;
+  const study = state.study;
+  document.getElementById("trial-title").textContent =
+    `Trial ${t.id}${study ? ` · ${study.name}` : ""}`;
+  const meta = document.getElementById("trial-meta");
+  meta.replaceChildren(`#${t.number} of study `,
+    el("a", { href: `/studies/${t.study_id}` }, study ? study.name : `#${t.study_id}`),
+    study ? ` · task ${study.task} · ${study.mode}` : "");
+  const extra = t.stop_requested ? " (stop requested: at the next safe point)"
+    : t.pause_requested ? " (pause requested: at the next safe point)" : "";
+  document.getElementById("state").replaceChildren(stateBadge(t.state, extra));
+  root.dataset.state = t.state;
+  const finished = FINISHED.has(t.state);
+  const pausable = (t.state === "running" || t.state === "queued") && !t.pause_requested;
+  document.getElementById("pause").disabled = !pausable || t.stop_requested;
+  document.getElementById("resume").disabled = t.state !== "paused";
+  document.getElementById("stop").disabled = finished || t.stop_requested;
+  const epochs = t.hparams.epochs;
+  document.getElementById("progress-line").textContent =
+    `step ${t.step} · epoch ${fmt(t.epoch, 3)} of ${epochs} · attempt ${t.attempt}` +
+    (t.worker ? ` · worker ${t.worker}` : "") + (t.error ? ` · error: ${t.error}` : "");
+  drawAdjust();
+  drawConfig();
+}
+
+function drawAdjust() {
+  const t = state.trial;
+  const finished = FINISHED.has(t.state);
+  for (const input of document.querySelectorAll("#adjust-form [name]")) {
+    const name = input.name;
+    const pending = t.pending_hparams[name];
+    if (!state.dirty.has(name)) {
+      input.value = String(pending !== undefined ? pending : t.hparams[name]);
+    }
+    input.disabled = finished;
+    document.getElementById(`adj-${name}-pending`).textContent =
+      pending !== undefined ? `pending: ${fmt(pending)} (now ${fmt(t.hparams[name])})` : "";
+  }
+  document.getElementById("apply").disabled = finished;
+  document.getElementById("adjust-hint").textContent = finished
+    ? `This trial is ${t.state}: fork it from a checkpoint to train on with other values.`
+    : "Changes apply at the next safe point (a checkpoint is taken just before), or at resume " +
+      "when paused. Architecture changes need a new trial or a fork.";
+}
+
+function drawConfig() {
+  const t = state.trial;
+  const hp = document.getElementById("config-hparams");
+  hp.replaceChildren(...Object.entries(t.hparams).flatMap(([k, v]) =>
+    [el("dt", {}, k), el("dd", {}, fmt(v, 6))]));
+  const s = state.study;
+  const run = {
+    study: s ? `${s.name} (#${s.id})` : t.study_id, mode: s && s.mode, task: s && s.task,
+    task_options: s && JSON.stringify(s.task_options), objective: s &&
+      `${s.objective.metric} (${s.objective.direction})`,
+    round: t.round_id, attempt: t.attempt, worker: t.worker, created: timeText(t.created_at),
+    started: timeText(t.started_at), ended: timeText(t.ended_at), error: t.error,
+  };
+  document.getElementById("config-run").replaceChildren(...Object.entries(run).flatMap(
+    ([k, v]) => [el("dt", {}, k), el("dd", {}, v === null || v === undefined ? "–" : v)]));
+}
+
+async function control(action) {
+  flash("");
+  try {
+    state.trial = await post(`${BASE}/${action}`);
+    drawTrial();
+  } catch (err) {
+    flash(`Could not ${action}: ${err.message}`);
+  }
+}
+
+function changedValues() {
+  const t = state.trial;
+  const out = {};
+  for (const input of document.querySelectorAll("#adjust-form [name]")) {
+    const name = input.name;
+    const current = t.pending_hparams[name] !== undefined ? t.pending_hparams[name] : t.hparams[name];
+    const value = input.dataset.kind === "choice" ? input.value : Number(input.value);
+    if (input.dataset.kind !== "choice" && (input.value.trim() === "" || !Number.isFinite(value))) {
+      throw Object.assign(new Error(`${name}: enter a number`), { field: name });
+    }
+    if (value !== current) out[name] = value;
+  }
+  return out;
+}
+
+async function submitAdjust(event) {
+  event.preventDefault();
+  const form = event.target;
+  form.querySelectorAll(".error").forEach((p) => { p.textContent = ""; });
+  form.querySelectorAll("[aria-invalid]").forEach((n) => n.removeAttribute("aria-invalid"));
+  const status = document.getElementById("adjust-status");
+  try {
+    const values = changedValues();
+    if (Object.keys(values).length === 0) {
+      status.textContent = "Nothing changed.";
+      return;
+    }
+    state.trial = await patch(`${BASE}/hparams`, values);
+    state.dirty.clear();
+    status.textContent = `Requested: ${Object.entries(values).map(([k, v]) => `${k} = ${fmt(v)}`)
+      .join(", ")}; applies at the next safe point.`;
+    drawTrial();
+    refreshEvents();
+  } catch (err) {
+    status.textContent = "";
+    const name = (err.field || "").replace(/^hparams\./, "");
+    const slot = form.querySelector(`[data-error-for="${CSS.escape(name)}"]`) ||
+      form.querySelector('[data-error-for="hparams"]');
+    slot.textContent = err.message;
+    const input = form.querySelector(`[name="${CSS.escape(name)}"]`);
+    if (input) { input.setAttribute("aria-invalid", "true"); input.focus(); }
+  }
+}
+
+// -- checkpoints, lineage, events ------------------------------------------------------------
+
+function drawCheckpoints() {
+  const list = document.getElementById("checkpoints");
+  if (state.checkpoints.length === 0) {
+    list.replaceChildren(el("li", { class: "muted" }, "No checkpoint yet (one every few epochs, " +
+      "at every pause and before every adjustment)."));
+    return;
+  }
+  list.replaceChildren(...state.checkpoints.map((c) => el("li", { "data-step": String(c.step) },
+    el("span", { class: "step" }, `step ${c.step}`), ` · epoch ${fmt(c.epoch, 3)} · `,
+    `${(c.bytes / 1024).toFixed(0)} KiB `,
+    el("button", { type: "button", class: "small fork", "data-step": String(c.step),
+      onclick: () => fork(c.step) }, "Fork from here"))));
+}
+
+async function fork(step) {
+  flash("");
+  try {
+    const child = await post(`${BASE}/fork`, { step });
+    window.location.assign(`/trials/${child.id}`);
+  } catch (err) {
+    flash(`Could not fork from step ${step}: ${err.message}`);
+  }
+}
+
+function drawLineage() {
+  const t = state.trial;
+  const parts = [];
+  if (t.parent_id !== null) {
+    parts.push(el("p", {}, "Forked from ",
+      el("a", { href: `/trials/${t.parent_id}`, id: "parent-link" }, `trial ${t.parent_id}`),
+      ` at step ${t.parent_step}.`));
+  }
+  const children = applied("fork").filter((e) => e.payload.trial_id !== undefined);
+  if (children.length) {
+    parts.push(el("p", {}, "Forks of this trial:"));
+    parts.push(el("ul", { id: "children" }, children.map((e) => el("li", {},
+      el("a", { href: `/trials/${e.payload.trial_id}` }, `trial ${e.payload.trial_id}`),
+      ` from step ${e.payload.step}`))));
+  }
+  const box = document.getElementById("lineage");
+  box.className = parts.length ? "" : "muted";
+  box.replaceChildren(...(parts.length ? parts : ["No parent, no forks yet."]));
+}
+
+function eventDetails(e) {
+  const p = e.payload || {};
+  if (e.kind === "adjust") {
+    return Object.entries(p.hparams || {}).map(([k, v]) => `${k} = ${fmt(v)}`).join(", ");
+  }
+  if (e.kind === "fork") {
+    return p.trial_id !== undefined ? `child trial ${p.trial_id} from step ${p.step}`
+      : `from trial ${p.parent_id} at step ${p.step}`;
+  }
+  return Object.entries(p).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`)
+    .join(", ");
+}
+
+function drawEvents() {
+  const rows = [...state.events.values()].sort((a, b) => b.id - a.id).map((e) =>
+    el("tr", { "data-kind": e.kind },
+      el("td", {}, e.kind), el("td", {}, eventDetails(e)), el("td", {}, timeText(e.requested_at)),
+      el("td", {}, e.applied_step !== null ? String(e.applied_step)
+        : e.applied_at ? "moot" : el("span", { class: "pending" }, "pending"))));
+  document.querySelector("#events tbody").replaceChildren(...(rows.length ? rows
+    : [el("tr", {}, el("td", { colspan: "4", class: "muted" }, "No events yet."))]));
+  drawMarkers();
+  drawLineage();
+}
+
+// -- loading and live updates ----------------------------------------------------------------
+
+async function refreshTrial() {
+  const [trial, checkpoints] = await Promise.all([get(BASE), get(`${BASE}/checkpoints`)]);
+  state.trial = trial;
+  state.checkpoints = checkpoints;
+  drawTrial();
+  drawCheckpoints();
+}
+
+async function refreshEvents() {
+  for (const e of await get(`${BASE}/events`)) state.events.set(e.id, e);
+  drawEvents();
+}
+
+function safely(fn) {
+  return (...args) => Promise.resolve(fn(...args)).catch((err) => flash(err.message));
+}
+
+let caughtUp = false;
+function onMetrics(frame) {
+  merge(frame.points);
+  scheduleDraw();
+  if (!caughtUp) {
+    // Points written between the first fetch and the stream's start: fetch them once.
+    caughtUp = true;
+    get(`${BASE}/metrics?since_step=${Math.max(0, lastStep() - 1000)}`)
+      .then((m) => { merge(m); scheduleDraw(); }).catch(() => {});
+  }
+}
+
+async function main() {
+  let trial;
+  try {
+    trial = await get(BASE);
+  } catch (err) {
+    flash(err.status === 404 ? `Trial ${TRIAL_ID} does not exist.` : err.message);
+    return;
+  }
+  const live = document.getElementById("live");
+  stream(`${BASE}/stream`, {
+    metrics: onMetrics,
+    state: safely(async () => { await refreshTrial(); await refreshEvents(); }),
+    event: safely(async (e) => {
+      state.events.set(e.id, e);
+      drawEvents();
+      await refreshTrial();
+    }),
+  }, (s) => { live.textContent = s === "live" ? "· live" : `· ${s}`; });
+  const [study, metrics, specs] = await Promise.all([get(`/api/studies/${trial.study_id}`),
+    get(`${BASE}/metrics?max_points=1000`), get("/api/hparams")]);
+  state.study = study;
+  state.defaults = Object.fromEntries(specs.map((s) => [s.name, s.default]));
+  merge(metrics);
+  if (trial.parent_id !== null) {
+    const names = "train_loss,dev_loss,train_accuracy,dev_accuracy,learning_rate";
+    const curves = await get(`/api/trials/${trial.parent_id}/metrics?names=${names}&max_points=500`);
+    for (const [name, pts] of Object.entries(curves)) {
+      state.parent[name] = pts.filter(([s]) => s <= trial.parent_step).map(([s, v]) => [s, num(v)]);
+    }
+  }
+  state.trial = trial;
+  draw();
+  await refreshTrial();
+  await refreshEvents();
+  // Progress (step, epoch, checkpoints) between state changes, while the trial trains.
+  setInterval(safely(async () => {
+    if (!FINISHED.has(state.trial.state) && !document.hidden) await refreshTrial();
+  }), 2000);
+}
+
+document.getElementById("pause").addEventListener("click", () => control("pause"));
+document.getElementById("resume").addEventListener("click", () => control("resume"));
+document.getElementById("stop").addEventListener("click", () => control("stop"));
+document.getElementById("adjust-form").addEventListener("submit", submitAdjust);
+document.getElementById("adjust-form").addEventListener("input", (e) => state.dirty.add(e.target.name));
+document.getElementById("revert").addEventListener("click", () => { state.dirty.clear(); drawAdjust(); });
+document.getElementById("smoothing").addEventListener("input", (e) => {
+  state.smoothing = Number(e.target.value);
+  document.getElementById("smoothing-value").textContent = state.smoothing.toFixed(2);
+  draw();
+});
+main();

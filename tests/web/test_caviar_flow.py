@@ -1,0 +1,98 @@
+"""A caviar search from the form, narrowed by brushing parallel coordinates (coarse to fine)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.slow  # a real server, real workers and a real browser
+
+N_TRIALS, PARALLELISM, NEXT_TRIALS = 8, 2, 4
+
+
+def wait_api(probe: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.2)
+
+
+def trials_of(api: httpx.Client, study_id: int) -> list[dict[str, Any]]:
+    return list(api.get(f"/api/studies/{study_id}/trials?limit=1000").json()["data"])
+
+
+def test_coarse_to_fine_from_the_browser(page: Any, api: httpx.Client, shot: Any) -> None:
+    page.goto("/studies/new")
+    page.check("input[name=mode][value=caviar]")
+    page.fill("#name", "digits search")
+    page.fill("#epochs", "2")
+    page.fill("#budget", str(N_TRIALS))
+    page.fill("#parallelism", str(PARALLELISM))
+    page.fill("#hp-hidden_units-low", "16")
+    page.fill("#hp-hidden_units-high", "32")
+    shot("new-study-caviar")
+    page.click("#create")
+    page.wait_for_url(re.compile(r"/studies/\d+$"))
+    study_id = int(page.url.rsplit("/", 1)[1])
+    study = api.get(f"/api/studies/{study_id}").json()
+    assert study["mode"] == "caviar" and study["parallelism"] == PARALLELISM
+    assert study["space"]["learning_rate"] == {"dist": "log_uniform", "low": 1e-4, "high": 1.0}
+
+    # The table fills and follows the trials to the end without a reload.
+    page.evaluate("window.__sameDocument = true")
+    rows = page.locator("#trials tbody tr[data-trial-id]")
+    expect(rows).to_have_count(N_TRIALS, timeout=60_000)
+    wait_api(
+        lambda: all(t["state"] == "completed" for t in trials_of(api, study_id)),
+        "every trial of round 1 to complete",
+    )
+    expect(page.locator("#trials tbody")).not_to_contain_text("Running", timeout=20_000)
+    expect(page.locator("#trials tbody")).not_to_contain_text("Queued")
+    assert page.evaluate("window.__sameDocument") is True
+
+    # Brush the learning-rate axis; the brushed range becomes the next round's range.
+    chart = page.locator("#chart-parallel")
+    chart.scroll_into_view_if_needed()
+    box = chart.bounding_box()
+    x = box["x"] + 90  # the first axis: learning_rate (log scale)
+    page.mouse.move(x, box["y"] + 150)
+    page.mouse.down()
+    page.mouse.move(x, box["y"] + 220, steps=5)
+    page.mouse.move(x, box["y"] + 280, steps=5)
+    page.mouse.up()
+    expect(page.locator("#brushed")).to_contain_text("learning_rate in [")
+    low = float(page.input_value("#next-learning_rate-low"))
+    high = float(page.input_value("#next-learning_rate-high"))
+    assert 1e-4 < low < high < 1.0
+    page.fill("#round-trials", str(NEXT_TRIALS))
+    page.click("#next-round")
+    expect(page.locator("#round-status")).to_contain_text("Round 2 started")
+    expect(page.locator('#rounds [data-round="2"]')).to_be_visible()
+
+    # Through the API: round 2 has the brushed range and its trials are sampled inside it.
+    rounds = api.get(f"/api/studies/{study_id}/rounds").json()["data"]
+    assert [r["number"] for r in rounds] == [1, 2]
+    lr = rounds[1]["space"]["learning_rate"]
+    assert lr["dist"] == "log_uniform" and lr["low"] == pytest.approx(low)
+    assert lr["high"] == pytest.approx(high)
+
+    def round_two() -> list[dict[str, Any]] | None:
+        mine = [t for t in trials_of(api, study_id) if t["round_id"] == rounds[1]["id"]]
+        return mine if len(mine) == NEXT_TRIALS else None
+
+    for trial in wait_api(round_two, "the trials of round 2"):
+        assert low <= trial["hparams"]["learning_rate"] <= high
+    expect(rows).to_have_count(N_TRIALS + NEXT_TRIALS, timeout=30_000)
+    page.select_option("#filter-round", "2")
+    expect(rows).to_have_count(NEXT_TRIALS)
+    shot("study-caviar-round-2")

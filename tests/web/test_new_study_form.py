@@ -1,0 +1,56 @@
+"""The new-study form: invalid input shows its message next to the field and creates nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.slow  # a real server, real workers and a real browser
+
+
+def count_studies(api: httpx.Client) -> int:
+    return int(api.get("/api/studies").json()["count"])
+
+
+def test_invalid_range_is_shown_next_to_its_field(
+    page: Any, api: httpx.Client, shot: Any, console: Any
+) -> None:
+    console.allow(r"status of 422")  # the browser logs the rejected request itself
+    before = count_studies(api)
+    page.goto("/studies/new")
+    page.check("input[name=mode][value=caviar]")
+    expect(page.locator("#hp-learning_rate-scale")).to_have_value("log_uniform")
+    expect(page.locator("#hp-learning_rate-low")).to_have_value("0.0001")
+    page.select_option("#hp-momentum-mode", "range")
+    expect(page.locator("#hp-momentum-scale")).to_have_value("one_minus_log_uniform")
+    expect(page.locator("#hp-momentum-high")).to_have_value("0.999")
+
+    # Rejected by the server: a negative learning rate bound.
+    page.fill("#hp-learning_rate-low", "-1")
+    page.click("#create")
+    error = page.locator("#hp-learning_rate-error")
+    expect(error).to_contain_text("learning_rate")
+    expect(error).to_contain_text("allowed")
+    expect(page.locator("#hp-learning_rate-low")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#flash")).to_contain_text("not created")
+    assert page.url.endswith("/studies/new")
+    shot("new-study-invalid-range")
+    assert count_studies(api) == before
+
+    # Caught in the page: low above high.
+    page.fill("#hp-learning_rate-low", "0.5")
+    page.fill("#hp-learning_rate-high", "0.01")
+    page.click("#create")
+    expect(error).to_contain_text("low (0.5) must be smaller than high (0.01)")
+    assert count_studies(api) == before
+
+    # Rejected by the server: a fixed batch size of 0 in a panda study.
+    page.check("input[name=mode][value=panda]")
+    page.fill("#hp-batch_size-value", "0")
+    page.click("#create")
+    expect(page.locator("#hp-batch_size-error")).to_contain_text("batch_size")
+    expect(error).to_be_empty()
+    assert count_studies(api) == before
