@@ -7,10 +7,10 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, literal, select, update
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from app.db import UTCDateTime, utcnow
 from app.errors import Invalid
@@ -19,8 +19,10 @@ from app.models import (
     Direction,
     Event,
     EventKind,
+    IntermediateValue,
     Metric,
     Study,
+    StudyMode,
     Trial,
     TrialState,
 )
@@ -72,14 +74,19 @@ def study_files(session: Session, study_id: int) -> list[str]:
 # -- trials ----------------------------------------------------------------------------------
 
 
+def next_number(session: Session, study_id: int) -> int:
+    """The number the study's next trial gets (the caller holds the write lock)."""
+    last = session.scalar(select(func.max(Trial.number)).where(Trial.study_id == study_id))
+    return 0 if last is None else last + 1
+
+
 def create_trial(
     session: Session, *, study: Study, hparams: dict[str, Any], **fields: Any
 ) -> Trial:
     """A queued trial numbered after the study's last one (the caller holds the write lock)."""
-    last = session.scalar(select(func.max(Trial.number)).where(Trial.study_id == study.id))
     trial = Trial(
         study_id=study.id,
-        number=0 if last is None else last + 1,
+        number=next_number(session, study.id),
         state=TrialState.QUEUED,
         hparams=hparams,
         attempt=0,
@@ -125,12 +132,32 @@ def list_trials(
 def claim_next(
     session: Session, *, worker: str, now: datetime, lease_until: datetime
 ) -> tuple[int, int] | None:
-    """Atomically turn the oldest queued trial into a running one: ONE UPDATE ... RETURNING."""
+    """Atomically turn the oldest queued trial into a running one: ONE UPDATE ... RETURNING.
+
+    A caviar study's trials are skipped while ``parallelism`` of them run: the cap lives in
+    the same statement, so two workers claiming at once cannot both take the last slot.
+    """
+    candidate, other = aliased(Trial), aliased(Trial)
+    running = (
+        select(func.count())
+        .select_from(other)
+        .where(other.study_id == candidate.study_id, other.state == TrialState.RUNNING)
+        .correlate(candidate)
+        .scalar_subquery()
+    )
     oldest = (
-        select(Trial.id).where(Trial.state == TrialState.QUEUED).order_by(Trial.id).limit(1)
+        select(candidate.id)
+        .join(Study, Study.id == candidate.study_id)
+        .where(
+            candidate.state == TrialState.QUEUED,
+            or_(Study.mode != StudyMode.CAVIAR, running < Study.parallelism),
+        )
+        .order_by(candidate.id)
+        .limit(1)
     )
     if _dialect(session) == "postgresql":
-        oldest = oldest.with_for_update(skip_locked=True)
+        # Under PostgreSQL the count is read without a lock: the cap is a soft one there.
+        oldest = oldest.with_for_update(of=candidate, skip_locked=True)
     stmt = (
         update(Trial)
         .where(Trial.id == oldest.scalar_subquery())
@@ -215,6 +242,38 @@ def upsert_metrics(
     )
     session.connection().execute(stmt, rows)
     return len(rows)
+
+
+def upsert_intermediate(session: Session, *, trial_id: int, resource: int, value: float) -> None:
+    """The objective at the end of epoch ``resource``; a retried report overwrites it."""
+    insert = pg_insert if _dialect(session) == "postgresql" else sqlite_insert
+    stmt = insert(IntermediateValue).values(trial_id=trial_id, resource=resource, value=value)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["trial_id", "resource"], set_={"value": stmt.excluded.value}
+    )
+    session.execute(stmt)
+
+
+def final_metrics(
+    session: Session, *, study_id: int, names: Sequence[str]
+) -> dict[int, dict[str, float]]:
+    """Per trial of the study, the last point (highest step) of each metric in ``names``."""
+    last = (
+        select(Metric.trial_id, Metric.name, func.max(Metric.step).label("step"))
+        .join(Trial, Trial.id == Metric.trial_id)
+        .where(Trial.study_id == study_id, Metric.name.in_(names))
+        .group_by(Metric.trial_id, Metric.name)
+        .subquery()
+    )
+    q = select(Metric.trial_id, Metric.name, Metric.value).join(
+        last,
+        and_(Metric.trial_id == last.c.trial_id, Metric.name == last.c.name,
+             Metric.step == last.c.step),
+    )
+    out: dict[int, dict[str, float]] = defaultdict(dict)
+    for trial_id, name, value in session.execute(q):
+        out[trial_id][name] = value
+    return out
 
 
 def metric_series(

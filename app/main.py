@@ -23,7 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import control
+from app import protocol
 from app.api import api_router
 from app.config import Settings, get_settings
 from app.db import init_db, make_engine, session_scope, utcnow
@@ -93,7 +93,7 @@ def reap_once(app: FastAPI) -> int:
     """Requeue (or fail) the running trials whose lease expired; returns how many."""
     settings: Settings = app.state.settings
     with session_scope(app.state.engine) as session:
-        return control.reap_expired(session, utcnow(), settings.max_attempts)
+        return protocol.reap_expired(session, utcnow(), settings.max_attempts)
 
 
 async def _reap_forever(app: FastAPI) -> None:

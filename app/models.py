@@ -1,4 +1,4 @@
-"""ORM tables: studies, rounds, trials, metrics, events, checkpoints."""
+"""ORM tables: studies, rounds, trials, metrics, events, checkpoints, rung records."""
 
 from __future__ import annotations
 
@@ -34,7 +34,14 @@ class Direction(enum.StrEnum):
 
 class StudyState(enum.StrEnum):
     ACTIVE = "active"
-    FINISHED = "finished"
+    COMPLETED = "completed"
+
+
+class RoundKind(enum.StrEnum):
+    """A search round samples its trials; a re-test round re-runs chosen configurations."""
+
+    SEARCH = "search"
+    RETEST = "retest"
 
 
 class TrialState(enum.StrEnum):
@@ -87,8 +94,12 @@ class Study(Base):
     objective_metric: Mapped[str] = mapped_column(String(100))
     direction: Mapped[Direction] = mapped_column(_enum(Direction))
     sampler: Mapped[str] = mapped_column(String(50))
+    sampler_settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     scheduler: Mapped[str | None] = mapped_column(String(50))
-    budget_trials: Mapped[int] = mapped_column(Integer)
+    scheduler_settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The first round's budget: a number of trials or of epochs trained in total.
+    budget_trials: Mapped[int | None] = mapped_column(Integer)
+    budget_epochs: Mapped[int | None] = mapped_column(Integer)
     epochs: Mapped[int] = mapped_column(Integer)
     parallelism: Mapped[int] = mapped_column(Integer)
     seed: Mapped[int] = mapped_column(Integer)
@@ -112,10 +123,20 @@ class Round(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[RoundKind] = mapped_column(_enum(RoundKind), default=RoundKind.SEARCH)
     space: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     parent_round_id: Mapped[int | None] = mapped_column(
         ForeignKey("rounds.id", ondelete="SET NULL")
     )
+    # Exactly one of the two budgets is set; the feeder samples until it is spent.
+    budget_trials: Mapped[int | None] = mapped_column(Integer)
+    budget_epochs: Mapped[int | None] = mapped_column(Integer)
+    # How the space was made: narrowed from the top-k trials, or given explicitly.
+    from_top: Mapped[int | None] = mapped_column(Integer)
+    margin: Mapped[float | None] = mapped_column(Float)
+    outside_parent: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # A grid round that handed out every point, or a space the trainer refused, feeds no more.
+    exhausted: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     study: Mapped[Study] = relationship(back_populates="rounds")
@@ -132,6 +153,10 @@ class Trial(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
     round_id: Mapped[int | None] = mapped_column(ForeignKey("rounds.id", ondelete="SET NULL"))
+    # Position among the round's sampled trials: grid and Sobol samplers pick their point by it.
+    index_in_round: Mapped[int | None] = mapped_column(Integer)
+    # A re-test trial: the trial whose configuration it re-runs with a fresh seed.
+    retest_of_id: Mapped[int | None] = mapped_column(ForeignKey("trials.id", ondelete="SET NULL"))
     number: Mapped[int] = mapped_column(Integer)
     state: Mapped[TrialState] = mapped_column(_enum(TrialState), default=TrialState.QUEUED)
     hparams: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -215,3 +240,31 @@ class Checkpoint(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     trial: Mapped[Trial] = relationship(back_populates="checkpoints", foreign_keys=[trial_id])
+
+
+class RungRecordRow(Base):
+    """One ASHA rung record (trial, rung, objective value): the scheduler's whole state."""
+
+    __tablename__ = "rung_records"
+    __table_args__ = (
+        UniqueConstraint("trial_id", "rung"),
+        Index("ix_rung_records_study", "study_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
+    rung: Mapped[int] = mapped_column(Integer)
+    value: Mapped[float] = mapped_column(Float)
+
+
+class IntermediateValue(Base):
+    """The objective a trial reported at the end of an epoch (resource = epochs done)."""
+
+    __tablename__ = "intermediate_values"
+    __table_args__ = (UniqueConstraint("trial_id", "resource"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
+    resource: Mapped[int] = mapped_column(Integer)
+    value: Mapped[float] = mapped_column(Float)

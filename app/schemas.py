@@ -5,9 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
-from app.models import Direction, EventKind, StudyMode, StudyState, TrialState
+from app.models import Direction, EventKind, RoundKind, StudyMode, StudyState, TrialState
 from trainer.config import HPARAM_SPECS, HParamError
 from trainer.reporting import Action
 
@@ -42,8 +50,35 @@ class Objective(Strict):
         return self
 
 
-class Budget(Strict):
-    trials: int = Field(1, ge=1, le=100_000)
+class BudgetCreate(Strict):
+    """``{"trials": N}`` trials, or ``{"epochs": E}`` epochs trained in total by the round."""
+
+    trials: int | None = Field(default=None, ge=1, le=100_000)
+    epochs: int | None = Field(default=None, ge=1, le=10_000_000)
+
+    @model_validator(mode="after")
+    def _one(self) -> BudgetCreate:
+        if self.trials is not None and self.epochs is not None:
+            raise ValueError("give trials or epochs, not both")
+        if self.trials is None and self.epochs is None:
+            self.trials = 1
+        return self
+
+
+class Budget(BaseModel):
+    """A round's budget as the API shows it: only the key that is set."""
+
+    trials: int | None = None
+    epochs: int | None = None
+
+    @model_serializer(mode="wrap")
+    def _set_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+# A search algorithm by name, or {"name": ..., **settings}: "random", {"name": "grid",
+# "points_per_dim": 4}, {"name": "asha", "min_resource": 1, "reduction_factor": 3}.
+Algorithm = Name | dict[str, Any]
 
 
 class StudyCreate(Strict):
@@ -54,10 +89,13 @@ class StudyCreate(Strict):
     space: dict[str, Any] = Field(default_factory=dict)
     objective: Objective = Field(default_factory=Objective)
     epochs: int = HPARAM_SPECS["epochs"].default
-    budget: Budget = Field(default_factory=Budget)
-    parallelism: int = Field(1, ge=1, le=1024)
-    sampler: Name = "random"
-    scheduler: Name | None = None
+    budget: BudgetCreate = Field(default_factory=lambda: BudgetCreate(trials=1))
+    parallelism: int = Field(1, ge=1, le=1024, description="caviar: trials running at once")
+    sampler: Algorithm = Field("random", description='"random", "grid", "sobol", "tpe" or '
+                               '{"name": "grid", "points_per_dim": 4}')
+    scheduler: Algorithm | None = Field(None, description='null, "none", "asha", "median" or '
+                                        '{"name": "asha", "min_resource": 1, '
+                                        '"reduction_factor": 3}; epochs are the resource')
     seed: int = 0
 
     @field_validator("epochs")
@@ -89,6 +127,8 @@ class StudyPublic(BaseModel):
     parallelism: int
     sampler: str
     scheduler: str | None
+    sampler_settings: dict[str, Any] = Field(default_factory=dict)
+    scheduler_settings: dict[str, Any] = Field(default_factory=dict)
     seed: int
     state: StudyState
     created_at: datetime
@@ -98,6 +138,96 @@ class StudyPublic(BaseModel):
 class StudiesPublic(BaseModel):
     data: list[StudyPublic]
     count: int
+
+
+# -- rounds, re-tests, analysis --------------------------------------------------------------
+
+
+class RoundCreate(Strict):
+    """``{"from_top": k, "margin": m, "trials": n}`` or ``{"space": {...}, "trials": n}``.
+
+    ``space`` is laid over the previous search round's space (names left out keep their
+    range); dimensions that leave the previous ranges are accepted and listed in the answer's
+    ``outside_parent``. ``epochs`` instead of ``trials`` budgets the round in total epochs.
+    """
+
+    from_top: int | None = Field(None, ge=1, le=100_000)
+    margin: FiniteFloat = Field(0.1, ge=0.0, le=1.0)
+    space: dict[str, Any] | None = None
+    trials: int | None = Field(None, ge=1, le=100_000)
+    epochs: int | None = Field(None, ge=1, le=10_000_000)
+
+    @model_validator(mode="after")
+    def _shape(self) -> RoundCreate:
+        if (self.from_top is None) == (self.space is None):
+            raise ValueError("give either from_top (with margin) or space")
+        if (self.trials is None) == (self.epochs is None):
+            raise ValueError("give either trials or epochs as the round's budget")
+        return self
+
+
+class RoundPublic(BaseModel):
+    id: int
+    study_id: int
+    number: int
+    kind: RoundKind
+    space: dict[str, Any]
+    parent_round_id: int | None
+    budget: Budget
+    from_top: int | None
+    margin: float | None
+    outside_parent: list[str] = Field(
+        description="dimensions of an explicit space that leave the parent round's ranges"
+    )
+    counts: dict[str, int] = Field(description="number of trials per state")
+    created_at: datetime
+
+
+class RoundsPublic(BaseModel):
+    data: list[RoundPublic]
+    count: int
+
+
+class RetestCreate(Strict):
+    top: int = Field(ge=1, le=100)
+    seeds: int = Field(ge=1, le=100)
+
+
+class RetestGroup(BaseModel):
+    """One configuration re-run with fresh seeds; mean and std over the re-runs that completed."""
+
+    trial_id: int = Field(description="the original trial")
+    number: int
+    hparams: dict[str, Any] = Field(description="the configuration, seed left out")
+    value: float | None = Field(description="the original trial's objective")
+    trial_ids: list[int] = Field(description="the re-test trials")
+    values: list[float]
+    completed: int
+    pending: int = Field(description="re-test trials not ended yet")
+    mean: float | None
+    std: float | None = Field(description="sample standard deviation (n - 1), two values on")
+
+
+class RetestPublic(BaseModel):
+    metric: str
+    direction: Direction
+    data: list[RetestGroup]
+    count: int
+
+
+class BestPublic(BaseModel):
+    metric: str
+    direction: Direction
+    value: float = Field(description="the trial's final objective value")
+    hparams: dict[str, Any]
+    trial: TrialPublic
+
+
+class ImportancePublic(BaseModel):
+    method: str
+    scores: dict[str, float] = Field(description="name -> share of importance; sums to 1")
+    n_trials: int
+    metric: str
 
 
 # -- trials ----------------------------------------------------------------------------------

@@ -8,11 +8,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from app import control, crud
+from app import caviar, control, crud
 from app.deps import SessionDep, SettingsDep, StudyDep
 from app.errors import Conflict, Invalid
-from app.models import Round, Study, StudyMode, TrialState
+from app.models import Study, TrialState
 from app.schemas import (
+    Budget,
     StudiesPublic,
     StudyCreate,
     StudyPublic,
@@ -29,31 +30,32 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0)]
 
 
+def study_out(study: Study, counts: dict[str, int]) -> StudyPublic:
+    """The study with its budget in trials or epochs and its algorithms' settings."""
+    budget = Budget(trials=study.budget_trials, epochs=study.budget_epochs)
+    return study_public(study, counts).model_copy(update={
+        "budget": budget, "sampler_settings": study.sampler_settings or {},
+        "scheduler_settings": study.scheduler_settings or {},
+    })
+
+
 @router.get("", response_model=StudiesPublic)
 def list_studies(session: SessionDep, limit: Limit = 100, offset: Offset = 0) -> StudiesPublic:
     """List studies, newest first."""
     studies, count = crud.list_studies(session, limit=limit, offset=offset)
     counts = crud.state_counts(session, [s.id for s in studies])
-    return StudiesPublic(data=[study_public(s, counts[s.id]) for s in studies], count=count)
+    return StudiesPublic(data=[study_out(s, counts[s.id]) for s in studies], count=count)
 
 
 @router.post("", response_model=StudyPublic, status_code=status.HTTP_201_CREATED)
 def create_study(body: StudyCreate, session: SessionDep, settings: SettingsDep) -> StudyPublic:
-    """Create a panda (one babysat model) or caviar (many in parallel) study."""
-    options = control.check_task(body.task, body.task_options, settings)
-    control.check_space(body.space, fixed_only=body.mode is StudyMode.PANDA)
-    assert body.objective.direction is not None  # filled in by the schema
-    study = Study(
-        name=body.name, mode=body.mode, task=body.task, task_options=options, space=body.space,
-        objective_metric=body.objective.metric, direction=body.objective.direction,
-        sampler=body.sampler, scheduler=body.scheduler, budget_trials=body.budget.trials,
-        epochs=body.epochs, parallelism=body.parallelism, seed=body.seed,
-    )
-    session.add(study)
-    session.flush()
-    if body.mode is StudyMode.CAVIAR:
-        session.add(Round(study_id=study.id, number=1, space=body.space))
-    out = study_public(study, {})
+    """Create a panda (one babysat model) or caviar (many in parallel) study.
+
+    A caviar study gets round 1 with its ``space`` and samples its first trials at once; the
+    server keeps ``parallelism`` of them queued or running until the ``budget`` is spent.
+    """
+    study = control.create_study(session, body, settings)
+    out = study_out(study, crud.state_counts(session, [study.id])[study.id])
     session.commit()
     return out
 
@@ -61,7 +63,7 @@ def create_study(body: StudyCreate, session: SessionDep, settings: SettingsDep) 
 @router.get("/{study_id}", response_model=StudyPublic)
 def get_study(study: StudyDep, session: SessionDep) -> StudyPublic:
     """One study with its trial counts per state."""
-    return study_public(study, crud.state_counts(session, [study.id])[study.id])
+    return study_out(study, crud.state_counts(session, [study.id])[study.id])
 
 
 @router.delete("/{study_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -80,9 +82,14 @@ def delete_study(study: StudyDep, session: SessionDep) -> Response:
 
 @router.post("/{study_id}/trials", response_model=TrialPublic, status_code=status.HTTP_201_CREATED)
 def create_trial(study: StudyDep, body: TrialCreate, session: SessionDep) -> TrialPublic:
-    """Queue a trial with explicit hyperparameters (defaults fill the rest)."""
+    """Queue a trial with explicit hyperparameters (defaults fill the rest).
+
+    In a caviar study it joins the latest search round and uses one trial of its budget.
+    """
     hparams = control.trial_hparams(study, body.hparams)
-    trial = crud.create_trial(session, study=study, hparams=hparams)
+    trial = crud.create_trial(session, study=study, hparams=hparams,
+                              round_id=caviar.latest_round_id(session, study.id))
+    caviar.settle(session, study)
     out = trial_out(session, trial)
     session.commit()
     return out

@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app import control, crud
+from app import crud, protocol
 from app.config import Settings
 from app.db import read_engine, utcnow
 from app.deps import SessionDep, SettingsDep, TrialDep
@@ -38,7 +38,7 @@ ZIP_MAGIC = b"PK\x03\x04"  # an .npz is a zip archive
 @router.post("/claim", response_model=ClaimOut, responses={204: {"description": "queue empty"}})
 def claim(body: ClaimIn, session: SessionDep, settings: SettingsDep) -> ClaimOut | Response:
     """Atomically take the oldest queued trial; 204 when nothing is queued."""
-    out = control.claim(session, body.worker, settings)
+    out = protocol.claim(session, body.worker, settings)
     if out is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     session.commit()
@@ -50,7 +50,7 @@ def report(
     trial: TrialDep, body: ReportIn, session: SessionDep, settings: SettingsDep
 ) -> DirectiveOut:
     """Store a batch of metric points (idempotent), renew the lease, answer a directive."""
-    directive = control.report(session, trial, body, settings)
+    directive = protocol.report(session, trial, body, settings)
     session.commit()
     return directive
 
@@ -58,7 +58,7 @@ def report(
 @router.post("/trials/{trial_id}/finish", response_model=TrialPublic)
 def finish(trial: TrialDep, body: FinishIn, session: SessionDep) -> TrialPublic:
     """End the attempt as completed, paused, stopped or failed."""
-    control.finish(session, trial, body)
+    protocol.finish(session, trial, body)
     out = trial_out(session, trial)
     session.commit()
     return out
@@ -108,7 +108,7 @@ def _check_writer(engine: Engine, trial_id: int, attempt: int) -> None:
         trial = session.get(Trial, trial_id)
         if trial is None:
             raise NotFound(f"trial {trial_id} not found")
-        control.check_attempt(trial, attempt)
+        protocol.check_attempt(trial, attempt)
 
 
 async def _receive(request: Request, directory: Path) -> tuple[Path, str, int]:
@@ -154,7 +154,7 @@ def _record(
         trial = session.get(Trial, trial_id)
         if trial is None:
             raise NotFound(f"trial {trial_id} not found")
-        control.check_attempt(trial, attempt)
+        protocol.check_attempt(trial, attempt)
         ckpt = crud.get_checkpoint(session, trial_id=trial_id, step=step)
         # A retried step keeps its row (forks point at it by id) and gets the new file.
         old_path = ckpt.path if ckpt is not None else None
@@ -163,7 +163,7 @@ def _record(
             session.add(ckpt)
         ckpt.epoch, ckpt.hparams = trial.epoch, dict(trial.hparams)
         ckpt.path, ckpt.bytes, ckpt.sha256, ckpt.created_at = str(path), size, sha256, utcnow()
-        control.checkpoint_taken(session, trial, step, settings)
+        protocol.checkpoint_taken(session, trial, step, settings)
         session.flush()
         out = CheckpointOut(id=ckpt.id, step=step, sha256=sha256, bytes=size)
         session.commit()

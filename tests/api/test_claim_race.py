@@ -25,7 +25,7 @@ def claim_until_empty(url: str, worker: str) -> list[tuple[int, int]]:
 @pytest.mark.slow
 def test_two_processes_claim_every_trial_exactly_once(live_server: str) -> None:
     with httpx.Client(base_url=live_server, timeout=30) as http:
-        study = http.post("/api/studies", json={"name": "race", "mode": "caviar"}).json()
+        study = http.post("/api/studies", json={"name": "race", "mode": "panda"}).json()
         url = f"/api/studies/{study['id']}/trials"
         ids = [http.post(url, json={"hparams": {"seed": i}}).json()["id"] for i in range(N_TRIALS)]
     ctx = mp.get_context("spawn")

@@ -29,8 +29,8 @@ def test_create_study(client: TestClient, db: DB) -> None:
 
 
 def test_create_caviar_study_stores_space_and_first_round(client: TestClient, db: DB) -> None:
-    space = {"learning_rate": {"distribution": "log_uniform", "low": 1e-4, "high": 1.0},
-             "optimizer": {"distribution": "categorical", "choices": ["adam", "sgd"]},
+    space = {"learning_rate": {"dist": "log_uniform", "low": 1e-4, "high": 1.0},
+             "optimizer": {"dist": "choice", "values": ["adam", "sgd"]},
              "batch_size": 128}
     body = create_study(client, mode="caviar", space=space, sampler="random", scheduler="asha",
                         budget={"trials": 50}, parallelism=4)
@@ -38,6 +38,11 @@ def test_create_caviar_study_stores_space_and_first_round(client: TestClient, db
     assert body["budget"] == {"trials": 50} and body["parallelism"] == 4
     (first,) = db.all(select(Round))
     assert first.number == 1 and first.space == space
+    # The first `parallelism` trials are sampled at once, inside the space.
+    trials = db.all(select(Trial))
+    assert len(trials) == 4 and {t.round_id for t in trials} == {first.id}
+    assert all(1e-4 <= t.hparams["learning_rate"] <= 1.0 for t in trials)
+    assert all(t.hparams["batch_size"] == 128 for t in trials)
 
 
 def test_create_study_fills_task_options(client: TestClient) -> None:
@@ -149,10 +154,11 @@ def test_create_trial(client: TestClient) -> None:
 
 def test_create_trial_in_caviar_study(client: TestClient) -> None:
     study = create_study(client, mode="caviar",
-                         space={"learning_rate": {"distribution": "log_uniform", "low": 1e-4,
+                         space={"learning_rate": {"dist": "log_uniform", "low": 1e-4,
                                                   "high": 1.0}})
     trial = create_trial(client, study["id"], learning_rate=0.3)
     assert trial["hparams"]["learning_rate"] == 0.3
+    assert trial["round_id"] is not None
 
 
 def test_create_trial_study_not_found(client: TestClient, db: DB) -> None:

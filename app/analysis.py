@@ -1,0 +1,96 @@
+"""What a study found: its best trial, hyperparameter importance, and a flat export.
+
+A trial's objective value is the last value of the objective metric it reported (its final
+value, as Optuna's ``trial.value``); ``best_value`` is the best one seen along its curve.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import caviar, crud
+from app.errors import Conflict
+from app.models import Direction, Round, RoundKind, Study, Trial, TrialState
+from app.schemas import ImportancePublic
+from app.tuning import importance, parse_space
+from trainer.config import HPARAM_SPECS
+
+FINAL_METRICS = ("dev_loss", "dev_accuracy", "test_loss", "test_accuracy")
+TRIAL_COLUMNS = ("id", "number", "round", "state", "retest_of")
+VALUE_COLUMNS = (*FINAL_METRICS, "value", "best_value")
+
+
+def best_trial(session: Session, study: Study) -> Trial:
+    """The completed trial with the best final objective (the lower number on a tie)."""
+    value = Trial.last_value.desc() if study.direction is Direction.MAXIMIZE else Trial.last_value
+    q = (
+        select(Trial)
+        .where(Trial.study_id == study.id, Trial.state == TrialState.COMPLETED,
+               Trial.last_value.is_not(None))
+        .order_by(value, Trial.number)
+        .limit(1)
+    )
+    trial = session.scalar(q)
+    if trial is None:
+        raise Conflict(f"study {study.id} has no completed trial with a value of "
+                       f"{study.objective_metric} yet")
+    return trial
+
+
+def _first_space(session: Session, study: Study) -> dict[str, Any]:
+    # The first round's space is the widest: every later round's trials lie inside it.
+    q = (
+        select(Round.space)
+        .where(Round.study_id == study.id, Round.kind == RoundKind.SEARCH)
+        .order_by(Round.number)
+        .limit(1)
+    )
+    return session.scalar(q) or study.space
+
+
+def importance_of(session: Session, study: Study) -> ImportancePublic:
+    """Random-forest importance of each ranged hyperparameter for the final objective."""
+    space = parse_space(_first_space(session, study))
+    try:
+        result = importance(space, caviar.views(session, study.id), seed=study.seed)
+    except ValueError as exc:
+        raise Conflict(f"importance needs at least 2 completed trials with a value of "
+                       f"{study.objective_metric}: {exc}") from None
+    return ImportancePublic(method=result.method, scores=result.scores,
+                            n_trials=result.n_trials, metric=study.objective_metric)
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def export_rows(session: Session, study: Study) -> tuple[list[str], list[dict[str, Any]]]:
+    """Columns and one flat row per trial: identity, every hyperparameter, final metrics."""
+    q = (
+        select(Trial, Round.number)
+        .outerjoin(Round, Round.id == Trial.round_id)
+        .where(Trial.study_id == study.id)
+        .order_by(Trial.number)
+    )
+    trials = [(t, n) for t, n in session.execute(q)]
+    finals = crud.final_metrics(session, study_id=study.id, names=FINAL_METRICS)
+    used = {name for t, _ in trials for name in t.hparams}
+    names = [n for n in HPARAM_SPECS if n in used] + sorted(used - set(HPARAM_SPECS))
+    rows = []
+    for t, round_number in trials:
+        row: dict[str, Any] = {
+            "id": t.id, "number": t.number, "round": round_number, "state": t.state.value,
+            "retest_of": t.retest_of_id,
+        }
+        row.update({n: t.hparams.get(n) for n in names})
+        row.update({m: finals.get(t.id, {}).get(m) for m in FINAL_METRICS})
+        value = t.last_value if t.state is TrialState.COMPLETED else None
+        row.update({"value": value, "best_value": t.best_value})
+        rows.append({k: _cell(v) for k, v in row.items()})
+    return [*TRIAL_COLUMNS, *names, *VALUE_COLUMNS], rows

@@ -1,0 +1,61 @@
+"""What a study found: the best trial, hyperparameter importance, CSV/JSON export."""
+
+from __future__ import annotations
+
+import csv
+import io
+from enum import StrEnum
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from app import analysis
+from app.deps import SessionDep, StudyDep
+from app.schemas import BestPublic, ImportancePublic
+from app.serialize import trial_out
+
+router = APIRouter(prefix="/studies", tags=["analysis"])
+
+
+class ExportFormat(StrEnum):
+    CSV = "csv"
+    JSON = "json"
+
+
+@router.get("/{study_id}/best", response_model=BestPublic)
+def get_best(study: StudyDep, session: SessionDep) -> BestPublic:
+    """The completed trial with the best final objective, with its hyperparameters; 409
+    while no trial has completed."""
+    trial = analysis.best_trial(session, study)
+    assert trial.last_value is not None  # selected for having one
+    return BestPublic(metric=study.objective_metric, direction=study.direction,
+                      value=trial.last_value, hparams=trial.hparams,
+                      trial=trial_out(session, trial))
+
+
+@router.get("/{study_id}/importance", response_model=ImportancePublic)
+def get_importance(study: StudyDep, session: SessionDep) -> ImportancePublic:
+    """Importance of each ranged hyperparameter of the first round's space for the final
+    objective (the method is named in the answer); 409 with fewer than 2 completed trials."""
+    return analysis.importance_of(session, study)
+
+
+@router.get("/{study_id}/export", response_model=None)
+def export(
+    study: StudyDep, session: SessionDep, format: ExportFormat = ExportFormat.CSV
+) -> Response | dict[str, Any]:
+    """Every trial as one row: id, number, round, state, retest_of, one column per
+    hyperparameter, final dev/test loss and accuracy, final objective ``value``, ``best_value``.
+    """
+    columns, rows = analysis.export_rows(session, study)
+    if format is ExportFormat.JSON:
+        return {"study_id": study.id, "metric": study.objective_metric,
+                "direction": study.direction.value, "columns": columns, "data": rows,
+                "count": len(rows)}
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    headers = {"Content-Disposition": f'attachment; filename="study-{study.id}.csv"'}
+    return Response(buf.getvalue(), media_type="text/csv", headers=headers)

@@ -1,0 +1,189 @@
+"""The trial state machine, worker side: claims, reports and their directives, finishes, and
+the reaper of expired leases (docs/contracts.md).
+
+Functions take a session whose transaction began IMMEDIATE (see app.db), change rows and
+leave the commit to the caller. Directives are derived from stored events at every report,
+never queued in memory, so they survive a server restart.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import caviar, crud
+from app.config import Settings
+from app.control import close_events, end_trial, kinds_of, pending_hparams, pending_of
+from app.db import utcnow
+from app.errors import Conflict, Invalid
+from app.models import Checkpoint, Direction, Event, EventKind, Study, Trial, TrialState
+from app.schemas import Applied, CheckpointRef, ClaimOut, DirectiveOut, FinishIn, ReportIn
+from trainer.config import TrainConfig
+from trainer.reporting import Action
+
+# A scheduler's prune ends a trial like a user's stop, but as ``pruned``.
+ENDING = frozenset({EventKind.STOP, EventKind.PRUNE})
+
+
+def check_attempt(trial: Trial, attempt: int) -> None:
+    """409 unless ``attempt`` is the trial's current, running attempt."""
+    if trial.state is not TrialState.RUNNING or attempt != trial.attempt:
+        raise Conflict(
+            f"trial {trial.id} attempt {attempt} is stale: the trial is {trial.state.value} "
+            f"at attempt {trial.attempt}"
+        )
+
+
+def directive_for(session: Session, trial: Trial) -> DirectiveOut:
+    """stop (or prune) > pause > the oldest unapplied adjustment > a checkpoint > continue."""
+    pending = pending_of(session, trial)
+    kinds = kinds_of(pending)
+    if kinds & ENDING:
+        return DirectiveOut(action=Action.STOP)
+    if EventKind.PAUSE in kinds:
+        return DirectiveOut(action=Action.PAUSE)
+    for event in pending:
+        if event.kind is EventKind.ADJUST:
+            hparams = event.payload.get("hparams", {})
+            return DirectiveOut(action=Action.UPDATE, hparams=hparams, event_id=event.id)
+    if EventKind.CHECKPOINT in kinds:
+        return DirectiveOut(action=Action.CHECKPOINT)
+    return DirectiveOut(action=Action.CONTINUE)
+
+
+def _apply(session: Session, trial: Trial, applied: list[Applied]) -> None:
+    now = utcnow()
+    for item in applied:
+        event = session.get(Event, item.event_id)
+        if event is None or event.trial_id != trial.id or event.kind is not EventKind.ADJUST:
+            raise Invalid(
+                f"applied.event_id: {item.event_id} is not an adjustment of trial {trial.id}",
+                field="applied",
+            )
+        if event.applied_at is None:  # a retried report applies nothing twice
+            event.applied_at, event.applied_step = now, item.step
+            trial.hparams = {**trial.hparams, **event.payload.get("hparams", {})}
+
+
+def _record_objective(trial: Trial, study: Study, points: list[tuple[int, str, float]]) -> None:
+    values = sorted((s, v) for s, n, v in points if n == study.objective_metric)
+    if not values:
+        return
+    trial.last_value = values[-1][1]
+    pick = max if study.direction is Direction.MAXIMIZE else min
+    best = pick(v for _, v in values)
+    trial.best_value = best if trial.best_value is None else pick(trial.best_value, best)
+
+
+def report(session: Session, trial: Trial, body: ReportIn, settings: Settings) -> DirectiveOut:
+    """Store a batch of points, renew the lease, record applied updates, answer a directive."""
+    check_attempt(trial, body.attempt)
+    crud.upsert_metrics(session, trial_id=trial.id, points=body.points)
+    _record_objective(trial, trial.study, body.points)
+    trial.step, trial.epoch = body.step, body.epoch
+    trial.lease_expires_at = utcnow() + timedelta(seconds=settings.lease_seconds)
+    _apply(session, trial, body.applied)
+    caviar.on_report(session, trial, body.step, body.epoch, body.points)
+    session.flush()
+    return directive_for(session, trial)
+
+
+def checkpoint_taken(session: Session, trial: Trial, step: int, settings: Settings) -> None:
+    """A checkpoint arrived: it answers pending checkpoint requests and renews the lease."""
+    close_events(pending_of(session, trial), step=step, kinds={EventKind.CHECKPOINT})
+    trial.lease_expires_at = utcnow() + timedelta(seconds=settings.lease_seconds)
+
+
+def finish(session: Session, trial: Trial, body: FinishIn) -> None:
+    """End the attempt: completed, stopped, failed, or paused; then feed the study.
+
+    A pending prune turns a stopped (or paused) attempt into ``pruned``, a pending stop turns a
+    paused one into ``stopped``; a trial that completed its epochs stays completed.
+    """
+    check_attempt(trial, body.attempt)
+    points = [(body.step, name, value) for name, value in body.metrics.items()]
+    crud.upsert_metrics(session, trial_id=trial.id, points=points)
+    _record_objective(trial, trial.study, points)
+    trial.step, trial.epoch = body.step, body.epoch
+    pending = pending_of(session, trial)
+    kinds, state = kinds_of(pending), TrialState(body.status)
+    if state in (TrialState.PAUSED, TrialState.STOPPED) and EventKind.PRUNE in kinds:
+        state = TrialState.PRUNED
+    elif state is TrialState.PAUSED and EventKind.STOP in kinds:
+        state = TrialState.STOPPED
+    if state is TrialState.PAUSED:
+        close_events(pending, step=body.step, kinds={EventKind.PAUSE, EventKind.CHECKPOINT})
+    else:
+        close_events(pending, step=body.step, kinds=set(ENDING))
+    if state is TrialState.FAILED:
+        trial.error = body.error or "failed without a message"
+        crud.add_event(session, trial, EventKind.FAIL, {"error": trial.error},
+                       applied=True, applied_step=body.step)
+    end_trial(session, trial, state)
+    caviar.settle(session, trial.study)
+
+
+def resume_point(session: Session, trial: Trial) -> Checkpoint | None:
+    """The trial's latest own checkpoint, else the one it was forked from."""
+    own = crud.latest_checkpoint(session, trial_id=trial.id)
+    if own is None and trial.parent_checkpoint_id is not None:
+        return session.get(Checkpoint, trial.parent_checkpoint_id)
+    return own
+
+
+def claim(session: Session, worker: str, settings: Settings) -> ClaimOut | None:
+    """Hand the oldest queued trial to ``worker``; adjustments made meanwhile apply at once."""
+    # Take the write lock before reading the clock: a claim waiting on a finish then starts
+    # after that finish's ``ended_at``, so trial intervals show the true concurrency.
+    session.connection()
+    now = utcnow()
+    lease_until = now + timedelta(seconds=settings.lease_seconds)
+    row = crud.claim_next(session, worker=worker, now=now, lease_until=lease_until)
+    if row is None:
+        return None
+    trial = session.get_one(Trial, row[0], populate_existing=True)
+    ckpt = resume_point(session, trial)
+    adjusts = [e for e in pending_of(session, trial) if e.kind is EventKind.ADJUST]
+    if adjusts:
+        trial.hparams = {**trial.hparams, **pending_hparams(adjusts)}
+        close_events(adjusts, step=(ckpt.step if ckpt else 0) + 1)
+    study = trial.study
+    config = TrainConfig(
+        task=study.task, hparams=trial.hparams, task_options=study.task_options,
+        split_seed=study.seed, report_seconds=settings.report_seconds,
+    )
+    ref = CheckpointRef(id=ckpt.id, step=ckpt.step, sha256=ckpt.sha256) if ckpt else None
+    return ClaimOut(
+        trial_id=trial.id, attempt=trial.attempt, config=config.to_dict(), checkpoint=ref,
+        lease_seconds=settings.lease_seconds, report_seconds=settings.report_seconds,
+    )
+
+
+def reap_expired(session: Session, now: datetime, max_attempts: int) -> int:
+    """Running trials whose lease expired: requeued, or failed after ``max_attempts``."""
+    q = select(Trial).where(Trial.state == TrialState.RUNNING, Trial.lease_expires_at < now)
+    expired = list(session.scalars(q))
+    for trial in expired:
+        kinds = kinds_of(pending_of(session, trial))
+        payload = {"attempt": trial.attempt, "worker": trial.worker}
+        if EventKind.PRUNE in kinds:
+            end_trial(session, trial, TrialState.PRUNED)
+        elif EventKind.STOP in kinds:
+            end_trial(session, trial, TrialState.STOPPED)
+        elif EventKind.PAUSE in kinds:
+            close_events(pending_of(session, trial), step=trial.step, kinds={EventKind.PAUSE})
+            end_trial(session, trial, TrialState.PAUSED)
+        elif trial.attempt >= max_attempts:
+            trial.error = f"lease expired on attempt {trial.attempt} of {max_attempts}"
+            crud.add_event(session, trial, EventKind.FAIL, {**payload, "error": trial.error},
+                           applied=True, applied_step=trial.step)
+            end_trial(session, trial, TrialState.FAILED)
+        else:
+            crud.add_event(session, trial, EventKind.REQUEUE, payload,
+                           applied=True, applied_step=trial.step)
+            end_trial(session, trial, TrialState.QUEUED)
+    for study in {trial.study for trial in expired}:
+        caviar.settle(session, study)
+    return len(expired)

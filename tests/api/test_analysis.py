@@ -1,0 +1,103 @@
+"""Analysis of a study: GET /api/studies/{id}/best, .../importance, .../export."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.api.test_caviar import caviar_study, claim_one, complete, epoch_report, trials_of
+from tests.conftest import DB
+from tests.factories import finish
+from trainer.config import HPARAM_SPECS
+
+FINALS = ["dev_loss", "dev_accuracy", "test_loss", "test_accuracy", "value", "best_value"]
+
+
+def test_best_is_the_trial_with_the_best_final_value(client: TestClient) -> None:
+    study = caviar_study(client, budget={"trials": 3})
+    ids = [complete(client, v) for v in (0.6, 0.8, 0.7)]
+    r = client.get(f"/api/studies/{study['id']}/best")
+    assert r.status_code == 200
+    body = r.json()
+    assert (body["metric"], body["direction"], body["value"]) == ("dev_accuracy", "maximize", 0.8)
+    assert body["trial"]["id"] == ids[1] and body["hparams"] == body["trial"]["hparams"]
+
+
+def test_best_of_a_minimised_objective(client: TestClient) -> None:
+    study = caviar_study(client, objective={"metric": "dev_loss"}, budget={"trials": 2})
+    for value in (0.3, 0.2):  # complete() reports dev_loss = 1 - value at the end
+        complete(client, value)
+    assert client.get(f"/api/studies/{study['id']}/best").json()["value"] == pytest.approx(0.7)
+
+
+def test_best_and_importance_need_completed_trials(client: TestClient) -> None:
+    sid = caviar_study(client)["id"]
+    r = client.get(f"/api/studies/{sid}/best")
+    assert r.status_code == 409 and "no completed trial" in r.json()["detail"]
+    complete(client, 0.5)
+    r = client.get(f"/api/studies/{sid}/importance")
+    assert r.status_code == 409 and "at least 2" in r.json()["detail"]
+
+
+def test_importance_scores_each_ranged_hyperparameter(client: TestClient) -> None:
+    sid = caviar_study(client, budget={"trials": 6})["id"]
+    for value in (0.2, 0.4, 0.9, 0.5, 0.3, 0.7):
+        complete(client, value)
+    r = client.get(f"/api/studies/{sid}/importance")
+    assert r.status_code == 200
+    body = r.json()
+    assert "random-forest" in body["method"] and body["n_trials"] == 6
+    assert set(body["scores"]) == {"learning_rate", "hidden_units", "momentum"}
+    assert sum(body["scores"].values()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("path", ["best", "importance", "export", "export?format=json"])
+def test_analysis_of_unknown_study_is_404(client: TestClient, path: str) -> None:
+    assert client.get(f"/api/studies/99/{path}").status_code == 404
+
+
+def test_export_csv_has_a_row_per_trial_and_a_column_per_hyperparameter(
+    client: TestClient,
+) -> None:
+    sid = caviar_study(client, budget={"trials": 3})["id"]
+    done = complete(client, 0.75)
+    tid, attempt = claim_one(client)
+    epoch_report(client, tid, attempt, 1, 0.4)
+    finish(client, tid, attempt, "stopped", 10, epoch=1.0)
+    r = client.get(f"/api/studies/{sid}/export", params={"format": "csv"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert f"study-{sid}.csv" in r.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert len(rows) == 3 == len(trials_of(client, sid))
+    columns = list(rows[0])
+    assert columns[:5] == ["id", "number", "round", "state", "retest_of"]
+    assert set(HPARAM_SPECS) <= set(columns) and columns[-6:] == FINALS
+    by_id = {int(row["id"]): row for row in rows}
+    assert by_id[done]["state"] == "completed" and by_id[done]["round"] == "1"
+    assert float(by_id[done]["dev_accuracy"]) == 0.75 and float(by_id[done]["value"]) == 0.75
+    assert float(by_id[done]["test_loss"]) == pytest.approx(0.26)
+    stopped = by_id[tid]
+    assert stopped["state"] == "stopped" and stopped["value"] == ""
+    assert float(stopped["dev_accuracy"]) == 0.4 and stopped["test_accuracy"] == ""
+    hp = trials_of(client, sid)[0]["hparams"]
+    assert float(by_id[done]["learning_rate"]) == hp["learning_rate"]
+
+
+def test_export_json_matches_csv(client: TestClient) -> None:
+    sid = caviar_study(client, budget={"trials": 2})["id"]
+    complete(client, 0.5)
+    body = client.get(f"/api/studies/{sid}/export", params={"format": "json"}).json()
+    assert body["count"] == 2 and body["metric"] == "dev_accuracy"
+    assert list(body["data"][0]) == body["columns"]
+    text = client.get(f"/api/studies/{sid}/export").text
+    assert text.splitlines()[0].split(",") == body["columns"]
+    assert body["data"][0]["dev_accuracy"] == 0.5 and body["data"][1]["value"] is None
+
+
+def test_export_unknown_format_is_422(client: TestClient, db: DB) -> None:
+    sid = caviar_study(client)["id"]
+    r = client.get(f"/api/studies/{sid}/export", params={"format": "xml"})
+    assert r.status_code == 422 and r.json()["field"] == "format"
