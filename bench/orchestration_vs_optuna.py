@@ -1,0 +1,339 @@
+"""Orchestration overhead: per-trial cost of our server's worker protocol against Optuna's.
+
+What is measured (no training at all, only the bookkeeping a trial costs):
+
+* **ours**: a real uvicorn server subprocess (``bench/_server.py``: dispatcher off, i.e.
+  ``PANDACAVIAR_WORKERS=0``, a free loopback port, a temporary data directory and SQLite
+  file). Before each run a fresh study is created with ``POST /api/studies`` and enough
+  trials are queued with ``POST /api/studies/{id}/trials`` (not timed). One trial is then
+  ``POST /api/workers/claim``, 10 x ``POST /api/workers/trials/{id}/report`` each carrying one
+  point ``[step, "dev_accuracy", value]``, and ``POST /api/workers/trials/{id}/finish``
+  (completed, with the final ``dev_accuracy``), over HTTP with one keep-alive ``httpx.Client``
+  per client process.
+* **optuna**: ``optuna.load_study`` on a SQLite ``RDBStorage`` file in a temporary
+  directory (a fresh study per run); one trial is ``study.ask()``, 10 x
+  ``trial.report(value, step)`` and ``study.tell(trial, value)``.
+
+Each system runs with 1 and then 2 client PROCESSES, in one invocation, ``--repeats`` times
+(interleaved, so background load hits both alike). Each process first does ``--warmup``
+untimed trials (connections, imports, caches), then all processes start together at a
+barrier and each runs ``--trials`` trials. ms per trial = wall time from the common start to
+the last process's end / all trials done; the table shows the median over repeats. The
+2-vs-1 speed-up is throughput with 2 processes / throughput with 1. For our server the mean
+time of each call kind (claim, report, finish) is shown too, next to a ``GET /api/health``
+round trip (the HTTP + framework floor with no database work), to show what dominates.
+
+Goals (issue 4): ours at most a third of Optuna's per-trial time (1 process), and our
+2 processes at least 1.8x one.
+
+Usage::
+
+    python bench/orchestration_vs_optuna.py            # 100 trials per process, 2 repeats
+    python bench/orchestration_vs_optuna.py --quick    # 30 trials per process, 1 repeat
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from bench._server import (  # noqa: E402
+    LOCKED,
+    BenchServer,
+    create_study,
+    create_trial,
+    markdown_table,
+    verdict,
+)
+
+REPORTS_PER_TRIAL = 10
+GOAL_RATIO = 1 / 3
+GOAL_SPEEDUP = 1.8
+CALLS = ("claim", "report", "finish", "health")
+
+
+@dataclass
+class ClientResult:
+    """What one client process saw in its timed section."""
+
+    start: float = 0.0
+    end: float = 0.0
+    trials: int = 0
+    errors: int = 0
+    first_error: str = ""
+    call_seconds: dict[str, list[float]] = field(default_factory=dict)
+
+    def timed(self, name: str, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` and add its duration to ``call_seconds[name]``."""
+        t0 = time.perf_counter()
+        out = fn()
+        self.call_seconds.setdefault(name, []).append(time.perf_counter() - t0)
+        return out
+
+
+# -- our server ---------------------------------------------------------------------------
+
+
+def _ours_trial(client: httpx.Client, me: str, res: ClientResult) -> None:
+    """claim -> 10 reports of one point -> finish; raises on any non-2xx answer."""
+    claim = res.timed("claim", lambda: client.post("/api/workers/claim", json={"worker": me}))
+    claim.raise_for_status()
+    if claim.status_code == 204:
+        raise RuntimeError("queue empty: not enough trials were queued")
+    data = claim.json()
+    tid, attempt = data["trial_id"], data["attempt"]
+    value = 0.0
+    for step in range(1, REPORTS_PER_TRIAL + 1):
+        value = 1.0 - 1.0 / (step + 1)
+        body = {"attempt": attempt, "step": step, "epoch": float(step),
+                "points": [[step, "dev_accuracy", value]]}
+        r = res.timed("report", lambda b=body: client.post(
+            f"/api/workers/trials/{tid}/report", json=b))
+        r.raise_for_status()
+    fin = {"attempt": attempt, "status": "completed", "step": REPORTS_PER_TRIAL,
+           "epoch": float(REPORTS_PER_TRIAL), "metrics": {"dev_accuracy": value}}
+    r = res.timed("finish", lambda: client.post(f"/api/workers/trials/{tid}/finish", json=fin))
+    r.raise_for_status()
+
+
+def ours_client(
+    url: str, warmup: int, trials: int, barrier: Barrier, queue: mp.Queue[ClientResult]
+) -> None:
+    """One worker-like process: warm up, wait for the others, run the timed trials."""
+    res = ClientResult()
+    me = f"bench-{mp.current_process().pid}"
+    with httpx.Client(base_url=url, timeout=60.0) as client:
+        scratch = ClientResult()
+        for _ in range(warmup):
+            _ours_trial(client, me, scratch)
+        barrier.wait()
+        res.start = time.perf_counter()
+        for _ in range(trials):
+            try:
+                _ours_trial(client, me, res)
+                res.trials += 1
+            except (httpx.HTTPError, RuntimeError) as exc:
+                res.errors += 1
+                res.first_error = res.first_error or repr(exc)[:300]
+        res.end = time.perf_counter()
+        # The HTTP + framework floor: the same number of round trips with no database work.
+        for _ in range(min(trials, 50) * (REPORTS_PER_TRIAL + 2)):
+            res.timed("health", lambda: client.get("/api/health"))
+    queue.put(res)
+
+
+# -- optuna -------------------------------------------------------------------------------
+
+
+def optuna_client(
+    url: str, name: str, warmup: int, trials: int, barrier: Barrier,
+    queue: mp.Queue[ClientResult],
+) -> None:
+    """One Optuna process: ``load_study`` on the SQLite storage, then ask/report/tell."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=name, storage=url)
+
+    def one(res: ClientResult) -> None:
+        trial = res.timed("ask", study.ask)
+        value = 0.0
+        for step in range(1, REPORTS_PER_TRIAL + 1):
+            value = 1.0 - 1.0 / (step + 1)
+            res.timed("report", lambda v=value, s=step: trial.report(v, s))
+        res.timed("tell", lambda: study.tell(trial, value))
+
+    scratch = ClientResult()
+    for _ in range(warmup):
+        one(scratch)
+    barrier.wait()
+    res = ClientResult(start=time.perf_counter())
+    for _ in range(trials):
+        try:
+            one(res)
+            res.trials += 1
+        except Exception as exc:  # noqa: BLE001 - count storage errors (locked...) and go on
+            res.errors += 1
+            res.first_error = res.first_error or repr(exc)[:300]
+    res.end = time.perf_counter()
+    queue.put(res)
+
+
+# -- runs -----------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    system: str
+    clients: int
+    ms_per_trial: float
+    trials: int
+    errors: int
+    first_error: str
+    call_ms: dict[str, float]
+
+
+def _spawn(
+    target: Callable[..., None], args: tuple[Any, ...], clients: int
+) -> list[ClientResult]:
+    ctx = mp.get_context("fork")
+    barrier, queue = ctx.Barrier(clients), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args, barrier, queue)) for _ in range(clients)]
+    for p in procs:
+        p.start()
+    out = [queue.get(timeout=1800) for _ in procs]
+    for p in procs:
+        p.join()
+    return out
+
+
+def _summarise(system: str, clients: int, results: Sequence[ClientResult]) -> RunResult:
+    wall = max(r.end for r in results) - min(r.start for r in results)
+    done = sum(r.trials for r in results)
+    calls: dict[str, list[float]] = {}
+    for r in results:
+        for name, secs in r.call_seconds.items():
+            calls.setdefault(name, []).extend(secs)
+    errors = [r.first_error for r in results if r.first_error]
+    return RunResult(
+        system, clients, 1000 * wall / max(done, 1), done, sum(r.errors for r in results),
+        errors[0] if errors else "", {k: 1000 * statistics.fmean(v) for k, v in calls.items()},
+    )
+
+
+def run_ours(
+    server: BenchServer, clients: int, warmup: int, trials: int, tag: str
+) -> RunResult:
+    """A fresh study with enough queued trials, then ``clients`` processes through it."""
+    with httpx.Client(base_url=server.url, timeout=60.0) as client:
+        study = create_study(client, f"orchestration-{tag}", epochs=REPORTS_PER_TRIAL)
+        for _ in range(clients * (warmup + trials)):
+            create_trial(client, study, {})
+    results = _spawn(ours_client, (server.url, warmup, trials), clients)
+    return _summarise("ours", clients, results)
+
+
+def run_optuna(storage: str, clients: int, warmup: int, trials: int, tag: str) -> RunResult:
+    """A fresh Optuna study in the shared SQLite file, then ``clients`` processes on it."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    name = f"orchestration-{tag}"
+    optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    results = _spawn(optuna_client, (storage, name, warmup, trials), clients)
+    return _summarise("optuna", clients, results)
+
+
+# -- report ---------------------------------------------------------------------------------
+
+
+def _median_ms(runs: Sequence[RunResult], system: str, clients: int) -> float:
+    return statistics.median(
+        r.ms_per_trial for r in runs if r.system == system and r.clients == clients
+    )
+
+
+def breakdown(runs: Sequence[RunResult]) -> None:
+    """Where one of our trials goes (1 process): the calls, and the no-database HTTP floor."""
+    mine = [r for r in runs if r.system == "ours" and r.clients == 1]
+    if not mine:
+        return
+    ms = {k: statistics.fmean(r.call_ms[k] for r in mine) for k in CALLS}
+    calls = 2 + REPORTS_PER_TRIAL
+    total = ms["claim"] + REPORTS_PER_TRIAL * ms["report"] + ms["finish"]
+    floor = calls * ms["health"]
+    print(f"\nours, 1 process, per trial: claim {ms['claim']:.2f} + {REPORTS_PER_TRIAL} x report "
+          f"{ms['report']:.2f} + finish {ms['finish']:.2f} = {total:.2f} ms; the same "
+          f"{calls} round trips to GET /api/health (no database) cost {floor:.2f} ms "
+          f"({100 * floor / total:.0f}%).")
+
+
+def report(runs: Sequence[RunResult], server: BenchServer, trials: int) -> None:
+    """Print the tables and the goals."""
+    rows = []
+    for system in ("ours", "optuna"):
+        for clients in (1, 2):
+            mine = [r for r in runs if r.system == system and r.clients == clients]
+            ms = _median_ms(runs, system, clients)
+            rows.append([
+                system, clients, f"{ms:.2f}", f"{1000 / ms:.0f}",
+                ", ".join(f"{r.ms_per_trial:.2f}" for r in mine),
+                sum(r.errors for r in mine),
+            ])
+    print(f"\n## Per-trial overhead ({REPORTS_PER_TRIAL} reports/trial, {trials} trials per "
+          "process, median over repeats)\n")
+    print(markdown_table(
+        ["system", "processes", "ms/trial", "trials/s", "ms/trial per repeat", "errors"], rows
+    ))
+    o1, o2 = _median_ms(runs, "ours", 1), _median_ms(runs, "ours", 2)
+    p1, p2 = _median_ms(runs, "optuna", 1), _median_ms(runs, "optuna", 2)
+    print()
+    print(markdown_table(["", "ours", "optuna", "ours / optuna"], [
+        ["ms/trial, 1 process", f"{o1:.2f}", f"{p1:.2f}", f"{o1 / p1:.3f}"],
+        ["ms/trial, 2 processes", f"{o2:.2f}", f"{p2:.2f}", f"{o2 / p2:.3f}"],
+        ["speed-up 2 vs 1", f"{o1 / o2:.2f}x", f"{p1 / p2:.2f}x", ""],
+    ]))
+    breakdown(runs)
+
+    print("\n## Mean time per call (ms), all repeats\n")
+    call_rows = []
+    for system in ("ours", "optuna"):
+        for clients in (1, 2):
+            mine = [r for r in runs if r.system == system and r.clients == clients]
+            names = sorted({k for r in mine for k in r.call_ms})
+            for name in names:
+                call_rows.append([system, clients, name,
+                                  f"{statistics.fmean(r.call_ms[name] for r in mine):.2f}"])
+    print(markdown_table(["system", "processes", "call", "mean ms"], call_rows))
+    first = next((r.first_error for r in runs if r.first_error), "")
+    if first:
+        print(f"\nfirst error: {first}")
+    print(f"\n'database is locked' lines in the server log: {server.count_in_log(LOCKED)}")
+
+    print("\n## Goals\n")
+    print(f"- ours {o1:.2f} ms/trial vs optuna {p1:.2f} ms/trial (1 process): ratio "
+          f"{o1 / p1:.3f}, goal <= {GOAL_RATIO:.3f}: {verdict(o1 / p1 <= GOAL_RATIO)}")
+    print(f"- ours 2 processes vs 1: {o1 / o2:.2f}x, goal >= {GOAL_SPEEDUP}x: "
+          f"{verdict(o1 / o2 >= GOAL_SPEEDUP)}")
+    print(f"- (info) optuna 2 processes vs 1: {p1 / p2:.2f}x")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="30 trials/process, 1 repeat")
+    parser.add_argument("--trials", type=int, default=None, help="timed trials per process")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed trials per process (5)")
+    parser.add_argument("--repeats", type=int, default=None, help="runs per setting (2)")
+    args = parser.parse_args(argv)
+    trials = args.trials or (30 if args.quick else 100)
+    repeats = args.repeats or (1 if args.quick else 2)
+    runs: list[RunResult] = []
+    with tempfile.TemporaryDirectory(prefix="optuna-bench-") as tmp, BenchServer() as server:
+        storage = f"sqlite:///{Path(tmp) / 'optuna.db'}"
+        for rep in range(repeats):
+            for clients in (1, 2):
+                tag = f"{rep}-{clients}"
+                runs.append(run_ours(server, clients, args.warmup, trials, tag))
+                runs.append(run_optuna(storage, clients, args.warmup, trials, tag))
+                for r in runs[-2:]:
+                    print(f"repeat {rep}: {r.system} x{r.clients}: {r.ms_per_trial:.2f} ms/trial"
+                          f" ({r.trials} trials, {r.errors} errors)", flush=True)
+        report(runs, server, trials)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
