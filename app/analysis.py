@@ -1,4 +1,5 @@
-"""What a study found: its best trial, hyperparameter importance, and a flat export.
+"""What a study found: its best trial, hyperparameter importance, the distinct values its
+sampler tried, and a flat export.
 
 A trial's objective value is the last value of the objective metric it reported (its final
 value, as Optuna's ``trial.value``); ``best_value`` is the best one seen along its curve.
@@ -12,11 +13,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import caviar, crud
+from app import caviar, caviar_config, crud
 from app.errors import Conflict
-from app.models import Direction, Round, RoundKind, Study, Trial, TrialState
-from app.schemas import ImportancePublic
-from app.tuning import importance, parse_space
+from app.models import Direction, Round, RoundKind, Study, StudyMode, Trial, TrialState
+from app.schemas import ImportancePublic, SamplerInfo
+from app.tuning import GridSampler, importance, parse_space
 from trainer.config import HPARAM_SPECS
 
 FINAL_METRICS = ("dev_loss", "dev_accuracy", "test_loss", "test_accuracy")
@@ -62,6 +63,40 @@ def importance_of(session: Session, study: Study) -> ImportancePublic:
                        f"{study.objective_metric}: {exc}") from None
     return ImportancePublic(method=result.method, scores=result.scores,
                             n_trials=result.n_trials, metric=study.objective_metric)
+
+
+def _grid_info(session: Session, study: Study) -> tuple[dict[str, int], int] | None:
+    """A grid study's distinct values per hyperparameter and grid points over its search
+    rounds; None for any other sampler."""
+    q = select(Round).where(Round.study_id == study.id, Round.kind == RoundKind.SEARCH)
+    values: dict[str, set[Any]] = {}
+    size = 0
+    for rnd in session.scalars(q.order_by(Round.number)):
+        grid = caviar_config.sampler_for(study, rnd.number)
+        if not isinstance(grid, GridSampler):
+            return None
+        space = parse_space(rnd.space)
+        size += grid.size(space)
+        for name, axis in grid.axes(space).items():
+            values.setdefault(name, set()).update(axis)
+    return {name: len(v) for name, v in values.items()}, size
+
+
+def sampler_info(session: Session, study: Study) -> SamplerInfo | None:
+    """How many distinct values of each ranged hyperparameter the study's search tries."""
+    if study.mode is not StudyMode.CAVIAR:
+        return None
+    q = select(Trial.hparams).where(Trial.study_id == study.id, Trial.retest_of_id.is_(None))
+    drawn = list(session.scalars(q))
+    grid = _grid_info(session, study)
+    if grid is None:
+        ranged = parse_space(_first_space(session, study)).ranged
+        # repr: hashable and exact for every value a space can hold (floats, ints, strings).
+        distinct = {n: len({repr(h.get(n)) for h in drawn if n in h}) for n in ranged}
+    else:
+        distinct = grid[0]
+    return SamplerInfo(sampler=study.sampler, distinct_values=distinct,
+                       grid_size=None if grid is None else grid[1], trials=len(drawn))
 
 
 def _cell(value: Any) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app import caviar, crud
+from app import caviar, caviar_config, crud
 from app.config import Settings
 from app.db import utcnow
 from app.errors import Conflict, Invalid
@@ -70,16 +70,17 @@ def check_space(space: dict[str, Any]) -> None:
 def create_study(session: Session, body: StudyCreate, settings: Settings) -> Study:
     """A new study; a caviar one also gets round 1 and its first sampled trials."""
     options = check_task(body.task, body.task_options, settings)
-    sampler, sampler_settings = caviar.split(body.sampler, "sampler")
-    scheduler, scheduler_settings = caviar.split(body.scheduler, "scheduler")
+    sampler, sampler_settings = caviar_config.split(body.sampler, "sampler")
+    scheduler, scheduler_settings = caviar_config.split(body.scheduler, "scheduler")
     space = body.space
     if body.mode is StudyMode.PANDA:
         check_space(space)
     else:
-        parsed = caviar.parse(space, body.epochs)
+        parsed = caviar_config.parse(space, body.epochs)
         space = parsed.to_dict()
         if scheduler == "asha":  # rungs stop below the longest training: ASHA's max resource
-            scheduler_settings.setdefault("max_resource", caviar.max_epochs(parsed, body.epochs))
+            longest = caviar_config.max_epochs(parsed, body.epochs)
+            scheduler_settings.setdefault("max_resource", longest)
     assert body.objective.direction is not None  # filled in by the schema
     study = Study(
         name=body.name, mode=body.mode, task=body.task, task_options=options, space=space,
@@ -90,7 +91,7 @@ def create_study(session: Session, body: StudyCreate, settings: Settings) -> Stu
         seed=body.seed,
     )
     if body.mode is StudyMode.CAVIAR:
-        caviar.check_algorithms(study)
+        caviar_config.check_algorithms(study)
     session.add(study)
     session.flush()
     if body.mode is StudyMode.CAVIAR:
@@ -201,7 +202,11 @@ def _checked(values: dict[str, Any], base: dict[str, Any], prefix: str = "") -> 
 
 
 def adjust(session: Session, trial: Trial, values: dict[str, Any]) -> Event:
-    """Record an adjustment; a running trial applies it at its next safe point, others at claim."""
+    """Record an adjustment; a running trial applies it at its next safe point, others at claim.
+
+    The event's payload is ``{"hparams": new values, "old": the values they replace}``, so the
+    trial page can mark "old -> new at step S" without replaying the trial's history.
+    """
     if trial.state.finished:
         raise Conflict(
             f"trial {trial.id} is {trial.state.value}; adjust a queued, running or paused "
@@ -209,9 +214,11 @@ def adjust(session: Session, trial: Trial, values: dict[str, Any]) -> Event:
         )
     if not values:
         raise Invalid("hparams: no hyperparameters given", field="hparams")
-    pending = pending_hparams(pending_of(session, trial))
-    checked = _checked(values, {**trial.hparams, **pending})
-    return crud.add_event(session, trial, EventKind.ADJUST, {"hparams": checked})
+    # What each name will hold just before this adjustment applies: pending ones apply first.
+    effective = {**trial.hparams, **pending_hparams(pending_of(session, trial))}
+    checked = _checked(values, effective)
+    old = {name: effective.get(name) for name in checked}
+    return crud.add_event(session, trial, EventKind.ADJUST, {"hparams": checked, "old": old})
 
 
 def request_checkpoint(session: Session, trial: Trial) -> Event:
@@ -238,6 +245,7 @@ def fork(session: Session, parent: Trial, step: int, overrides: dict[str, Any]) 
     child = crud.create_trial(
         session, study=parent.study, hparams={**base, **checked}, round_id=parent.round_id,
         parent_id=parent.id, parent_step=step, parent_checkpoint_id=ckpt.id, step=step,
+        epoch=ckpt.epoch,  # the child counts on from the parent, as its step does
     )
     payload = {"step": step, "hparams": checked}
     crud.add_event(session, parent, EventKind.FORK, {**payload, "trial_id": child.id},

@@ -83,7 +83,8 @@ def next_number(session: Session, study_id: int) -> int:
 def create_trial(
     session: Session, *, study: Study, hparams: dict[str, Any], **fields: Any
 ) -> Trial:
-    """A queued trial numbered after the study's last one (the caller holds the write lock)."""
+    """A queued trial numbered after the study's last one (the caller holds the write lock);
+    ``step`` and ``epoch`` default to 0 (a fork starts at its parent checkpoint's)."""
     trial = Trial(
         study_id=study.id,
         number=next_number(session, study.id),
@@ -91,7 +92,7 @@ def create_trial(
         hparams=hparams,
         attempt=0,
         step=fields.pop("step", 0),
-        epoch=0.0,
+        epoch=fields.pop("epoch", 0.0),
         **fields,
     )
     session.add(trial)

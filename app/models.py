@@ -75,6 +75,8 @@ class EventKind(enum.StrEnum):
     CHECKPOINT = "checkpoint"
     REQUEUE = "requeue"
     FAIL = "fail"
+    # A checkpoint whose file failed its sha256 check at a claim (see app.protocol).
+    BAD_CHECKPOINT = "bad_checkpoint"
 
 
 def _enum(cls: type[enum.Enum]) -> Enum:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app import caviar, crud
+from app import caviar, caviar_config, crud
 from app.errors import Conflict
 from app.models import Direction, Round, RoundKind, Study, StudyMode, Trial, TrialState
 from app.schemas import Budget, RetestCreate, RetestGroup, RoundCreate, RoundPublic
@@ -44,6 +45,15 @@ def counts_by_round(session: Session, study_id: int) -> dict[int | None, dict[st
     for round_id, state, n in session.execute(q):
         out[round_id][state.value] = n
     return out
+
+
+def round_numbers(session: Session, round_ids: Iterable[int]) -> dict[int, int]:
+    """Round id -> the round's number in its study, in one query."""
+    ids = list(round_ids)
+    if not ids:
+        return {}
+    q = select(Round.id, Round.number).where(Round.id.in_(ids))
+    return {round_id: number for round_id, number in session.execute(q)}
 
 
 def round_public(rnd: Round, counts: dict[str, int]) -> RoundPublic:
@@ -79,7 +89,7 @@ def _narrowed(
     """The new round's space and the dimensions that leave the parent's ranges."""
     parent_space = parse_space(parent.space)
     if body.space is not None:
-        child = caviar.parse({**parent.space, **body.space}, study.epochs)
+        child = caviar_config.parse({**parent.space, **body.space}, study.epochs)
         return child.to_dict(), check_within(parent_space, child)
     assert body.from_top is not None  # the schema wants one of the two
     history = caviar.views(session, study.id)

@@ -10,11 +10,13 @@ from sqlalchemy.orm import Session
 from app import crud
 from app.control import pending_hparams
 from app.models import Checkpoint, Event, EventKind, Study, Trial
+from app.rounds import round_numbers
 from app.schemas import (
     Budget,
     CheckpointPublic,
     EventPublic,
     ObjectivePublic,
+    SamplerInfo,
     StudyPublic,
     TrialPublic,
 )
@@ -57,7 +59,10 @@ def curve(points: Sequence[tuple[int, float]]) -> list[Point]:
     return [(step, finite(value)) for step, value in points]
 
 
-def study_public(study: Study, counts: dict[str, int]) -> StudyPublic:
+def study_public(
+    study: Study, counts: dict[str, int], sampler_info: SamplerInfo | None = None
+) -> StudyPublic:
+    """The study with its budget (in trials or in epochs) and its algorithms' settings."""
     return StudyPublic(
         id=study.id,
         name=study.name,
@@ -67,10 +72,13 @@ def study_public(study: Study, counts: dict[str, int]) -> StudyPublic:
         space=study.space,
         objective=ObjectivePublic(metric=study.objective_metric, direction=study.direction),
         epochs=study.epochs,
-        budget=Budget(trials=study.budget_trials),
+        budget=Budget(trials=study.budget_trials, epochs=study.budget_epochs),
         parallelism=study.parallelism,
         sampler=study.sampler,
         scheduler=study.scheduler,
+        sampler_settings=study.sampler_settings or {},
+        scheduler_settings=study.scheduler_settings or {},
+        sampler_info=sampler_info,
         seed=study.seed,
         state=study.state,
         created_at=study.created_at,
@@ -78,13 +86,14 @@ def study_public(study: Study, counts: dict[str, int]) -> StudyPublic:
     )
 
 
-def trial_public(trial: Trial, pending: Sequence[Event]) -> TrialPublic:
+def trial_public(trial: Trial, pending: Sequence[Event], round_number: int | None) -> TrialPublic:
     """The trial as the API shows it; ``pending`` are its unapplied events."""
     kinds = {e.kind for e in pending}
     return TrialPublic(
         id=trial.id,
         study_id=trial.study_id,
         round_id=trial.round_id,
+        round=round_number,
         number=trial.number,
         state=trial.state,
         hparams=trial.hparams,
@@ -122,9 +131,14 @@ def checkpoint_public(ckpt: Checkpoint) -> CheckpointPublic:
 
 def trial_out(session: Session, trial: Trial) -> TrialPublic:
     """One trial with its pending requests (build it before committing a write)."""
-    return trial_public(trial, crud.pending_events(session, [trial.id]).get(trial.id, []))
+    return trials_out(session, [trial])[0]
 
 
 def trials_out(session: Session, trials: Sequence[Trial]) -> list[TrialPublic]:
+    """Trials with their pending requests and round numbers: two queries whatever the count."""
     pending = crud.pending_events(session, [t.id for t in trials])
-    return [trial_public(t, pending.get(t.id, [])) for t in trials]
+    rounds = round_numbers(session, {t.round_id for t in trials if t.round_id is not None})
+    return [
+        trial_public(t, pending.get(t.id, []), rounds.get(t.round_id) if t.round_id else None)
+        for t in trials
+    ]

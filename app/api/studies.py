@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
+from sqlalchemy.orm import Session
 
-from app import caviar, control, crud
+from app import analysis, caviar, control, crud
 from app.deps import SessionDep, SettingsDep, StudyDep
 from app.errors import Conflict, Invalid
 from app.models import Study, TrialState
 from app.schemas import (
-    Budget,
     StudiesPublic,
     StudyCreate,
     StudyPublic,
@@ -30,13 +30,10 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0)]
 
 
-def study_out(study: Study, counts: dict[str, int]) -> StudyPublic:
-    """The study with its budget in trials or epochs and its algorithms' settings."""
-    budget = Budget(trials=study.budget_trials, epochs=study.budget_epochs)
-    return study_public(study, counts).model_copy(update={
-        "budget": budget, "sampler_settings": study.sampler_settings or {},
-        "scheduler_settings": study.scheduler_settings or {},
-    })
+def _study_out(session: Session, study: Study) -> StudyPublic:
+    """One study with its counts and the distinct values its sampler tried."""
+    counts = crud.state_counts(session, [study.id])[study.id]
+    return study_public(study, counts, analysis.sampler_info(session, study))
 
 
 @router.get("", response_model=StudiesPublic)
@@ -44,7 +41,7 @@ def list_studies(session: SessionDep, limit: Limit = 100, offset: Offset = 0) ->
     """List studies, newest first."""
     studies, count = crud.list_studies(session, limit=limit, offset=offset)
     counts = crud.state_counts(session, [s.id for s in studies])
-    return StudiesPublic(data=[study_out(s, counts[s.id]) for s in studies], count=count)
+    return StudiesPublic(data=[study_public(s, counts[s.id]) for s in studies], count=count)
 
 
 @router.post("", response_model=StudyPublic, status_code=status.HTTP_201_CREATED)
@@ -55,15 +52,15 @@ def create_study(body: StudyCreate, session: SessionDep, settings: SettingsDep) 
     server keeps ``parallelism`` of them queued or running until the ``budget`` is spent.
     """
     study = control.create_study(session, body, settings)
-    out = study_out(study, crud.state_counts(session, [study.id])[study.id])
+    out = _study_out(session, study)
     session.commit()
     return out
 
 
 @router.get("/{study_id}", response_model=StudyPublic)
 def get_study(study: StudyDep, session: SessionDep) -> StudyPublic:
-    """One study with its trial counts per state."""
-    return study_out(study, crud.state_counts(session, [study.id])[study.id])
+    """One study with its trial counts per state and, for caviar, its ``sampler_info``."""
+    return _study_out(session, study)
 
 
 @router.delete("/{study_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -27,10 +27,9 @@ const curves = new LineChart(document.getElementById("chart-curves"),
   { title: "Objective by step", yName: "objective" });
 const parallel = new Parallel(document.getElementById("chart-parallel"), onBrush);
 
+// The API gives each trial its round's number (1, 2, ...); a panda trial has none.
 function roundOf(trial) {
-  if (!state.rounds) return trial.round_id ?? 1;
-  const r = state.rounds.find((x) => x.id === trial.round_id);
-  return r ? r.number : 1;
+  return trial.round ?? 1;
 }
 
 function space() {
@@ -47,12 +46,39 @@ function drawHeader() {
   const counts = Object.entries(s.counts).map(([k, v]) => `${v} ${k}`).join(", ") || "no trials";
   document.getElementById("study-meta").replaceChildren(stateBadge(s.state), ` ${s.mode} · task `,
     `${s.task} · objective ${s.objective.metric} (${s.objective.direction}) · budget `,
-    s.budget.trials ? `${s.budget.trials} trials` : `${s.budget.epochs} epochs`,
+    budgetText(s),
     `, ${s.parallelism} at once · sampler ${algo(s.sampler)}`,
     s.scheduler ? ` · early stopping ${algo(s.scheduler)}` : "", ` · ${counts}`);
   document.getElementById("export-csv").href = `${BASE}/export?format=csv`;
   document.getElementById("export-json").href = `${BASE}/export?format=json`;
   curves.chart.setOption({ yAxis: { name: s.objective.metric } });
+}
+
+// The first round's budget; in epochs, with the epochs its trials have trained so far.
+function budgetText(s) {
+  if (s.budget.trials) return `${s.budget.trials} trials`;
+  const trained = state.trials.filter((t) => roundOf(t) === 1)
+    .reduce((sum, t) => sum + t.epoch, 0);
+  return `${s.budget.epochs} epochs (${fmt(trained, 3)} trained)`;
+}
+
+// One line on how many distinct values of each hyperparameter the search tries: the notes'
+// argument for random over grid search, from the study's sampler_info.
+function drawSamplerInfo() {
+  const info = state.study.sampler_info;
+  const box = document.getElementById("sampler-info");
+  const names = info ? Object.keys(info.distinct_values) : [];
+  if (!names.length) { box.textContent = ""; return; }
+  const tried = names.map((n) => `${info.distinct_values[n]} distinct ${n}`).join(", ");
+  if (info.grid_size !== null) {
+    box.textContent = `Grid tries ${tried} values in ${info.grid_size} grid points; random ` +
+      `search with ${info.grid_size} trials would try ${info.grid_size} of each.`;
+    return;
+  }
+  const side = Math.floor(info.trials ** (1 / names.length) + 1e-9);
+  box.textContent = `${info.sampler === "random" ? "Random" : info.sampler} tried ${tried} ` +
+    `values in ${info.trials} trials; a grid of ${info.trials} points would try ` +
+    `${side} of each.`;
 }
 
 function algo(a) {
@@ -373,6 +399,7 @@ async function refresh() {
   document.getElementById("study-status").textContent = page.count > page.data.length
     ? `Showing the first ${page.data.length} of ${page.count} trials.` : "";
   drawHeader();
+  drawSamplerInfo();
   drawRounds();
   drawTable();
   drawAnalysis();

@@ -131,11 +131,11 @@ function markers() {
       return `${name} ${old === undefined ? "?" : fmt(old)} → ${fmt(value)}`;
     });
     out.push({ step: e.applied_step, label: changes.join(", "),
-      detail: `step ${e.applied_step}: ${changes.join(", ")}` });
+      detail: `${changes.join(", ")} at step ${e.applied_step}` });
   }
   for (const e of applied("fork").filter((f) => f.payload.parent_id !== undefined)) {
     out.push({ step: e.applied_step, label: `forked from #${e.payload.parent_id}`,
-      detail: `step ${e.applied_step}: forked from trial ${e.payload.parent_id}` });
+      detail: `forked from trial ${e.payload.parent_id} at step ${e.applied_step}` });
   }
   return out;
 }
@@ -206,7 +206,7 @@ function drawConfig() {
     study: s ? `${s.name} (#${s.id})` : t.study_id, mode: s && s.mode, task: s && s.task,
     task_options: s && JSON.stringify(s.task_options), objective: s &&
       `${s.objective.metric} (${s.objective.direction})`,
-    round: t.round_id, attempt: t.attempt, worker: t.worker, created: timeText(t.created_at),
+    round: t.round, attempt: t.attempt, worker: t.worker, created: timeText(t.created_at),
     started: timeText(t.started_at), ended: timeText(t.ended_at), error: t.error,
   };
   document.getElementById("config-run").replaceChildren(...Object.entries(run).flatMap(
@@ -316,7 +316,9 @@ function drawLineage() {
 function eventDetails(e) {
   const p = e.payload || {};
   if (e.kind === "adjust") {
-    return Object.entries(p.hparams || {}).map(([k, v]) => `${k} = ${fmt(v)}`).join(", ");
+    const was = p.old || {};
+    return Object.entries(p.hparams || {}).map(([k, v]) =>
+      (k in was ? `${k} ${fmt(was[k])} → ${fmt(v)}` : `${k} = ${fmt(v)}`)).join(", ");
   }
   if (e.kind === "fork") {
     return p.trial_id !== undefined ? `child trial ${p.trial_id} from step ${p.step}`

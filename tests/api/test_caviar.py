@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from app.models import Event, EventKind, Metric, Round, RungRecordRow, Study, Trial
 from tests.conftest import DB
-from tests.factories import create_study, create_trial, finish
+from tests.factories import create_study, create_trial, finish, upload
 
 SPACE: dict[str, Any] = {
     "learning_rate": {"dist": "log_uniform", "low": 1e-4, "high": 1.0},
@@ -121,6 +121,23 @@ def test_epochs_budget_counts_planned_and_trained_epochs(client: TestClient) -> 
         complete(client, 0.5)
     assert len(trials_of(client, study["id"])) == 3
     assert client.get(f"/api/studies/{study['id']}").json()["state"] == "completed"
+
+
+def test_epochs_budget_counts_a_fork_from_its_checkpoint_on(client: TestClient) -> None:
+    study = caviar_study(client, budget={"epochs": 11}, parallelism=1)
+    tid, attempt = claim_one(client)
+    for epoch in (1, 2):
+        epoch_report(client, tid, attempt, epoch, 0.5)
+    assert upload(client, tid, attempt, 20).status_code == 201  # at epoch 2
+    for epoch in (3, 4):
+        epoch_report(client, tid, attempt, epoch, 0.5)
+    finish(client, tid, attempt, "completed", 40, epoch=4.0)
+    child = client.post(f"/api/trials/{tid}/fork", json={"step": 20}).json()
+    assert child["epoch"] == 2.0
+    complete(client, 0.6)  # the trial sampled when the first ended
+    assert complete(client, 0.7) == child["id"]
+    # 4 + 4 + (4 - 2) = 10 epochs trained < 11: one more trial, not the parent's 2 twice.
+    assert len(trials_of(client, study["id"])) == 4
 
 
 def test_claim_runs_at_most_parallelism_trials_of_a_study(client: TestClient) -> None:

@@ -77,8 +77,11 @@ def test_round_trials_run_after_and_inside_the_narrowed_space(client: TestClient
     assert rnd["space"]["momentum"] == SPACE["momentum"]  # names left out keep their range
     for value in (0.1, 0.2, 0.3):
         complete(client, value)
-    new = [t for t in trials_of(client, sid) if t["round_id"] == rnd["id"]]
+    trials = trials_of(client, sid)
+    new = [t for t in trials if t["round_id"] == rnd["id"]]
     assert len(new) == 3 and {t["state"] for t in new} == {"completed"}
+    assert [t["round"] for t in trials] == [1, 1, 1, 1, 2, 2, 2]
+    assert client.get(f"/api/trials/{new[0]['id']}").json()["round"] == 2
     for t in new:
         assert 1e-3 <= t["hparams"]["learning_rate"] <= 1e-2
         assert 10 <= t["hparams"]["hidden_units"] <= 12

@@ -106,6 +106,32 @@ def test_get_study(client: TestClient) -> None:
     assert r.status_code == 200 and r.json()["name"] == "one"
 
 
+def test_epochs_budget_shows_in_create_get_and_list(client: TestClient) -> None:
+    space = {"learning_rate": {"dist": "log_uniform", "low": 1e-4, "high": 1.0}, "epochs": 2}
+    created = create_study(client, mode="caviar", space=space, budget={"epochs": 10})
+    got = client.get(f"/api/studies/{created['id']}").json()
+    (listed,) = client.get("/api/studies").json()["data"]
+    assert created["budget"] == got["budget"] == listed["budget"] == {"epochs": 10}
+
+
+def test_get_study_sampler_info_grid_against_random(client: TestClient) -> None:
+    space = {"learning_rate": {"dist": "log_uniform", "low": 1e-4, "high": 1.0},
+             "hidden_units": {"dist": "int_uniform", "low": 8, "high": 32}, "epochs": 2}
+    common = {"mode": "caviar", "space": space, "budget": {"trials": 9}, "parallelism": 9}
+    grid = create_study(client, sampler={"name": "grid", "points_per_dim": 3}, **common)
+    rand = create_study(client, sampler="random", **common)
+    info = client.get(f"/api/studies/{grid['id']}").json()["sampler_info"]
+    assert info == {"sampler": "grid", "distinct_values": {"learning_rate": 3, "hidden_units": 3},
+                    "grid_size": 9, "trials": 9}
+    info = client.get(f"/api/studies/{rand['id']}").json()["sampler_info"]
+    assert info["sampler"] == "random" and info["grid_size"] is None and info["trials"] == 9
+    assert info["distinct_values"]["learning_rate"] == 9
+    assert 1 < info["distinct_values"]["hidden_units"] <= 9  # integers may repeat
+    panda = create_study(client)
+    assert client.get(f"/api/studies/{panda['id']}").json()["sampler_info"] is None
+    assert all(s["sampler_info"] is None for s in client.get("/api/studies").json()["data"])
+
+
 def test_get_study_not_found(client: TestClient) -> None:
     r = client.get("/api/studies/999")
     assert r.status_code == 404

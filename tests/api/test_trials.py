@@ -33,6 +33,7 @@ def test_get_trial(client: TestClient) -> None:
                 "parent_id", "parent_step", "error"):
         assert key in body
     assert body["hparams"]["learning_rate"] == 0.02
+    assert body["round_id"] is None and body["round"] is None  # a panda trial has no round
 
 
 @pytest.mark.parametrize("path", ["", "/metrics", "/events", "/checkpoints", "/checkpoints/1"])
@@ -165,6 +166,27 @@ def test_adjust_queued_trial(client: TestClient) -> None:
     assert claim(client)["config"]["hparams"]["learning_rate"] == 0.3
 
 
+def adjust_payloads(client: TestClient, tid: int) -> list[dict[str, Any]]:
+    events = client.get(f"/api/trials/{tid}/events").json()
+    return [e["payload"] for e in events if e["kind"] == "adjust"]
+
+
+def test_adjust_records_the_values_it_replaces(client: TestClient) -> None:
+    tid, attempt = running_trial(client, learning_rate=0.01)
+    client.patch(f"/api/trials/{tid}/hparams", json={"learning_rate": 0.02})
+    # Pending adjustments apply first: the second one replaces 0.02, not the 0.01 in force.
+    client.patch(f"/api/trials/{tid}/hparams", json={"learning_rate": 0.03, "l2": 0.01})
+    first, second = adjust_payloads(client, tid)
+    assert first == {"hparams": {"learning_rate": 0.02}, "old": {"learning_rate": 0.01}}
+    assert second["hparams"] == {"learning_rate": 0.03, "l2": 0.01}
+    assert second["old"] == {"learning_rate": 0.02, "l2": 0.0}  # l2 at its default
+    for _ in range(2):  # the worker applies both, oldest first
+        event = report(client, tid, attempt, 5).json()["event_id"]
+        report(client, tid, attempt, 5, applied=[{"event_id": event, "step": 6}])
+    client.patch(f"/api/trials/{tid}/hparams", json={"learning_rate": 0.04})
+    assert adjust_payloads(client, tid)[-1]["old"] == {"learning_rate": 0.03}
+
+
 RAW_BAD_ADJUST = [
     (b'{"learning_rate": -0.001}', "learning_rate", "(0, 10]"),
     (b'{"learning_rate": NaN}', "learning_rate", "(0, 10]"),
@@ -231,6 +253,18 @@ def test_fork_from_checkpoint(client: TestClient, db: DB) -> None:
     assert got["config"]["hparams"]["momentum"] == 0.8
     kinds = [e["kind"] for e in client.get(f"/api/trials/{tid}/events").json()]
     assert kinds[-1] == "fork"
+
+
+def test_fork_starts_at_the_parents_step_and_epoch(client: TestClient) -> None:
+    tid, attempt = running_trial(client)
+    report(client, tid, attempt, 150)  # epoch 1.5 (factories.report: step / 100)
+    upload(client, tid, attempt, 150)
+    report(client, tid, attempt, 300)
+    child = client.post(f"/api/trials/{tid}/fork", json={"step": 150}).json()
+    assert (child["step"], child["epoch"]) == (150, 1.5)
+    assert claim(client)["trial_id"] == child["id"]
+    got = client.get(f"/api/trials/{child['id']}").json()
+    assert (got["state"], got["step"], got["epoch"]) == ("running", 150, 1.5)
 
 
 @pytest.mark.parametrize(("body", "named"), [

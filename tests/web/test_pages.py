@@ -45,6 +45,11 @@ def test_caviar_study_page_compare_and_list(page: Any, api: httpx.Client, shot: 
     expect(rows).to_have_count(N_TRIALS, timeout=20_000)
     expect(page.locator("#trials tbody")).not_to_contain_text("Running", timeout=20_000)
     expect(page.locator("#trials tbody")).to_contain_text("Completed")
+    # Each row's round comes from the trial's own `round`; the sampler's distinct values show.
+    expect(page.locator("#filter-round option[value='1']")).to_have_text("round 1")
+    expect(page.locator("#sampler-info")).to_contain_text(
+        f"Random tried {N_TRIALS} distinct learning_rate"
+    )
 
     # The state filter works in words.
     page.select_option("#filter-state", "failed")
@@ -88,6 +93,7 @@ def test_caviar_study_page_compare_and_list(page: Any, api: httpx.Client, shot: 
     expect(page.locator("#latest-dev_accuracy")).to_contain_text("at step")
     expect(page.locator("#checkpoints button.fork").first).to_be_enabled()
     expect(page.locator("#config-hparams")).to_contain_text("learning_rate")
+    expect(page.locator("#config-run dt:text-is('round') + dd")).to_have_text("1")
     shot("trial-completed")
 
     # The list shows the study with its progress in words.

@@ -110,7 +110,7 @@ def test_babysit_a_panda_run(page: Any, api: httpx.Client, shot: Any) -> None:
     expect(page.locator("#chart-lr")).to_have_attribute("data-markers", step, timeout=20_000)
     expect(page.locator("#chart-loss")).to_have_attribute("data-markers", step)
     expect(page.locator("#markers-caption")).to_contain_text(
-        f"step {step}: learning_rate 0.001 → 3.00e-4"
+        f"learning_rate 0.001 → 3.00e-4 at step {step}"
     )
     wait_api(
         lambda: api.get(f"/api/trials/{trial_id}").json()["hparams"]["learning_rate"] == NEW_LR,

@@ -1,0 +1,112 @@
+"""A caviar study's configuration: its search space checked against the trainer, and its
+sampler and scheduler built from the stored names and settings.
+
+Nothing here is kept between calls: the feeder (``app.caviar``) rebuilds an algorithm from the
+study row whenever it needs one, so a restarted server builds the same one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.errors import Invalid
+from app.models import Study
+from app.tuning import (
+    Choice,
+    Direction,
+    Sampler,
+    Scheduler,
+    SearchSpace,
+    SpaceError,
+    make_sampler,
+    make_scheduler,
+    parse_space,
+)
+from trainer.config import HPARAM_SPECS, HParamError, complete_hparams
+
+# Algorithms whose constructor takes the objective's direction (the study sets it, not users).
+DIRECTED = frozenset({"tpe", "asha", "median"})
+# The trainer's only cross-field rule ties these two; their range corners are checked at once.
+COMBINED = ("lr_decay", "decay_schedule")
+
+
+def check_value(name: str, value: object) -> object:
+    """``parse_space``'s checker: an unknown name or a value the trainer refuses raises."""
+    if name not in HPARAM_SPECS:
+        raise ValueError("unknown hyperparameter; known: " + ", ".join(HPARAM_SPECS))
+    return HPARAM_SPECS[name].check(value)
+
+
+def parse(data: dict[str, Any], epochs: int) -> SearchSpace:
+    """A validated search space, or 422 naming ``space.<hyperparameter>``."""
+    try:
+        space = parse_space(data, check_value=check_value)
+        dims = {n: _corners(d) for n, d in space.ranged.items() if n in COMBINED}
+        for n, values in dims.items():  # each rule dimension's extremes against the fixed values
+            for v in values:
+                complete_hparams({"epochs": epochs, **space.fixed, n: v})
+        complete_hparams({"epochs": epochs, **space.fixed})
+    except SpaceError as exc:
+        raise Invalid(f"space.{exc}", field=f"space.{exc.name}") from None
+    except HParamError as exc:
+        raise Invalid.from_hparam(exc, "space.") from None
+    return space
+
+
+def _corners(dist: Any) -> list[Any]:
+    return list(dist.values) if isinstance(dist, Choice) else [dist.low, dist.high]
+
+
+def max_epochs(space: SearchSpace, default: int) -> int:
+    """The most epochs a trial of ``space`` can train: ASHA's maximum resource."""
+    if "epochs" in space.fixed:
+        return int(space.fixed["epochs"])
+    dist = space.ranged.get("epochs")
+    return default if dist is None else max(int(v) for v in _corners(dist))
+
+
+def split(spec: str | dict[str, Any] | None, what: str) -> tuple[str | None, dict[str, Any]]:
+    """``"asha"`` or ``{"name": "asha", **settings}`` -> (name, settings)."""
+    if spec is None or isinstance(spec, str):
+        return spec, {}
+    settings = dict(spec)
+    name = settings.pop("name", None)
+    if not isinstance(name, str):
+        raise Invalid(f'{what}.name: got {name!r}, allowed: a name, e.g. {{"name": "random"}}',
+                      field=f"{what}.name")
+    if "direction" in settings or "seed" in settings:
+        raise Invalid(f"{what}: direction and seed come from the study's objective and seed",
+                      field=what)
+    return name, settings
+
+
+def check_algorithms(study: Study) -> None:
+    """Build the study's sampler and scheduler once so bad names or settings give a 422."""
+    checks = (("sampler", sampler_for, study.sampler_settings),
+              ("scheduler", scheduler_for, study.scheduler_settings))
+    for what, build, settings in checks:
+        try:
+            build(study)
+        except ValueError as exc:
+            message = str(exc).removeprefix(f"{what}: ")
+            key = message.split(":", 1)[0]
+            if key == "max_resource":
+                message += " (max_resource defaults to the most epochs a trial can train)"
+            field = f"{what}.{key}" if key in settings else what
+            raise Invalid(f"{what}: {message}", field=field) from None
+
+
+def sampler_for(study: Study, round_number: int = 1) -> Sampler:
+    """The study's sampler for one of its rounds."""
+    extra = {"direction": Direction(study.direction.value)} if study.sampler in DIRECTED else {}
+    # Sobol's scrambling seed differs per round, so a narrowed round gets fresh points.
+    seed = study.seed + round_number - 1
+    return make_sampler(study.sampler, seed, **extra, **study.sampler_settings)
+
+
+def scheduler_for(study: Study) -> Scheduler | None:
+    """The study's early-stopping scheduler, or None."""
+    if study.scheduler in (None, "none"):
+        return None
+    extra = {"direction": Direction(study.direction.value)} if study.scheduler in DIRECTED else {}
+    return make_scheduler(study.scheduler, **extra, **study.scheduler_settings)

@@ -1,0 +1,55 @@
+"""Pydantic wire types, one module per resource, one family per entity (Create / Public /
+sPublic). Everything is re-exported here: ``from app.schemas import TrialPublic``.
+"""
+
+from __future__ import annotations
+
+from app.schemas.analysis import BestPublic, ImportancePublic
+from app.schemas.common import Budget, FiniteFloat, Name, Strict, check_spec
+from app.schemas.meta import Health, HParamPublic, TaskPublic, TasksPublic
+from app.schemas.rounds import (
+    RetestCreate,
+    RetestGroup,
+    RetestPublic,
+    RoundCreate,
+    RoundPublic,
+    RoundsPublic,
+)
+from app.schemas.studies import (
+    Algorithm,
+    BudgetCreate,
+    Objective,
+    ObjectivePublic,
+    SamplerInfo,
+    StudiesPublic,
+    StudyCreate,
+    StudyPublic,
+)
+from app.schemas.trials import (
+    CheckpointPublic,
+    EventPublic,
+    ForkRequest,
+    TrialCreate,
+    TrialPublic,
+    TrialsPublic,
+)
+from app.schemas.workers import (
+    Applied,
+    CheckpointOut,
+    CheckpointRef,
+    ClaimIn,
+    ClaimOut,
+    DirectiveOut,
+    FinishIn,
+    ReportIn,
+)
+
+__all__ = [
+    "Algorithm", "Applied", "BestPublic", "Budget", "BudgetCreate", "CheckpointOut",
+    "CheckpointPublic", "CheckpointRef", "ClaimIn", "ClaimOut", "DirectiveOut", "EventPublic",
+    "FiniteFloat", "FinishIn", "ForkRequest", "HParamPublic", "Health", "ImportancePublic",
+    "Name", "Objective", "ObjectivePublic", "ReportIn", "RetestCreate", "RetestGroup",
+    "RetestPublic", "RoundCreate", "RoundPublic", "RoundsPublic", "SamplerInfo", "StudiesPublic",
+    "StudyCreate", "StudyPublic", "Strict", "TaskPublic", "TasksPublic", "TrialCreate",
+    "TrialPublic", "TrialsPublic", "check_spec",
+]

@@ -1,0 +1,43 @@
+"""Building blocks shared by the wire types: strict models, bounded names, budgets."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
+
+from trainer.config import HPARAM_SPECS, HParamError
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Name = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+def check_spec(name: str, value: Any) -> Any:
+    """The trainer's check of one value, raised as the ``ValueError`` pydantic reports."""
+    try:
+        return HPARAM_SPECS[name].check(value)
+    except HParamError as exc:
+        raise ValueError(exc.message) from None
+
+
+class Strict(BaseModel):
+    """A request body: an unknown field (a typo) is a 422, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Budget(BaseModel):
+    """A study's or a round's budget as the API shows it: only the key that is set."""
+
+    trials: int | None = None
+    epochs: int | None = None
+
+    @model_serializer(mode="wrap")
+    def _set_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}

@@ -1,0 +1,123 @@
+"""Studies: what a client sends to create one and what the API shows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from app.models import Direction, StudyMode, StudyState
+from app.schemas.common import Budget, Name, Strict, check_spec
+from trainer.config import HPARAM_SPECS
+
+
+class Objective(Strict):
+    metric: Name = "dev_accuracy"
+    direction: Direction | None = None
+
+    @model_validator(mode="after")
+    def _default_direction(self) -> Objective:
+        # A loss is minimised, everything else (accuracy) maximised, unless told otherwise.
+        if self.direction is None:
+            loss = self.metric.endswith("loss")
+            self.direction = Direction.MINIMIZE if loss else Direction.MAXIMIZE
+        return self
+
+
+class BudgetCreate(Strict):
+    """``{"trials": N}`` trials, or ``{"epochs": E}`` epochs trained in total by the round."""
+
+    trials: int | None = Field(default=None, ge=1, le=100_000)
+    epochs: int | None = Field(default=None, ge=1, le=10_000_000)
+
+    @model_validator(mode="after")
+    def _one(self) -> BudgetCreate:
+        if self.trials is not None and self.epochs is not None:
+            raise ValueError("give trials or epochs, not both")
+        if self.trials is None and self.epochs is None:
+            self.trials = 1
+        return self
+
+
+# A search algorithm by name, or {"name": ..., **settings}: "random", {"name": "grid",
+# "points_per_dim": 4}, {"name": "asha", "min_resource": 1, "reduction_factor": 3}.
+Algorithm = Name | dict[str, Any]
+
+
+class StudyCreate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    mode: StudyMode = StudyMode.PANDA
+    task: Name = "digits"
+    task_options: dict[str, Any] = Field(default_factory=dict)
+    space: dict[str, Any] = Field(default_factory=dict)
+    objective: Objective = Field(default_factory=Objective)
+    epochs: int = HPARAM_SPECS["epochs"].default
+    budget: BudgetCreate = Field(default_factory=lambda: BudgetCreate(trials=1))
+    parallelism: int = Field(1, ge=1, le=1024, description="caviar: trials running at once")
+    sampler: Algorithm = Field("random", description='"random", "grid", "sobol", "tpe" or '
+                               '{"name": "grid", "points_per_dim": 4}')
+    scheduler: Algorithm | None = Field(None, description='null, "none", "asha", "median" or '
+                                        '{"name": "asha", "min_resource": 1, '
+                                        '"reduction_factor": 3}; epochs are the resource')
+    seed: int = 0
+
+    @field_validator("epochs")
+    @classmethod
+    def _epochs(cls, v: int) -> int:
+        return int(check_spec("epochs", v))
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, v: int) -> int:
+        return int(check_spec("seed", v))
+
+
+class ObjectivePublic(BaseModel):
+    metric: str
+    direction: Direction
+
+
+class SamplerInfo(BaseModel):
+    """How many distinct values of each ranged hyperparameter the search tries.
+
+    The course notes' argument for random over grid search: with the same number of trials a
+    grid tries a few values of each hyperparameter, random search as many as it has trials.
+    """
+
+    sampler: str
+    distinct_values: dict[str, int] = Field(
+        description="grid: the grid's values per hyperparameter over every search round; "
+        "other samplers: the distinct values drawn so far"
+    )
+    grid_size: int | None = Field(description="grid: the points of every search round's grid")
+    trials: int = Field(description="trials sampled so far, re-tests left out")
+
+
+class StudyPublic(BaseModel):
+    id: int
+    name: str
+    mode: StudyMode
+    task: str
+    task_options: dict[str, Any]
+    space: dict[str, Any]
+    objective: ObjectivePublic
+    epochs: int
+    budget: Budget
+    parallelism: int
+    sampler: str
+    scheduler: str | None
+    sampler_settings: dict[str, Any] = Field(default_factory=dict)
+    scheduler_settings: dict[str, Any] = Field(default_factory=dict)
+    sampler_info: SamplerInfo | None = Field(
+        None, description="caviar studies, in GET /api/studies/{id} only (null in lists)"
+    )
+    seed: int
+    state: StudyState
+    created_at: datetime
+    counts: dict[str, int] = Field(description="number of trials per state")
+
+
+class StudiesPublic(BaseModel):
+    data: list[StudyPublic]
+    count: int

@@ -1,0 +1,72 @@
+"""Trials, their events and checkpoints, and the requests that fork one."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from app.models import EventKind, TrialState
+from app.schemas.common import Strict
+
+
+class TrialCreate(Strict):
+    hparams: dict[str, Any] = Field(default_factory=dict)
+
+
+class ForkRequest(Strict):
+    step: int = Field(ge=0)
+    hparams: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrialPublic(BaseModel):
+    id: int
+    study_id: int
+    round_id: int | None
+    round: int | None = Field(description="the number of the round (1, 2, ...); null in panda")
+    number: int
+    state: TrialState
+    hparams: dict[str, Any] = Field(description="the values in force now")
+    pending_hparams: dict[str, Any] = Field(description="adjustments not applied yet")
+    pause_requested: bool
+    stop_requested: bool
+    step: int
+    epoch: float
+    attempt: int
+    worker: str | None
+    lease_expires_at: datetime | None
+    best_value: float | None
+    last_value: float | None
+    parent_id: int | None
+    parent_step: int | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+class TrialsPublic(BaseModel):
+    data: list[TrialPublic]
+    count: int
+
+
+class EventPublic(BaseModel):
+    id: int
+    trial_id: int
+    kind: EventKind
+    payload: dict[str, Any]
+    requested_at: datetime
+    applied_step: int | None
+    applied_at: datetime | None
+
+
+class CheckpointPublic(BaseModel):
+    id: int
+    trial_id: int
+    step: int
+    epoch: float
+    hparams: dict[str, Any] = Field(description="the values in force up to this step")
+    bytes: int
+    sha256: str
+    created_at: datetime

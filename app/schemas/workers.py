@@ -1,0 +1,67 @@
+"""The worker protocol's bodies and answers (docs/contracts.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+from app.schemas.common import FiniteFloat, Name, Strict
+from trainer.reporting import Action
+
+
+class ClaimIn(Strict):
+    worker: str = Field(min_length=1, max_length=200)
+
+
+class CheckpointRef(BaseModel):
+    id: int
+    step: int
+    sha256: str
+
+
+class ClaimOut(BaseModel):
+    trial_id: int
+    attempt: int
+    config: dict[str, Any]
+    checkpoint: CheckpointRef | None
+    lease_seconds: float
+    report_seconds: float
+
+
+class Applied(Strict):
+    event_id: int
+    step: int = Field(ge=0)
+
+
+class ReportIn(Strict):
+    attempt: int = Field(ge=1)
+    step: int = Field(ge=0)
+    epoch: FiniteFloat = Field(ge=0)
+    points: list[tuple[Annotated[int, Field(ge=0)], Name, FiniteFloat]] = Field(
+        default_factory=list
+    )
+    applied: list[Applied] = Field(default_factory=list)
+
+
+class DirectiveOut(BaseModel):
+    action: Action
+    hparams: dict[str, Any] = Field(default_factory=dict)
+    event_id: int | None = None
+
+
+class FinishIn(Strict):
+    attempt: int = Field(ge=1)
+    # "requeue": a stopping worker checkpointed and hands the trial back to the queue.
+    status: Literal["completed", "paused", "stopped", "failed", "requeue"]
+    step: int = Field(ge=0)
+    epoch: FiniteFloat = Field(0.0, ge=0)
+    metrics: dict[Name, FiniteFloat] = Field(default_factory=dict)
+    error: str | None = Field(None, max_length=20_000)
+
+
+class CheckpointOut(BaseModel):
+    id: int
+    step: int
+    sha256: str
+    bytes: int
