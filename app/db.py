@@ -12,6 +12,7 @@ the writers.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -66,7 +67,12 @@ def make_engine(url: str) -> Engine:
         max_overflow=30,
     )
     event.listen(engine, "connect", _sqlite_on_connect)
-    event.listen(engine, "begin", _sqlite_on_begin)
+    writers = _WriterQueue()
+    event.listen(engine, "begin", writers.on_begin)
+    event.listen(engine, "commit", writers.on_end)
+    event.listen(engine, "rollback", writers.on_end)
+    # A connection that goes back to the pool never keeps the turn (invalidated, say).
+    event.listen(engine, "checkin", writers.on_checkin)
     return engine
 
 
@@ -84,11 +90,42 @@ def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_on_begin(conn: Connection) -> None:
-    if conn.get_execution_options().get(DEFERRED):
-        conn.exec_driver_sql("BEGIN")
-    else:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+class _WriterQueue:
+    """Writing transactions of this process take turns on a lock before ``BEGIN IMMEDIATE``.
+
+    SQLite's busy handler makes waiting writers poll with growing sleeps, which is unfair:
+    under load (the soak: 16 reporting clients on 2 cores) one unlucky request kept losing the
+    race for 10 s and got "database is locked". Queueing on a lock in the server, the only
+    process that writes, hands the write lock over without polling. After ``busy_timeout``
+    on our lock the transaction still goes ahead and SQLite's own wait applies, so a
+    transaction left open by mistake cannot deadlock the server.
+    """
+
+    KEY = "pandacaviar_writer"
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def on_begin(self, conn: Connection) -> None:
+        if conn.get_execution_options().get(DEFERRED):
+            conn.exec_driver_sql("BEGIN")
+            return
+        if self.lock.acquire(timeout=BUSY_TIMEOUT_MS / 1000):
+            conn.info[self.KEY] = True
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            self.on_end(conn)
+            raise
+
+    def on_end(self, conn: Connection) -> None:
+        # Released by whichever thread ends the transaction (threading.Lock allows it).
+        if conn.info.pop(self.KEY, False):
+            self.lock.release()
+
+    def on_checkin(self, dbapi_connection: Any, record: Any) -> None:
+        if record is not None and record.info.pop(self.KEY, False):
+            self.lock.release()
 
 
 def read_engine(engine: Engine) -> Engine:

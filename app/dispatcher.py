@@ -15,8 +15,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,8 @@ RESTART_MIN_SECONDS = 0.5
 RESTART_MAX_SECONDS = 10.0
 # A worker that lived at least this long was healthy: its next restart is immediate again.
 HEALTHY_SECONDS = 10.0
+# Time a worker gets to reach a safe point, checkpoint and hand its trial back on SIGTERM.
+GRACE_SECONDS = 15.0
 
 
 @dataclass
@@ -153,7 +158,7 @@ class Dispatcher:
             slot.restarts += 1
             self._spawn(slot)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = GRACE_SECONDS) -> None:
         """End every worker: SIGTERM, wait up to ``timeout`` seconds, then SIGKILL."""
         self._stopping.set()
         if self._watcher is not None:
@@ -170,3 +175,48 @@ class Dispatcher:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+SignalHandler = Callable[[int, FrameType | None], Any]
+
+
+class _StopWorkersFirst:
+    """A signal handler that stops the workers, then hands the signal to the one it replaced."""
+
+    def __init__(self, dispatcher: Dispatcher, previous: dict[int, SignalHandler]) -> None:
+        self.dispatcher = dispatcher
+        self.previous = previous
+        self.stopping = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping:  # a second signal: do not wait for the workers any longer
+            self.previous[signum](signum, frame)
+            return
+        self.stopping = True
+        log.info("signal %s: workers hand their trials back before the server stops", signum)
+
+        def stop_then_pass_on() -> None:
+            self.dispatcher.stop()
+            self.previous[signum](signum, None)
+
+        threading.Thread(target=stop_then_pass_on, name="graceful-stop", daemon=True).start()
+
+
+def stop_workers_first(dispatcher: Dispatcher) -> None:
+    """On SIGTERM/SIGINT, stop the workers while the server still answers, then exit.
+
+    uvicorn closes its listening socket before the app's shutdown runs, so workers stopped
+    there could not hand their trials back. This wraps the handlers uvicorn installed before
+    the lifespan started: the first signal stops the workers in a thread (each checkpoints at
+    its next safe point and finishes "requeue"), then passes the signal on. Does nothing
+    outside the main thread (an in-process TestClient) or without a Python-level handler.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    handlers = {sig: h for sig, h in previous.items() if callable(h)}
+    if not handlers:
+        return
+    relay = _StopWorkersFirst(dispatcher, handlers)
+    for sig in handlers:
+        signal.signal(sig, relay)

@@ -8,7 +8,10 @@ never queued in memory, so they survive a server restart.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,8 +26,12 @@ from app.schemas import Applied, CheckpointRef, ClaimOut, DirectiveOut, FinishIn
 from trainer.config import TrainConfig
 from trainer.reporting import Action
 
+log = logging.getLogger(__name__)
 # A scheduler's prune ends a trial like a user's stop, but as ``pruned``.
 ENDING = frozenset({EventKind.STOP, EventKind.PRUNE})
+# A worker that is shutting down checkpoints and hands its trial back with this status.
+REQUEUE = "requeue"
+HASH_CHUNK = 1024 * 1024
 
 
 def check_attempt(trial: Trial, attempt: int) -> None:
@@ -97,7 +104,7 @@ def checkpoint_taken(session: Session, trial: Trial, step: int, settings: Settin
 
 
 def finish(session: Session, trial: Trial, body: FinishIn) -> None:
-    """End the attempt: completed, stopped, failed, or paused; then feed the study.
+    """End the attempt: completed, stopped, failed, paused or requeue; then feed the study.
 
     A pending prune turns a stopped (or paused) attempt into ``pruned``, a pending stop turns a
     paused one into ``stopped``; a trial that completed its epochs stays completed.
@@ -108,7 +115,12 @@ def finish(session: Session, trial: Trial, body: FinishIn) -> None:
     _record_objective(trial, trial.study, points)
     trial.step, trial.epoch = body.step, body.epoch
     pending = pending_of(session, trial)
-    kinds, state = kinds_of(pending), TrialState(body.status)
+    if body.status == REQUEUE and not kinds_of(pending) & (ENDING | {EventKind.PAUSE}):
+        _hand_back(session, trial, pending, body.step)
+        return
+    # A pending stop, prune or pause outranks a hand-back: it ends like a pause would.
+    status = TrialState.PAUSED.value if body.status == REQUEUE else body.status
+    kinds, state = kinds_of(pending), TrialState(status)
     if state in (TrialState.PAUSED, TrialState.STOPPED) and EventKind.PRUNE in kinds:
         state = TrialState.PRUNED
     elif state is TrialState.PAUSED and EventKind.STOP in kinds:
@@ -125,12 +137,67 @@ def finish(session: Session, trial: Trial, body: FinishIn) -> None:
     caviar.settle(session, trial.study)
 
 
+def _hand_back(session: Session, trial: Trial, pending: list[Event], step: int) -> None:
+    """A stopping worker checkpointed at ``step`` and returned the trial: queue it again."""
+    close_events(pending, step=step, kinds={EventKind.CHECKPOINT})
+    payload = {"attempt": trial.attempt, "worker": trial.worker, "reason": "worker stopped"}
+    crud.add_event(session, trial, EventKind.REQUEUE, payload, applied=True, applied_step=step)
+    end_trial(session, trial, TrialState.QUEUED)
+    caviar.settle(session, trial.study)
+
+
+def file_problem(ckpt: Checkpoint) -> str | None:
+    """Why the checkpoint's file cannot be trusted (missing, wrong size, wrong sha256)."""
+    path = Path(ckpt.path)
+    try:
+        if path.stat().st_size != ckpt.bytes:
+            return f"size {path.stat().st_size} != recorded {ckpt.bytes}"
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            while chunk := fh.read(HASH_CHUNK):
+                digest.update(chunk)
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}"
+    actual = digest.hexdigest()
+    return None if actual == ckpt.sha256 else f"sha256 {actual} != recorded {ckpt.sha256}"
+
+
+def _reject(session: Session, trial: Trial, ckpt: Checkpoint, problem: str) -> None:
+    """Log a corrupt checkpoint as an event, then forget its row (its file is kept aside)."""
+    log.warning("trial %s: checkpoint at step %s rejected: %s", trial.id, ckpt.step, problem)
+    payload = {"checkpoint_id": ckpt.id, "step": ckpt.step, "error": problem}
+    crud.add_event(session, trial, EventKind.BAD_CHECKPOINT, payload,
+                   applied=True, applied_step=ckpt.step)
+    if ckpt.trial_id == trial.id:
+        # Deleted so that no later claim or fork picks it again; the bytes stay for a
+        # post-mortem under a name no claim resolves to.
+        path = Path(ckpt.path)
+        if path.exists():
+            path.replace(path.with_name(path.name + ".corrupt"))
+        session.delete(ckpt)
+        session.flush()
+
+
 def resume_point(session: Session, trial: Trial) -> Checkpoint | None:
-    """The trial's latest own checkpoint, else the one it was forked from."""
-    own = crud.latest_checkpoint(session, trial_id=trial.id)
-    if own is None and trial.parent_checkpoint_id is not None:
-        return session.get(Checkpoint, trial.parent_checkpoint_id)
-    return own
+    """The latest own checkpoint whose file matches its sha256, else the one forked from.
+
+    Checked at every claim (one read of the file) so that a truncated or bit-flipped file
+    costs the trial the work since the previous checkpoint, not the trial itself.
+    """
+    for ckpt in reversed(crud.list_checkpoints(session, trial_id=trial.id)):
+        problem = file_problem(ckpt)
+        if problem is None:
+            return ckpt
+        _reject(session, trial, ckpt, problem)
+    if trial.parent_checkpoint_id is None:
+        return None
+    parent = session.get(Checkpoint, trial.parent_checkpoint_id)
+    problem = file_problem(parent) if parent is not None else "deleted"
+    if parent is not None and problem is None:
+        return parent
+    if parent is not None:
+        _reject(session, trial, parent, problem or "")
+    return None
 
 
 def claim(session: Session, worker: str, settings: Settings) -> ClaimOut | None:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +32,14 @@ from app.worker_client import (
 from trainer import ADJUSTABLE, DivergedError, TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
+# Fault injection for the end-to-end tests of docs/reliability.md, read only here: a worker
+# that claims one of these trial ids (comma-separated) exits at once, as a crash would. No
+# honest input makes a worker die reliably, and "a trial that always kills its worker" must
+# be proven with real processes. Unset in production, it changes nothing.
+FAULT_EXIT_ENV = "PANDACAVIAR_FAULT_EXIT_ON_TRIAL"
+FAULT_EXIT_CODE = 70
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
 
 @dataclass(frozen=True)
 class Assignment:
@@ -122,6 +132,8 @@ def _train(client: WorkerClient, a: Assignment, reporter: HttpReporter) -> _Outc
         result = trainer.fit(reporter)
         reporter.drain()  # a pause or the end must find its checkpoint stored
         status = FinishStatus(result.status.value)
+        if status is FinishStatus.PAUSED and reporter.handing_back:
+            status = FinishStatus.REQUEUE
         return _Outcome(status, result.step, result.epoch, finite_metrics(result.metrics))
     except (StaleAttempt, InterruptedError):
         # Stale: someone else owns the trial now. Interrupted: the worker is stopping and the
@@ -169,6 +181,42 @@ def run_trial(client: WorkerClient, assignment: Assignment) -> FinishStatus | No
     return outcome.status
 
 
+def _fault_exit(trial_id: int) -> None:
+    """Exit like a crash if ``PANDACAVIAR_FAULT_EXIT_ON_TRIAL`` names this trial."""
+    names = os.environ.get(FAULT_EXIT_ENV, "").split(",")
+    if str(trial_id) in {n.strip() for n in names}:
+        log.error("%s names trial %s: exiting without a word", FAULT_EXIT_ENV, trial_id)
+        logging.shutdown()
+        os._exit(FAULT_EXIT_CODE)
+
+
+@contextmanager
+def _graceful_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT set ``stop``: the trial in hand is checkpointed and handed back.
+
+    The same signal twice ends the process at once (the lease then requeues the trial).
+    """
+
+    seen: set[int] = set()
+
+    def on_signal(signum: int, frame: object) -> None:
+        # Only the same signal twice escalates: Ctrl-C reaches both the server and its
+        # workers, and the server's dispatcher then sends a SIGTERM that must not kill them.
+        if signum in seen:
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
+        seen.add(signum)
+        log.info("signal %s: handing back the trial in hand, then exiting", signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def default_name() -> str:
     """``host-pid``, the worker's name as the trials table shows it."""
     return f"{socket.gethostname()}-{os.getpid()}"
@@ -181,6 +229,7 @@ def run_worker(
     once: bool = False,
     name: str | None = None,
     stop: threading.Event | None = None,
+    handle_signals: bool = False,
 ) -> int:
     """Claim and train trials until ``stop`` is set (forever in a worker process).
 
@@ -189,7 +238,9 @@ def run_worker(
         token: the API token, sent as ``Authorization: Bearer``.
         once: return after one trial (waiting for one to be queued).
         name: the worker's name; ``host-pid`` by default.
-        stop: set it to make the worker return at its next wait.
+        stop: set it to make the worker return at its next wait; a trial in hand is
+            checkpointed at its next safe point and handed back (finish "requeue").
+        handle_signals: SIGTERM and SIGINT set ``stop`` (main thread of a worker process).
 
     Returns:
         The number of trials this worker ended (stale attempts not counted).
@@ -199,21 +250,28 @@ def run_worker(
     worker_name = name or default_name()
     idle = Backoff(cap=IDLE_CAP_SECONDS)
     done = 0
+    signals: AbstractContextManager[None] = (
+        _graceful_signals(stop) if handle_signals else nullcontext()
+    )
     try:
-        while not stop.is_set():
-            claim = client.claim(worker_name)
-            if claim is None:
-                stop.wait(idle.next_delay())
-                continue
-            idle.reset()
-            assignment = Assignment.from_json(claim)
-            log.info("claimed trial %s attempt %s", assignment.trial_id, assignment.attempt)
-            status = run_trial(client, assignment)
-            if status is not None:
-                done += 1
-                log.info("trial %s ended %s", assignment.trial_id, status.value)
-            if once:
-                break
+        with signals:
+            while not stop.is_set():
+                claim = client.claim(worker_name)
+                if claim is None:
+                    stop.wait(idle.next_delay())
+                    continue
+                idle.reset()
+                assignment = Assignment.from_json(claim)
+                log.info(
+                    "claimed trial %s attempt %s", assignment.trial_id, assignment.attempt
+                )
+                _fault_exit(assignment.trial_id)
+                status = run_trial(client, assignment)
+                if status is not None:
+                    done += 1
+                    log.info("trial %s ended %s", assignment.trial_id, status.value)
+                if once:
+                    break
     except InterruptedError:
         pass
     finally:

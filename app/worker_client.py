@@ -28,6 +28,8 @@ RETRY_CAP_SECONDS = 5.0
 IDLE_CAP_SECONDS = 1.0
 # A 5xx answer may be a transient lock; retried this many times before the trial fails.
 MAX_SERVER_ERRORS = 8
+# Directives a stopping worker may replace by a hand-back; stop and pause keep their meaning.
+HANDS_BACK = frozenset({Action.CONTINUE, Action.CHECKPOINT, Action.UPDATE})
 
 
 class FinishStatus(StrEnum):
@@ -35,6 +37,8 @@ class FinishStatus(StrEnum):
     PAUSED = "paused"
     STOPPED = "stopped"
     FAILED = "failed"
+    # The worker is shutting down: it checkpointed and the trial goes back to the queue.
+    REQUEUE = "requeue"
 
 
 class StaleAttempt(Exception):
@@ -167,12 +171,21 @@ class HttpReporter:
         # their order and bounds memory.
         self._uploader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload")
         self._upload: Future[None] | None = None
+        # Set once the worker began to stop and this trial is being handed back.
+        self.handing_back = False
 
     def report(self, step: int, epoch: float, metrics: Mapping[str, float]) -> Directive:
         """Buffer the metrics at ``step``, send everything buffered, return the directive."""
         self.step, self.epoch = step, epoch
         self.points.extend([step, name, v] for name, v in sorted(finite_metrics(metrics).items()))
-        return self.flush()
+        directive = self.flush()
+        if self.client.stop.is_set() and directive.action in HANDS_BACK:
+            # The worker is stopping (SIGTERM): the trainer's pause path checkpoints here and
+            # returns, and the finish says "requeue", so only the steps since this safe point
+            # are lost. A pending adjustment stays pending and applies at the next claim.
+            self.handing_back = True
+            return Directive(action=Action.PAUSE)
+        return directive
 
     def flush(self) -> Directive:
         """Send the buffered points and applied entries (also the lease's heartbeat)."""

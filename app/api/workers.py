@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import logging
 import os
 import uuid
 from pathlib import Path
@@ -18,7 +20,7 @@ from app import crud, protocol
 from app.config import Settings
 from app.db import read_engine, utcnow
 from app.deps import SessionDep, SettingsDep, TrialDep
-from app.errors import Invalid, NotFound
+from app.errors import DomainError, Invalid, NotFound
 from app.models import Checkpoint, Trial
 from app.schemas import (
     CheckpointOut,
@@ -31,8 +33,27 @@ from app.schemas import (
 )
 from app.serialize import trial_out
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/workers", tags=["workers"])
 ZIP_MAGIC = b"PK\x03\x04"  # an .npz is a zip archive
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+class StorageError(DomainError):
+    """The checkpoint could not be stored: 503, or 507 when the disk (or quota) is full.
+
+    Never a 2xx: the worker keeps its bytes and retries, and the previous checkpoint stays
+    the trial's latest.
+    """
+
+    status_code = 503
+
+    @classmethod
+    def from_os_error(cls, exc: OSError) -> StorageError:
+        err = cls(f"checkpoint not stored: {exc.strerror or exc}; retry later")
+        if exc.errno in NO_SPACE:
+            err.status_code = 507
+        return err
 
 
 @router.post("/claim", response_model=ClaimOut, responses={204: {"description": "queue empty"}})
@@ -92,7 +113,11 @@ async def upload(
     """Store raw ``.npz`` bytes durably (temp file, fsync, rename), then record the row."""
     engine: Engine = request.app.state.engine
     await run_in_threadpool(_check_writer, engine, trial_id, attempt)
-    path, sha256, size = await _receive(request, settings.checkpoint_dir)
+    try:
+        path, sha256, size = await _receive(request, settings.checkpoint_dir)
+    except OSError as exc:
+        log.error("trial %s: checkpoint at step %s not stored: %s", trial_id, step, exc)
+        raise StorageError.from_os_error(exc) from exc
     try:
         return await run_in_threadpool(
             _record, engine, settings, trial_id, attempt, step, (path, sha256, size)
@@ -130,6 +155,10 @@ async def _receive(request: Request, directory: Path) -> tuple[Path, str, int]:
             raise Invalid("body: not an .npz file (a zip archive was expected)", field="body")
         os.replace(tmp, final)
         _fsync_dir(directory)
+    except BaseException:
+        # Whatever failed (a full disk included), no half-stored file stays behind.
+        final.unlink(missing_ok=True)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return final, digest.hexdigest(), size

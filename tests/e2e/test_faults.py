@@ -1,13 +1,19 @@
-"""Faults with real processes: a worker SIGKILLed mid-trial; a server refusing to start.
+"""Worker faults with real processes, each against a real server with a short lease.
 
-The lease is short (3 s) and the reaper quick (0.5 s), so the dead worker's trial is requeued
-soon; the dispatcher replaces the dead process; another worker resumes the trial from its last
-checkpoint and it completes exactly as if nothing had happened.
+- a worker SIGKILLed mid-trial: the trial resumes from its last checkpoint elsewhere;
+- a worker SIGKILLed between its claim and its first report: requeued, trained from scratch;
+- every worker dead and none started: the server's own reaper requeues their trials;
+- a trial that kills every worker taking it: failed after ``max_attempts``, the rest completes;
+- a trial that diverges: failed with "diverged at step N" on its first attempt, not retried.
+
+(A worker frozen with SIGSTOP past its lease is in tests/test_worker.py.)
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,10 +23,12 @@ import httpx
 import pytest
 
 from tests.e2e import (
+    FAST,
     ROOT,
     SLOW,
     Api,
     StartServer,
+    WorkerProcesses,
     assert_whole_curve,
     final_dev_loss,
     free_port,
@@ -84,3 +92,118 @@ def test_serve_refuses_a_wide_bind_without_a_token() -> None:
     assert "PANDACAVIAR_TOKEN" in done.stderr
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2.0)
+
+
+# A real process that claims like a worker, says what it got, and dies before any report.
+CLAIM_THEN_DIE = """
+import json, os, signal, sys
+from app.worker_client import WorkerClient
+claim = WorkerClient(sys.argv[1]).claim("doomed-worker")
+print(json.dumps(claim), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _requeues(api: Api, trial_id: int) -> list[dict[str, object]]:
+    return [e["payload"] for e in api.events(trial_id) if e["kind"] == "requeue"]
+
+
+def test_worker_sigkilled_between_claim_and_first_report_is_requeued(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    server = start_server(workers=0, lease_seconds=2, reaper_seconds=0.3)
+    api = Api(server.url)
+    study = api.create_study(epochs=2)
+    trial_id = int(api.create_trial(study["id"], {**FAST, "epochs": 2})["id"])
+
+    died = subprocess.run(
+        [sys.executable, "-c", CLAIM_THEN_DIE, server.url],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert died.returncode == -signal.SIGKILL, died.stderr
+    claim = json.loads(died.stdout)
+    assert (claim["trial_id"], claim["attempt"]) == (trial_id, 1)
+
+    # Nobody reports for it: the lease runs out and the reaper puts it back in the queue.
+    queued = api.wait_state(trial_id, "queued")
+    assert queued["attempt"] == 1 and queued["worker"] is None
+    assert _requeues(api, trial_id) == [{"attempt": 1, "worker": "doomed-worker"}]
+    assert api.metrics(trial_id, "train_loss").get("train_loss", []) == []
+
+    pool = WorkerProcesses(server.url, tmp_path)
+    try:
+        pool.start(1)
+        done = api.wait_state(trial_id, "completed", "failed")
+        assert done["state"] == "completed" and done["attempt"] == 2, done
+        assert_whole_curve(api.metrics(trial_id, "train_loss")["train_loss"], done["step"])
+    finally:
+        pool.stop()
+        api.close()
+
+
+def test_reaper_requeues_when_every_worker_is_dead(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    server = start_server(workers=0, lease_seconds=2, reaper_seconds=0.3)
+    api = Api(server.url)
+    epochs = 60  # a few seconds each: certainly still running when the workers die
+    study = api.create_study(epochs=epochs)
+    ids = [int(api.create_trial(study["id"], {**SLOW, "epochs": epochs, "seed": s})["id"])
+           for s in (1, 2)]  # fmt: skip
+    pool = WorkerProcesses(server.url, tmp_path)
+    try:
+        pool.start(2)
+        running = [
+            api.wait_trial(i, lambda t: t["state"] == "running" and t["step"] >= 40, "progress")
+            for i in ids
+        ]
+        for proc in pool.procs:
+            proc.kill()
+            proc.wait()
+        # No worker is left and none starts: only the server's reaper acts.
+        for trial_id, before in zip(ids, running, strict=True):
+            queued = api.wait_state(trial_id, "queued")
+            assert queued["attempt"] == 1 and queued["worker"] is None, queued
+            assert _requeues(api, trial_id) == [{"attempt": 1, "worker": before["worker"]}]
+            # What the dead attempt reported stays: only unreported steps are redone.
+            assert api.metrics(trial_id, "train_loss")["train_loss"]
+    finally:
+        pool.stop()
+        api.close()
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_trial_that_kills_its_workers_fails_and_the_queue_completes(
+    start_server: StartServer,
+) -> None:
+    # Trial 1 of this fresh database kills whichever worker claims it (see app/worker.py).
+    server = start_server(
+        workers=2, lease_seconds=2, reaper_seconds=0.3, max_attempts=3,
+        fault_exit_on_trial=1,
+    )  # fmt: skip
+    api = Api(server.url)
+    study = api.create_study(epochs=3)
+    killer = int(api.create_trial(study["id"], {**FAST, "epochs": 3})["id"])
+    assert killer == 1
+    diverging = {"optimizer": "sgd", "learning_rate": 10.0, "batch_norm": False, "seed": 0}
+    diverges = int(api.create_trial(study["id"], diverging)["id"])
+    healthy = [int(api.create_trial(study["id"], {**FAST, "epochs": 3, "seed": s})["id"])
+               for s in (1, 2, 3)]  # fmt: skip
+
+    failed = api.wait_state(killer, "completed", "failed", "stopped", timeout=120)
+    assert failed["state"] == "failed" and failed["attempt"] == 3, failed
+    assert failed["error"] == "lease expired on attempt 3 of 3"
+    kinds = [e["kind"] for e in api.events(killer)]
+    assert kinds.count("requeue") == 2 and kinds.count("fail") == 1, kinds
+
+    # A divergence is final: failed on its first attempt with the step, never requeued.
+    diverged = api.wait_state(diverges, "completed", "failed", timeout=120)
+    assert diverged["state"] == "failed" and diverged["attempt"] == 1, diverged
+    assert re.fullmatch(r"diverged at step \d+", diverged["error"]), diverged["error"]
+    assert "requeue" not in [e["kind"] for e in api.events(diverges)]
+
+    for trial_id in healthy:
+        done = api.wait_state(trial_id, "completed", "failed", timeout=120)
+        assert done["state"] == "completed" and done["attempt"] == 1, done
+    assert "exited with 70" in server.log_tail(400)  # the dispatcher replaced the dead ones
+    api.close()
