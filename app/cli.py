@@ -14,12 +14,14 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from app.dispatcher import PARENT_ENV, SINGLE_THREAD_ENV, TOKEN_ENV
 
 ENV_PREFIX = "PANDACAVIAR_"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+DEFAULT_DATA_DIR = "data"
 EXIT_USAGE = 2
 
 
@@ -38,23 +40,22 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or _env("HOST") or DEFAULT_HOST
     port = args.port or int(_env("PORT") or DEFAULT_PORT)
     token = args.token or _env("TOKEN")
+    data_dir = args.data_dir or _env("DATA_DIR") or DEFAULT_DATA_DIR
     from app.config import is_loopback  # pydantic: kept off the worker's import path
 
     if not is_loopback(host.strip("[]")) and not token:
-        print(
-            f"pandacaviar serve: refusing to listen on {host} without an API token; set "
-            f"{TOKEN_ENV} (or pass --token), or bind 127.0.0.1",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+        token = _stored_token(Path(data_dir) / "token")
+        if token is None:
+            return EXIT_USAGE
     # The server reads one Settings object from the environment; options become settings.
     settings = {
         "HOST": host,
         "PORT": str(port),
         "DATABASE_URL": _database_url(args.db),
-        "DATA_DIR": args.data_dir,
+        "DATA_DIR": data_dir,
         "WORKERS": None if args.workers is None else str(args.workers),
         "TOKEN": token,
+        "ALLOWED_HOSTS": ",".join(args.allow_host) if args.allow_host else None,
     }
     for name, value in settings.items():
         if value is not None:
@@ -63,6 +64,21 @@ def _serve(args: argparse.Namespace) -> int:
 
     uvicorn.run("app.main:create_app", factory=True, host=host, port=port)
     return 0
+
+
+def _stored_token(path: Path) -> str | None:
+    """The token file's token (created on first run); says where it is, never what it is."""
+    from app.security import load_or_create_token
+
+    try:
+        token = load_or_create_token(path)
+    except OSError as exc:
+        print(f"pandacaviar serve: a wide bind needs an API token, and {path} cannot be "
+              f"used ({exc}); set {TOKEN_ENV} (or --token), or bind 127.0.0.1", file=sys.stderr)
+        return None
+    print(f"pandacaviar serve: the API token is in {path.resolve()} (mode 0600): send it as "
+          "'Authorization: Bearer <token>', or paste it on the /login page", file=sys.stderr)
+    return token
 
 
 def _exit_with_parent(parent_pid: int) -> None:
@@ -88,7 +104,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     token = args.token or os.environ.get(TOKEN_ENV) or None
     try:
-        run_worker(args.server, token, once=args.once)
+        run_worker(args.server, token, once=args.once, handle_signals=True)
     except ProtocolError as exc:  # e.g. 401: a wrong token is not worth a traceback
         print(f"pandacaviar worker: the server refused: {exc}", file=sys.stderr)
         return 1
@@ -111,7 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--workers", type=int, help="local worker processes (default: cores)")
     serve.add_argument("--data-dir", help="checkpoints and uploads (default ./data)")
-    serve.add_argument("--token", help=f"API token (prefer the {TOKEN_ENV} variable)")
+    serve.add_argument("--token", help=f"API token (prefer the {TOKEN_ENV} variable; a wide "
+                       "bind without one uses DATA_DIR/token, created on first run)")
+    serve.add_argument("--allow-host", action="append", metavar="NAME",
+                       help="also accept this Host header (a name the server is reached by)")
     serve.set_defaults(func=_serve)
 
     worker = sub.add_parser("worker", help="claim and train trials from a server")

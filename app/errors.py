@@ -75,7 +75,35 @@ async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# What every 4xx body looks like; OpenAPI shows it for the 422s FastAPI documents itself.
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "Error", "type": "object", "required": ["detail"],
+    "properties": {"detail": {"type": "string"}, "field": {"type": "string"}},
+}
+
+
+def _document_envelope(app: FastAPI) -> None:
+    # FastAPI documents its own list-of-errors 422 body; ours is one sentence and a field.
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schemas = build().get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in schemas:
+                schemas["HTTPValidationError"] = ERROR_SCHEMA
+        return app.openapi_schema or build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+async def overflow_handler(request: Request, exc: Exception) -> JSONResponse:
+    """An integer past SQLite's 64 bits (an id, a step, an attempt) is bad input, not a 500."""
+    return JSONResponse(_body(f"an integer is out of range: {exc}"), status_code=422)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, domain_error_handler)
+    app.add_exception_handler(OverflowError, overflow_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    _document_envelope(app)

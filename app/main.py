@@ -8,14 +8,12 @@ also exists for ``uvicorn app.main:app``, but it is built on first access (PEP 5
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_plus
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -24,16 +22,17 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import protocol
-from app.api import api_router
+from app.api import api_router, uploads
 from app.config import Settings, get_settings
 from app.db import init_db, make_engine, session_scope, utcnow
 from app.errors import install_error_handlers
+from app.security import SecurityMiddleware
 from app.web import web_router
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 STATIC_DIR = ROOT / "static"
-OPEN_PATHS = ("/api/health", "/static/")
+MULTIPART_OVERHEAD = 64 * 1024  # part headers and boundaries around an uploaded file
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -44,12 +43,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.streams = 0
     install_error_handlers(app)
     app.include_router(api_router)
+    app.include_router(uploads.router, prefix="/api")
     app.include_router(web_router)
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(BodyLimitMiddleware, settings=settings)
-    if settings.token:
-        app.add_middleware(TokenMiddleware, token=settings.token)
+    app.add_middleware(SecurityMiddleware, settings=settings)  # outermost: refuse before reading
     return app
 
 
@@ -78,7 +77,7 @@ def _start_dispatcher(settings: Settings) -> Any:
     if not settings.start_dispatcher or settings.workers == 0:
         return None
     try:
-        from app.dispatcher import Dispatcher
+        from app.dispatcher import Dispatcher, stop_workers_first
     except ImportError as exc:  # a partial checkout: say what to do instead of a traceback
         raise RuntimeError(
             "app.dispatcher cannot be imported; run with PANDACAVIAR_WORKERS=0 "
@@ -86,6 +85,8 @@ def _start_dispatcher(settings: Settings) -> Any:
         ) from exc
     dispatcher = Dispatcher(settings.server_url, settings.workers, token=settings.token)
     dispatcher.start()
+    # SIGTERM: the workers hand their trials back while the server still answers.
+    stop_workers_first(dispatcher)
     return dispatcher
 
 
@@ -119,6 +120,8 @@ class BodyLimitMiddleware:
         path = scope.get("path", "")
         if scope.get("method") == "PUT" and path.endswith("/checkpoints"):
             return self.settings.max_checkpoint_bytes
+        if scope.get("method") == "POST" and path == "/api/uploads":
+            return self.settings.max_upload_bytes + MULTIPART_OVERHEAD
         return self.settings.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -142,35 +145,6 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, limited, send)
-
-
-class TokenMiddleware:
-    """With a token configured, every request but health and static files must carry it.
-
-    Accepted as ``Authorization: Bearer <token>`` or, for browsers (EventSource cannot set
-    headers), a ``token`` query parameter.
-    """
-
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app = app
-        self.token = token.encode()
-
-    def _given(self, scope: Scope) -> bytes:
-        auth = dict(scope.get("headers", [])).get(b"authorization", b"")
-        if auth.lower().startswith(b"bearer "):
-            return auth[7:].strip()
-        for pair in scope.get("query_string", b"").split(b"&"):
-            if pair.startswith(b"token="):
-                return unquote_plus(pair[6:].decode("latin-1")).encode()
-        return b""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "http" or path.startswith(OPEN_PATHS):
-            return await self.app(scope, receive, send)
-        if not hmac.compare_digest(self._given(scope), self.token):
-            return await _send_json(send, 401, "missing or wrong API token")
-        await self.app(scope, receive, send)
 
 
 async def _send_json(send: Send, status: int, detail: str) -> None:

@@ -41,7 +41,8 @@ def get_importance(study: StudyDep, session: SessionDep) -> ImportancePublic:
     return analysis.importance_of(session, study)
 
 
-@router.get("/{study_id}/export", response_model=None)
+@router.get("/{study_id}/export", response_model=None,
+            responses={200: {"content": {"text/csv": {}, "application/json": {}}}})
 def export(
     study: StudyDep, session: SessionDep, format: ExportFormat = ExportFormat.CSV
 ) -> Response | dict[str, Any]:

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
+from app import security
 from trainer.config import ADJUSTABLE, HPARAM_SPECS, HParamSpec
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parents[2] / "templates")
@@ -128,3 +129,33 @@ def compare_page(request: Request, trials: str = Query("", max_length=10_000)) -
     """Selected trials side by side: ``/compare?trials=1,2,3``."""
     ids = [int(t) for t in trials.split(",") if t.strip().isdigit()]
     return _render(request, "compare.html", trial_ids=ids)
+
+
+def _local(next_: str) -> str:
+    # Only a path of this server: "//evil.example" or "https://..." would be an open redirect.
+    return next_ if next_.startswith("/") and not next_.startswith(("//", "/\\")) else "/"
+
+
+@router.get("/login", response_class=HTMLResponse, response_model=None)
+def login_page(request: Request, next: str = "/") -> HTMLResponse | RedirectResponse:
+    """Paste the API token once; the browser keeps a session cookie."""
+    if not request.app.state.settings.token:
+        return RedirectResponse(_local(next), status_code=303)
+    return _render(request, "login.html", next=_local(next), error="")
+
+
+@router.post("/login", response_class=HTMLResponse, response_model=None)
+async def login(request: Request) -> HTMLResponse | RedirectResponse:
+    """Check the token; set the HttpOnly, SameSite=Strict session cookie on success."""
+    token: str | None = request.app.state.settings.token
+    form = await request.form()
+    given, next_ = str(form.get("token", "")).strip(), _local(str(form.get("next", "/")))
+    if token and not security.token_matches(token, given):
+        page = _render(request, "login.html", next=next_, error="That is not the API token.")
+        page.status_code = 401
+        return page
+    done = RedirectResponse(next_, status_code=303)
+    if token:
+        secure = request.url.scheme == "https"
+        done.headers["set-cookie"] = security.session_cookie_header(token, secure=secure)
+    return done

@@ -70,17 +70,25 @@ async function addUpload(box) {
   const input = el("input", { type: "file", id: "upload", accept: ".csv,.npz" });
   const note = el("span", { class: "hint", role: "status" });
   input.addEventListener("change", async () => {
+    if (!input.files.length) return;
     const form = new FormData();
     form.append("file", input.files[0]);
     note.textContent = "Uploading…";
-    const res = await fetch("/api/uploads", { method: "POST", body: form });
+    let res;
+    try {
+      res = await fetch("/api/uploads", { method: "POST", body: form });
+    } catch (err) {
+      note.textContent = `Upload failed: the server did not answer (${err.message})`;
+      return;
+    }
     const data = await res.json().catch(() => ({}));
     if (!res.ok) {
       note.textContent = `Upload refused: ${data.detail || res.status}`;
       return;
     }
     document.getElementById("opt-path").value = data.path;
-    note.textContent = `Uploaded as ${data.path}.`;
+    note.textContent = `Uploaded ${data.name} as ${data.path}: ${data.rows} rows, ` +
+      `${data.features} features, ${data.classes} classes.`;
   });
   box.append(el("div", { class: "field" }, el("label", { for: "upload" }, "Upload a CSV or NPZ"),
     input, note));
@@ -88,7 +96,8 @@ async function addUpload(box) {
 
 function taskOptions() {
   const out = {};
-  for (const input of document.querySelectorAll("#task-options input")) {
+  // [data-option]: the file picker next to "path" is not an option of its own.
+  for (const input of document.querySelectorAll("#task-options input[data-option]")) {
     const raw = input.value.trim();
     if (raw === "") continue;
     const type = input.dataset.type;

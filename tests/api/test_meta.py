@@ -69,7 +69,8 @@ def test_token_required_when_configured(settings: Settings) -> None:
         assert wrong.status_code == 401
         ok = client.get("/api/studies", headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200
-        assert client.get("/api/studies", params={"token": "s3cret"}).status_code == 200
+        # Never in the URL: URLs end up in access logs and browser history.
+        assert client.get("/api/studies", params={"token": "s3cret"}).status_code == 401
         assert client.post("/api/studies", json={"name": "x"}).status_code == 401
         assert client.get("/api/studies", headers={"Authorization": "Bearer s3cret"}).json()[
             "count"] == 0
