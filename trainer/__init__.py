@@ -19,7 +19,7 @@ _EXPORTS = {
     "TrainConfig": "trainer.config",
     "check_hparams": "trainer.config",
     "complete_hparams": "trainer.config",
-    "DivergedError": "trainer.loop",
+    "DivergedError": "trainer.metrics",
     "FitResult": "trainer.loop",
     "FitStatus": "trainer.loop",
     "Trainer": "trainer.loop",
@@ -61,7 +61,8 @@ if TYPE_CHECKING:
         check_hparams,
         complete_hparams,
     )
-    from trainer.loop import DivergedError, FitResult, FitStatus, Trainer
+    from trainer.loop import FitResult, FitStatus, Trainer
+    from trainer.metrics import DivergedError
     from trainer.reporting import Action, Directive, NullReporter, RecordingReporter, Reporter
 
 

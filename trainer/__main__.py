@@ -115,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.steps is not None and args.epochs is not None:
         parser.error("give --epochs or --steps, not both")
-    from trainer.loop import DivergedError, Trainer
+    from trainer.loop import Trainer
+    from trainer.metrics import DivergedError
 
     try:
         config = config_from_args(args)

@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 from trainer import checkpoint as ckpt
 from trainer.config import ARCHITECTURE, TrainConfig, check_combination, check_hparams
 from trainer.data import Dataset, load_task
+from trainer.metrics import Accumulator, DivergedError, check_finite
 from trainer.model import MLP
 from trainer.optimizers import Optimizer, make_optimizer
 from trainer.quadratic import QuadraticModel
@@ -43,14 +44,6 @@ class FitResult:
     step: int
     epoch: float
     metrics: dict[str, float] = field(default_factory=dict)
-
-
-class DivergedError(RuntimeError):
-    """The loss became NaN or infinite; the message is "diverged at step N"."""
-
-    def __init__(self, step: int) -> None:
-        super().__init__(f"diverged at step {step}")
-        self.step = step
 
 
 class Trainer:
@@ -221,7 +214,7 @@ class Trainer:
         """
         cfg = self.config
         x_all, y_all = self.data.X_train, self.data.y_train
-        acc = _Accumulator()
+        acc = Accumulator()
         last_report, report_next = time.perf_counter(), False
         while not self._done():
             if self.order is None:
@@ -254,14 +247,14 @@ class Trainer:
                 continue
             last_report, report_next = now, False
             metrics = self._safe_point_metrics(acc, lr_used, evaluate)
-            acc = _Accumulator()
+            acc = Accumulator()
             if self._done():
                 metrics.update(self.evaluate("test"))
-                _check_finite(metrics, self.step)
+                check_finite(metrics, self.step)
                 reporter.report(self.step, self.epoch, metrics)
                 reporter.checkpoint(self.step, self.checkpoint_bytes())
                 return FitResult(FitStatus.COMPLETED, self.step, self.epoch, metrics)
-            _check_finite(metrics, self.step)
+            check_finite(metrics, self.step)
             directive = reporter.report(self.step, self.epoch, metrics)
             result = self._obey(directive, reporter, epoch_end)
             if result is not None:
@@ -274,7 +267,7 @@ class Trainer:
         return FitResult(FitStatus.COMPLETED, self.step, self.epoch, final)
 
     def _safe_point_metrics(
-        self, acc: _Accumulator, lr_used: float, evaluate: bool
+        self, acc: Accumulator, lr_used: float, evaluate: bool
     ) -> dict[str, float]:
         metrics = acc.metrics()
         metrics["learning_rate"] = lr_used
@@ -303,39 +296,3 @@ class Trainer:
             first_step = self.update_hparams(directive.hparams)
             reporter.applied(directive, first_step)
         return None
-
-
-class _Accumulator:
-    """Running sums between two safe points: loss, correct predictions, examples, time."""
-
-    def __init__(self) -> None:
-        self.loss_sum = 0.0
-        self.correct = 0
-        self.examples = 0
-        self.steps = 0
-        self.seconds = 0.0
-        self.classifies = False
-
-    def add(self, loss: float, logits: NDArray[Any], y: NDArray[Any], seconds: float) -> None:
-        n = len(y)
-        self.loss_sum += loss * n
-        if logits.shape[1] > 0:
-            self.classifies = True
-            self.correct += int(np.count_nonzero(logits.argmax(axis=1) == y))
-        self.examples += n
-        self.steps += 1
-        self.seconds += seconds
-
-    def metrics(self) -> dict[str, float]:
-        n = max(self.examples, 1)
-        out = {"train_loss": self.loss_sum / n}
-        if self.classifies:
-            out["train_accuracy"] = self.correct / n
-        out["examples_per_second"] = self.examples / self.seconds if self.seconds > 0 else 0.0
-        return out
-
-
-def _check_finite(metrics: Mapping[str, float], step: int) -> None:
-    """Never report NaN: a non-finite metric means the run diverged."""
-    if not all(math.isfinite(v) for v in metrics.values()):
-        raise DivergedError(step)

@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
+from trainer.activations import Dropout, ReLU, Sigmoid, Tanh
 from trainer.config import HPARAM_SPECS, Activation, Init
-from trainer.layers import BatchNorm, Dense, Dropout, Layer, ReLU, Sigmoid, Tanh, float_dtype
+from trainer.layers import BatchNorm, Dense, Layer, float_dtype
 from trainer.losses import check_labels, log_softmax, softmax, softmax_cross_entropy
 
 Array = NDArray[Any]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from trainer.activations import Tanh
 from trainer.gradcheck import check_layer, check_params, numerical_grad, rel_error
-from trainer.layers import Tanh
 
 
 def test_numerical_grad_of_a_known_function() -> None:

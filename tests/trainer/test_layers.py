@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from trainer.activations import Dropout, ReLU, Sigmoid, Tanh, sigmoid
 from trainer.gradcheck import check_layer
 from trainer.init import he, initializer, xavier
-from trainer.layers import BatchNorm, Dense, Dropout, Layer, ReLU, Sigmoid, Tanh, sigmoid
+from trainer.layers import BatchNorm, Dense, Layer
 
 TOL = 1e-6
 F64 = np.float64

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from trainer.config import NotAdjustableError, TrainConfig
-from trainer.loop import DivergedError, FitStatus, Trainer
+from trainer.loop import FitStatus, Trainer
+from trainer.metrics import DivergedError
 from trainer.reporting import Action, Directive, NullReporter, RecordingReporter
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from trainer.activations import sigmoid
 from trainer.gradcheck import numerical_grad, rel_error
-from trainer.layers import sigmoid
 from trainer.losses import log_softmax, softmax, softmax_cross_entropy
 
 

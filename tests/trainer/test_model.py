@@ -7,8 +7,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from trainer.activations import Dropout
 from trainer.gradcheck import check_params
-from trainer.layers import BatchNorm, Dropout
+from trainer.layers import BatchNorm
 from trainer.losses import softmax_cross_entropy
 from trainer.model import MLP
 
