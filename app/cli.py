@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from app.dispatcher import PARENT_ENV, SINGLE_THREAD_ENV, TOKEN_ENV
+from app.dispatcher import CACHE_ENV, PARENT_ENV, SINGLE_THREAD_ENV, TOKEN_ENV
 
 ENV_PREFIX = "PANDACAVIAR_"
 DEFAULT_HOST = "127.0.0.1"
@@ -56,6 +56,8 @@ def _serve(args: argparse.Namespace) -> int:
         "WORKERS": None if args.workers is None else str(args.workers),
         "TOKEN": token,
         "ALLOWED_HOSTS": ",".join(args.allow_host) if args.allow_host else None,
+        "LAUNCHER": args.launcher,
+        "DASK_SCHEDULER": args.dask_scheduler,
     }
     for name, value in settings.items():
         if value is not None:
@@ -93,7 +95,42 @@ def _exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def _worker_pool(args: argparse.Namespace, token: str | None) -> int:
+    """``--processes N``: N worker processes kept alive (and replaced) by a dispatcher.
+
+    SIGTERM or Ctrl-C stops them the dispatcher's way: each checkpoints at its next safe
+    point and hands its trial back; one that lingers past the grace period is killed.
+    """
+    import signal
+
+    from app.dispatcher import Dispatcher
+
+    cache = Path(args.cache_dir) if args.cache_dir else None
+    pool = Dispatcher(args.server, args.processes, token=token, cache_dir=cache)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    pool.start()
+    print(f"pandacaviar worker: {args.processes} worker processes on {args.server}",
+          file=sys.stderr)
+    while not stop.wait(1.0):
+        pass
+    pool.stop()
+    return 0
+
+
 def _worker(args: argparse.Namespace) -> int:
+    if args.processes < 1:
+        print(f"pandacaviar worker: --processes: got {args.processes}, allowed: >= 1",
+              file=sys.stderr)
+        return EXIT_USAGE
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    if args.processes > 1:
+        return _worker_pool(args, token)
     # Before numpy is imported (by trainer, via app.worker): one BLAS thread per worker.
     for name, value in SINGLE_THREAD_ENV.items():
         os.environ.setdefault(name, value)
@@ -102,9 +139,9 @@ def _worker(args: argparse.Namespace) -> int:
         _exit_with_parent(int(parent))
     from app.worker import ProtocolError, run_worker
 
-    token = args.token or os.environ.get(TOKEN_ENV) or None
+    cache = Path(args.cache_dir) if args.cache_dir else None
     try:
-        run_worker(args.server, token, once=args.once, handle_signals=True)
+        run_worker(args.server, token, once=args.once, handle_signals=True, cache_dir=cache)
     except ProtocolError as exc:  # e.g. 401: a wrong token is not worth a traceback
         print(f"pandacaviar worker: the server refused: {exc}", file=sys.stderr)
         return 1
@@ -131,12 +168,20 @@ def build_parser() -> argparse.ArgumentParser:
                        "bind without one uses DATA_DIR/token, created on first run)")
     serve.add_argument("--allow-host", action="append", metavar="NAME",
                        help="also accept this Host header (a name the server is reached by)")
+    serve.add_argument("--launcher", choices=("local", "dask"),
+                       help="who runs the workers: local processes (default) or a Dask cluster")
+    serve.add_argument("--dask-scheduler", metavar="ADDRESS",
+                       help="Dask scheduler, e.g. tcp://host:8786 (default: a LocalCluster)")
     serve.set_defaults(func=_serve)
 
     worker = sub.add_parser("worker", help="claim and train trials from a server")
     worker.add_argument("--server", required=True, help="server URL, e.g. http://host:8000")
     worker.add_argument("--token", help=f"API token (default: ${TOKEN_ENV})")
     worker.add_argument("--once", action="store_true", help="exit after one trial")
+    worker.add_argument("--processes", type=int, default=1, metavar="N",
+                        help="worker processes to run from this command (default 1)")
+    worker.add_argument("--cache-dir", help="where uploaded data sets are cached (default "
+                        f"${CACHE_ENV} or ~/.cache/pandacaviar)")
     worker.set_defaults(func=_worker)
     return parser
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     # From the environment as a comma-separated list: PANDACAVIAR_ALLOWED_HOSTS=tuner.lan,10.0.0.5
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     start_dispatcher: bool = True
+    # Who keeps the `workers` worker loops alive: "local" child processes, or tasks on a Dask
+    # cluster (`dask_scheduler`, e.g. tcp://host:8786; a LocalCluster when unset).
+    launcher: Literal["local", "dask"] = "local"
+    dask_scheduler: str | None = None
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod
@@ -91,6 +95,11 @@ class Settings(BaseSettings):
     @property
     def upload_dir(self) -> Path:
         return self.data_dir / "uploads"
+
+    @property
+    def worker_cache_dir(self) -> Path:
+        """Where the workers this server launches cache uploaded data sets."""
+        return self.data_dir / "worker-cache"
 
     @property
     def token_file(self) -> Path:

@@ -19,7 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from app.launchers import Launcher
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,7 @@ SINGLE_THREAD_ENV = {
     "MKL_NUM_THREADS": "1",
 }
 TOKEN_ENV = "PANDACAVIAR_TOKEN"
+CACHE_ENV = "PANDACAVIAR_CACHE_DIR"  # the same name as app.worker_client.CACHE_ENV
 PARENT_ENV = "PANDACAVIAR_PARENT_PID"
 _ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,6 +66,7 @@ class Dispatcher:
         token: the API token; handed to the children through the environment, never argv
             (other users can read a process's arguments).
         python: the interpreter that runs the workers.
+        cache_dir: where the workers cache uploaded data sets (their default if None).
     """
 
     def __init__(
@@ -71,6 +76,7 @@ class Dispatcher:
         *,
         token: str | None = None,
         python: str = sys.executable,
+        cache_dir: Path | None = None,
     ) -> None:
         if n_workers < 0:
             raise ValueError(f"n_workers: got {n_workers}, allowed: >= 0")
@@ -78,6 +84,7 @@ class Dispatcher:
         self.n_workers = n_workers
         self.token = token
         self.python = python
+        self.cache_dir = cache_dir
         self._slots = [_Slot() for _ in range(n_workers)]
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -98,6 +105,12 @@ class Dispatcher:
         with self._lock:
             return sum(s.restarts for s in self._slots)
 
+    def status(self) -> dict[str, Any]:
+        """What the launcher reports: its kind, the workers wanted and alive, restarts."""
+        pids = self.pids
+        return {"launcher": "local", "workers": self.n_workers, "alive": len(pids),
+                "pids": pids, "restarts": self.restarts}
+
     def child_env(self) -> dict[str, str]:
         """The workers' environment: ours, one BLAS thread, the token, our package on the path."""
         env = {**os.environ, **SINGLE_THREAD_ENV}
@@ -106,6 +119,8 @@ class Dispatcher:
         )
         # Lets a worker notice that its server died (e.g. SIGKILL) and end too.
         env[PARENT_ENV] = str(os.getpid())
+        if self.cache_dir is not None:
+            env[CACHE_ENV] = str(self.cache_dir)
         if self.token:
             env[TOKEN_ENV] = self.token
         else:
@@ -183,7 +198,7 @@ SignalHandler = Callable[[int, FrameType | None], Any]
 class _StopWorkersFirst:
     """A signal handler that stops the workers, then hands the signal to the one it replaced."""
 
-    def __init__(self, dispatcher: Dispatcher, previous: dict[int, SignalHandler]) -> None:
+    def __init__(self, dispatcher: Launcher, previous: dict[int, SignalHandler]) -> None:
         self.dispatcher = dispatcher
         self.previous = previous
         self.stopping = False
@@ -202,7 +217,7 @@ class _StopWorkersFirst:
         threading.Thread(target=stop_then_pass_on, name="graceful-stop", daemon=True).start()
 
 
-def stop_workers_first(dispatcher: Dispatcher) -> None:
+def stop_workers_first(dispatcher: Launcher) -> None:
     """On SIGTERM/SIGINT, stop the workers while the server still answers, then exit.
 
     uvicorn closes its listening socket before the app's shutdown runs, so workers stopped

@@ -60,7 +60,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = make_engine(settings.database_url)
     init_db(engine)
     app.state.engine = engine
-    dispatcher = _start_dispatcher(settings)
+    dispatcher = await _start_launcher(settings)
     app.state.dispatcher = dispatcher
     reaper = asyncio.create_task(_reap_forever(app))
     try:
@@ -73,7 +73,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine.dispose()
 
 
-def _start_dispatcher(settings: Settings) -> Any:
+async def _start_launcher(settings: Settings) -> Any:
     if not settings.start_dispatcher or settings.workers == 0:
         return None
     try:
@@ -83,11 +83,23 @@ def _start_dispatcher(settings: Settings) -> Any:
             "app.dispatcher cannot be imported; run with PANDACAVIAR_WORKERS=0 "
             "(and start `pandacaviar worker` processes yourself)"
         ) from exc
-    dispatcher = Dispatcher(settings.server_url, settings.workers, token=settings.token)
-    dispatcher.start()
+    launcher: Any
+    if settings.launcher == "dask":
+        from app.launchers.dask import DaskLauncher
+
+        launcher = DaskLauncher(
+            settings.server_url, settings.workers, token=settings.token,
+            scheduler=settings.dask_scheduler, cache_dir=settings.worker_cache_dir,
+        )  # fmt: skip
+        # Off the event loop: distributed runs its own loop in a thread of its own.
+        await run_in_threadpool(launcher.start)
+    else:
+        launcher = Dispatcher(settings.server_url, settings.workers, token=settings.token,
+                              cache_dir=settings.worker_cache_dir)
+        launcher.start()
     # SIGTERM: the workers hand their trials back while the server still answers.
-    stop_workers_first(dispatcher)
-    return dispatcher
+    stop_workers_first(launcher)
+    return launcher
 
 
 def reap_once(app: FastAPI) -> int:

@@ -17,16 +17,19 @@ import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from app.worker_client import (
     IDLE_CAP_SECONDS,
     Backoff,
+    DatasetCache,
     FinishStatus,
     HttpReporter,
     ProtocolError,
     StaleAttempt,
     WorkerClient,
+    default_cache_dir,
     finite_metrics,
 )
 from trainer import ADJUSTABLE, DivergedError, TrainConfig, Trainer
@@ -75,11 +78,16 @@ class _Outcome:
     error: str | None = None
 
 
-def _build(client: WorkerClient, a: Assignment) -> Trainer:
+def _build(client: WorkerClient, a: Assignment, datasets: DatasetCache | None) -> Trainer:
     """The trainer of a claim, restored from its checkpoint when it has one."""
     config = dict(a.config)
     if a.report_seconds is not None:
         config["report_seconds"] = a.report_seconds
+    options = dict(config.get("task_options") or {})
+    if options.get("path") and datasets is not None:
+        # An uploaded data set: the path is the server's; train on a verified local copy.
+        options["path"] = str(datasets.local_path(str(options["path"])))
+        config["task_options"] = options
     trainer = Trainer(TrainConfig.from_dict(config))
     if a.checkpoint:
         ckpt = a.checkpoint
@@ -110,12 +118,14 @@ def _keep_lease(
             return
 
 
-def _build_keeping_lease(client: WorkerClient, a: Assignment) -> Trainer:
+def _build_keeping_lease(
+    client: WorkerClient, a: Assignment, datasets: DatasetCache | None
+) -> Trainer:
     done, stale = threading.Event(), threading.Event()
     beat = threading.Thread(target=_keep_lease, args=(client, a, done, stale), daemon=True)
     beat.start()
     try:
-        trainer = _build(client, a)
+        trainer = _build(client, a, datasets)
     finally:
         done.set()
     if stale.is_set():
@@ -123,11 +133,13 @@ def _build_keeping_lease(client: WorkerClient, a: Assignment) -> Trainer:
     return trainer
 
 
-def _train(client: WorkerClient, a: Assignment, reporter: HttpReporter) -> _Outcome:
+def _train(
+    client: WorkerClient, a: Assignment, reporter: HttpReporter, datasets: DatasetCache | None
+) -> _Outcome:
     """Build, restore and fit; any failure but a stale attempt becomes a failed outcome."""
     trainer: Trainer | None = None
     try:
-        trainer = _build_keeping_lease(client, a)
+        trainer = _build_keeping_lease(client, a, datasets)
         reporter.step, reporter.epoch = trainer.step, trainer.epoch
         result = trainer.fit(reporter)
         reporter.drain()  # a pause or the end must find its checkpoint stored
@@ -148,12 +160,18 @@ def _train(client: WorkerClient, a: Assignment, reporter: HttpReporter) -> _Outc
     return _Outcome(FinishStatus.FAILED, step, epoch, error=error)
 
 
-def run_trial(client: WorkerClient, assignment: Assignment) -> FinishStatus | None:
-    """Train one claimed trial to its end and finish it; ``None`` if the attempt went stale."""
+def run_trial(
+    client: WorkerClient, assignment: Assignment, datasets: DatasetCache | None = None
+) -> FinishStatus | None:
+    """Train one claimed trial to its end and finish it; ``None`` if the attempt went stale.
+
+    ``datasets`` supplies uploaded data sets; without it a ``file`` task's path is used as
+    the server gave it (only right on the server's own machine).
+    """
     a = assignment
     reporter = HttpReporter(client, a.trial_id, a.attempt)
     try:
-        outcome = _train(client, a, reporter)
+        outcome = _train(client, a, reporter, datasets)
         if reporter.points:
             # A failure left points unsent: keep the curve up to it (unless the server
             # refuses them, which must not keep the trial from finishing).
@@ -230,6 +248,7 @@ def run_worker(
     name: str | None = None,
     stop: threading.Event | None = None,
     handle_signals: bool = False,
+    cache_dir: Path | None = None,
 ) -> int:
     """Claim and train trials until ``stop`` is set (forever in a worker process).
 
@@ -241,12 +260,14 @@ def run_worker(
         stop: set it to make the worker return at its next wait; a trial in hand is
             checkpointed at its next safe point and handed back (finish "requeue").
         handle_signals: SIGTERM and SIGINT set ``stop`` (main thread of a worker process).
+        cache_dir: where uploaded data sets are cached (:func:`default_cache_dir` if None).
 
     Returns:
         The number of trials this worker ended (stale attempts not counted).
     """
     stop = stop or threading.Event()
     client = WorkerClient(server_url, token, stop=stop)
+    datasets = DatasetCache(client, cache_dir or default_cache_dir())
     worker_name = name or default_name()
     idle = Backoff(cap=IDLE_CAP_SECONDS)
     done = 0
@@ -266,7 +287,7 @@ def run_worker(
                     "claimed trial %s attempt %s", assignment.trial_id, assignment.attempt
                 )
                 _fault_exit(assignment.trial_id)
-                status = run_trial(client, assignment)
+                status = run_trial(client, assignment, datasets)
                 if status is not None:
                     done += 1
                     log.info("trial %s ended %s", assignment.trial_id, status.value)

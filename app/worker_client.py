@@ -8,11 +8,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import random
 import threading
+import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,6 +31,7 @@ RETRY_CAP_SECONDS = 5.0
 IDLE_CAP_SECONDS = 1.0
 # A 5xx answer may be a transient lock; retried this many times before the trial fails.
 MAX_SERVER_ERRORS = 8
+CACHE_ENV = "PANDACAVIAR_CACHE_DIR"
 # Directives a stopping worker may replace by a hand-back; stop and pause keep their meaning.
 HANDS_BACK = frozenset({Action.CONTINUE, Action.CHECKPOINT, Action.UPDATE})
 
@@ -142,6 +146,70 @@ class WorkerClient:
         if digest != sha256:
             raise ValueError(f"checkpoint {checkpoint_id}: sha256 {digest} != expected {sha256}")
         return data
+
+
+def default_cache_dir() -> Path:
+    """``$PANDACAVIAR_CACHE_DIR``, else ``$XDG_CACHE_HOME/pandacaviar`` or ~/.cache/pandacaviar."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pandacaviar"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class DatasetCache:
+    """Uploaded data sets fetched from the server once, kept under ``directory/datasets``.
+
+    A file is named by its sha256 and checked against the server's digest every time a trial
+    uses it: a cached copy that went bad (disk error, a stray edit) is fetched again rather
+    than trained on. Workers on the server's own machine use the same path: one code path.
+    """
+
+    def __init__(self, client: WorkerClient, directory: Path) -> None:
+        self.client = client
+        self.directory = directory / "datasets"
+        self.downloads = 0  # files fetched so far (visible to tests and logs)
+
+    def local_path(self, server_path: str) -> Path:
+        """The verified local copy of the upload the server calls ``server_path``."""
+        name = Path(server_path).name  # the server's own name; its directory means nothing here
+        info = self.client.request("GET", f"/api/uploads/{name}").json()
+        expected = str(info["sha256"])
+        cached = self.directory / f"{expected}{Path(name).suffix}"
+        if cached.is_file():
+            if file_sha256(cached) == expected:
+                return cached
+            log.warning("cached data set %s does not match its sha256; fetching it again", cached)
+            cached.unlink(missing_ok=True)
+        self._download(name, expected, cached)
+        return cached
+
+    def _download(self, name: str, expected: str, target: Path) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        response = self.client.request("GET", f"/api/uploads/{name}/content")
+        digest = hashlib.sha256(response.content).hexdigest()
+        if digest != expected:
+            raise ValueError(f"data set {name}: downloaded sha256 {digest} != expected {expected}")
+        # Written under a unique temp name, then renamed: several worker processes may share
+        # this cache, and none must ever read a half-written file.
+        tmp = target.with_name(f".{uuid.uuid4().hex}.part")
+        try:
+            with tmp.open("wb") as fh:
+                fh.write(response.content)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        self.downloads += 1
+        log.info("data set %s cached as %s", name, target)
 
 
 def finite_metrics(metrics: Mapping[str, float]) -> dict[str, float]:

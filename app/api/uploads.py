@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import unicodedata
 import uuid
 import zipfile
@@ -20,23 +21,33 @@ from typing import IO, Any
 
 from fastapi import APIRouter, Request, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.exceptions import HTTPException
 
 from app.deps import SettingsDep
-from app.errors import Invalid
+from app.errors import Invalid, NotFound
 
 router = APIRouter(prefix="/uploads", tags=["uploads"])
 ZIP_MAGIC = b"PK\x03\x04"
 MAX_NAME = 100  # characters of the client's file name shown back
 # An NPZ may be compressed: its arrays may expand to this many times the upload limit.
 MAX_EXPANSION = 8
+# The names the server gives uploads (``<uuid hex>.csv|npz``): nothing else is ever served.
+STORED_NAME = re.compile(r"[0-9a-f]{32}\.(csv|npz)")
+SHA256_HEADER = "X-Dataset-Sha256"
 UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["file"],
     "properties": {"file": {"type": "string", "format": "binary"}},
 }}}}}
+
+
+class DatasetOut(BaseModel):
+    path: str = Field(description="the server's name for the file")
+    bytes: int
+    sha256: str
 
 
 class UploadOut(BaseModel):
@@ -189,3 +200,41 @@ async def upload_dataset(request: Request, settings: SettingsDep) -> UploadOut:
         return await run_in_threadpool(_store, receiver, directory)
     finally:
         receiver.abort()  # after a success the temp name no longer exists: a no-op
+
+
+def _stored(name: str, directory: Path) -> Path:
+    """The uploaded file called ``name``; 404 for anything else (no path ever escapes)."""
+    path = directory / name
+    if not STORED_NAME.fullmatch(name) or not path.is_file():
+        raise NotFound(f"upload {name!r} not found")
+    return path
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@router.get("/{name}", response_model=DatasetOut)
+async def dataset_info(name: str, settings: SettingsDep) -> DatasetOut:
+    """Size and sha256 of an upload: a remote worker checks its cached copy against them.
+
+    The digest is computed from the file as stored now (uploads are never rewritten, so it
+    equals the upload's answer), which also catches a file damaged on the server's disk.
+    """
+    path = _stored(name, settings.upload_dir)
+    digest = await run_in_threadpool(_sha256, path)
+    return DatasetOut(path=name, bytes=path.stat().st_size, sha256=digest)
+
+
+@router.get("/{name}/content", response_class=FileResponse,
+            responses={200: {"content": {"application/octet-stream": {}}}})
+async def dataset_content(name: str, settings: SettingsDep) -> FileResponse:
+    """The upload's bytes, for workers on other machines (``file`` tasks)."""
+    path = _stored(name, settings.upload_dir)
+    digest = await run_in_threadpool(_sha256, path)
+    return FileResponse(path, media_type="application/octet-stream",
+                        headers={SHA256_HEADER: digest})

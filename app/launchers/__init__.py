@@ -1,0 +1,28 @@
+"""Launchers: what keeps the worker processes alive next to (or far from) the server.
+
+A launcher only places and restarts workers; handing trials out stays the claim endpoint's
+job, and control flows through the HTTP worker protocol whatever the launcher.
+
+- ``local`` (:class:`app.dispatcher.Dispatcher`): child processes of the server.
+- ``dask`` (:class:`app.launchers.dask.DaskLauncher`): tasks on a Dask cluster (a
+  ``distributed.LocalCluster`` by default, or any scheduler; dask-jobqueue reaches SLURM).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+LAUNCHERS = ("local", "dask")
+
+
+class Launcher(Protocol):
+    """The little the server needs from a launcher."""
+
+    def start(self) -> None:
+        """Place the workers and begin replacing those that die."""
+
+    def stop(self, timeout: float = ...) -> None:
+        """Ask every worker to hand its trial back; end those still running after ``timeout``."""
+
+    def status(self) -> dict[str, Any]:
+        """``{"launcher", "workers", "alive", "restarts", ...}`` for logs and tests."""
