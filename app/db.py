@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy import DateTime, Engine, create_engine, event, inspect
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
@@ -134,10 +134,60 @@ def read_engine(engine: Engine) -> Engine:
 
 
 def init_db(engine: Engine) -> None:
-    """Create the tables that do not exist yet."""
-    from app import models  # noqa: F401  (registers the tables on Base.metadata)
+    """Bring the database to the current schema, keeping every row it holds.
 
-    Base.metadata.create_all(engine)
+    A new database gets ``create_all`` and is stamped with the newest revision (fast, and what
+    the tests use); one with an ``alembic_version`` table is upgraded; one with our tables but
+    no ``alembic_version`` was made before migrations existed, so it is stamped with the
+    revision its tables match and then upgraded. Everything runs in one transaction: a failed
+    migration leaves the database as it was.
+    """
+    from alembic import command
+
+    # models registers the tables on Base.metadata.
+    from app import migrations, models  # noqa: F401
+
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as conn:
+        if sqlite:
+            # SQLite changes a table by copying it and dropping the old one; with foreign keys
+            # on, that DROP would cascade-delete the rows of every referring table. The pragma
+            # is ignored inside a transaction, hence before BEGIN, on this connection only.
+            _set_foreign_keys(conn, on=False)
+        try:
+            with conn.begin():
+                if engine.dialect.name == "postgresql":
+                    # Two servers starting on one database migrate one after the other.
+                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7260551)")
+                cfg = migrations.config(conn)
+                tables = set(inspect(conn).get_table_names())
+                if "alembic_version" in tables:
+                    command.upgrade(cfg, "head")
+                elif not tables & set(Base.metadata.tables):
+                    Base.metadata.create_all(conn)
+                    command.stamp(cfg, "head")
+                else:
+                    # The caviar tables arrived with the last schema made before migrations.
+                    made_by = (
+                        migrations.LAST_UNVERSIONED if "rung_records" in tables
+                        else migrations.FIRST
+                    )
+                    command.stamp(cfg, made_by)
+                    command.upgrade(cfg, "head")
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"migration broke foreign keys: {broken[:5]}")
+        finally:
+            if sqlite:
+                _set_foreign_keys(conn, on=True)
+
+
+def _set_foreign_keys(conn: Connection, *, on: bool) -> None:
+    # Straight on the driver connection: through SQLAlchemy it would autobegin a transaction.
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    dbapi.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
 
 
 @contextmanager
