@@ -169,7 +169,7 @@ def run_trial(
     the server gave it (only right on the server's own machine).
     """
     a = assignment
-    reporter = HttpReporter(client, a.trial_id, a.attempt)
+    reporter = HttpReporter(client, a.trial_id, a.attempt, min_interval=a.report_seconds or 0.0)
     try:
         outcome = _train(client, a, reporter, datasets)
         if reporter.points:

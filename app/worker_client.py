@@ -11,6 +11,7 @@ import math
 import os
 import random
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -225,10 +226,19 @@ class HttpReporter:
     server upserts, so a batch resent after a lost answer changes nothing).
     """
 
-    def __init__(self, client: WorkerClient, trial_id: int, attempt: int) -> None:
+    def __init__(
+        self, client: WorkerClient, trial_id: int, attempt: int, *, min_interval: float = 0.0
+    ) -> None:
         self.client = client
         self.trial_id = trial_id
         self.attempt = attempt
+        # Safe points of a small network come hundreds of times a second; sending each one
+        # would make the server, not training, the bottleneck of every core. Points are
+        # buffered and sent at most every ``min_interval`` seconds (the server's report
+        # interval, which also bounds how long a directive waits).
+        self.min_interval = min_interval
+        self._last_flush = -math.inf
+        self._flush_next = False
         self.step = 0  # progress sent with every report (set from a restored checkpoint)
         self.epoch = 0.0
         self.points: list[list[Any]] = []
@@ -246,6 +256,9 @@ class HttpReporter:
         """Buffer the metrics at ``step``, send everything buffered, return the directive."""
         self.step, self.epoch = step, epoch
         self.points.extend([step, name, v] for name, v in sorted(finite_metrics(metrics).items()))
+        due = self._flush_next or time.monotonic() - self._last_flush >= self.min_interval
+        if not (due or self.client.stop.is_set()):
+            return Directive()  # buffered; sent with the next due report
         directive = self.flush()
         if self.client.stop.is_set() and directive.action in HANDS_BACK:
             # The worker is stopping (SIGTERM): the trainer's pause path checkpoints here and
@@ -257,6 +270,7 @@ class HttpReporter:
 
     def flush(self) -> Directive:
         """Send the buffered points and applied entries (also the lease's heartbeat)."""
+        self._last_flush, self._flush_next = time.monotonic(), False
         if self._upload is not None and self._upload.done():
             self.drain()  # surfaces a failed upload (a stale attempt, say) at the next report
         body = {
@@ -311,3 +325,4 @@ class HttpReporter:
         # The answer's directive is dropped: directives live in the database, so anything
         # pending comes back at the next report.
         self.flush()
+        self._flush_next = True  # the report that shows the new values goes out at once
