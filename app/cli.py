@@ -64,7 +64,9 @@ def _serve(args: argparse.Namespace) -> int:
             os.environ[ENV_PREFIX + name] = value
     import uvicorn  # only the serve path needs the web stack
 
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port)
+    uvicorn.run(
+        "app.main:create_app", factory=True, host=host, port=port, access_log=args.access_log
+    )
     return 0
 
 
@@ -159,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the dashboard server and its local workers")
     serve.add_argument("--host", help=f"address to bind (default {DEFAULT_HOST})")
     serve.add_argument("--port", type=int, help=f"port (default {DEFAULT_PORT})")
+    serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
+                       help="log every HTTP request (off: idle workers poll every second)")
     serve.add_argument(
         "--db", help="SQLite database file or database URL (default ./pandacaviar.db)"
     )
@@ -192,6 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
     )
+    # Idle workers poll for work every second and migrations announce every plugin: at INFO
+    # these libraries would bury what the server itself has to say.
+    for noisy in ("httpx", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     return int(args.func(args))
 
 
