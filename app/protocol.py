@@ -92,9 +92,24 @@ def report(session: Session, trial: Trial, body: ReportIn, settings: Settings) -
     trial.step, trial.epoch = body.step, body.epoch
     trial.lease_expires_at = utcnow() + timedelta(seconds=settings.lease_seconds)
     _apply(session, trial, body.applied)
-    caviar.on_report(session, trial, body.step, body.epoch, body.points)
+    for step, epoch in _epoch_ends(body.epoch_ends, (body.step, body.epoch)):
+        caviar.on_report(session, trial, step, epoch, body.points)
     session.flush()
     return directive_for(session, trial)
+
+
+def _epoch_ends(
+    ends: list[tuple[int, int]], last: tuple[int, float] | None = None
+) -> list[tuple[int, float]]:
+    """Each (step, epoch) at which an epoch ended, in order, once.
+
+    A worker sends the points of 0.1 s at a time; a small network finishes several epochs in
+    that time, and early stopping must see each epoch's end, not only the batch's last one.
+    """
+    out = {step: float(epoch) for step, epoch in ends}
+    if last is not None:
+        out.setdefault(last[0], last[1])
+    return sorted(out.items())
 
 
 def checkpoint_taken(session: Session, trial: Trial, step: int, settings: Settings) -> None:
@@ -110,9 +125,13 @@ def finish(session: Session, trial: Trial, body: FinishIn) -> None:
     paused one into ``stopped``; a trial that completed its epochs stays completed.
     """
     check_attempt(trial, body.attempt)
-    points = [(body.step, name, value) for name, value in body.metrics.items()]
+    final = [(body.step, name, value) for name, value in body.metrics.items()]
+    # The points still buffered by the worker come first: the final metrics win a tie.
+    points = [*body.points, *final]
     crud.upsert_metrics(session, trial_id=trial.id, points=points)
     _record_objective(trial, trial.study, points)
+    for step, epoch in _epoch_ends(body.epoch_ends):
+        caviar.on_report(session, trial, step, epoch, body.points)
     trial.step, trial.epoch = body.step, body.epoch
     pending = pending_of(session, trial)
     if body.status == REQUEUE and not kinds_of(pending) & (ENDING | {EventKind.PAUSE}):

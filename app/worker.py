@@ -172,22 +172,9 @@ def run_trial(
     reporter = HttpReporter(client, a.trial_id, a.attempt, min_interval=a.report_seconds or 0.0)
     try:
         outcome = _train(client, a, reporter, datasets)
-        if reporter.points:
-            # A failure left points unsent: keep the curve up to it (unless the server
-            # refuses them, which must not keep the trial from finishing).
-            try:
-                reporter.flush()
-            except ProtocolError:
-                reporter.points.clear()
-        body = {
-            "attempt": a.attempt,
-            "status": outcome.status.value,
-            "step": outcome.step,
-            "epoch": outcome.epoch,
-            "metrics": dict(outcome.metrics),
-            "error": outcome.error,
-        }
-        client.request("POST", f"/api/workers/trials/{a.trial_id}/finish", json=body)
+        # Points a failure left unsent go with the finish: the curve is kept up to it.
+        reporter.finish(outcome.status, outcome.step, outcome.epoch, outcome.metrics,
+                        outcome.error)
     except StaleAttempt:
         log.info("trial %s attempt %s is stale; dropping it", a.trial_id, a.attempt)
         return None

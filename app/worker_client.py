@@ -242,6 +242,9 @@ class HttpReporter:
         self.step = 0  # progress sent with every report (set from a restored checkpoint)
         self.epoch = 0.0
         self.points: list[list[Any]] = []
+        # [step, epoch] of every epoch end among the buffered points: early stopping compares
+        # trials at each epoch's end, and one batch may span several epochs of a small model.
+        self.epoch_ends: list[list[int]] = []
         self.pending_applied: list[dict[str, int]] = []
         # Checkpoints upload in the background: a big model's checkpoint (8 MB for
         # 784-512-512-10 with Adam moments) would otherwise stall training and delay the
@@ -256,6 +259,8 @@ class HttpReporter:
         """Buffer the metrics at ``step``, send everything buffered, return the directive."""
         self.step, self.epoch = step, epoch
         self.points.extend([step, name, v] for name, v in sorted(finite_metrics(metrics).items()))
+        if epoch >= 1 and epoch == int(epoch):
+            self.epoch_ends.append([step, int(epoch)])
         due = self._flush_next or time.monotonic() - self._last_flush >= self.min_interval
         if not (due or self.client.stop.is_set()):
             return Directive()  # buffered; sent with the next due report
@@ -278,6 +283,7 @@ class HttpReporter:
             "step": self.step,
             "epoch": self.epoch,
             "points": list(self.points),
+            "epoch_ends": list(self.epoch_ends),
             "applied": list(self.pending_applied),
         }
         response = self.client.request(
@@ -285,6 +291,7 @@ class HttpReporter:
         )
         # Only what this request carried is acknowledged; nothing is added meanwhile.
         del self.points[: len(body["points"])]
+        del self.epoch_ends[: len(body["epoch_ends"])]
         del self.pending_applied[: len(body["applied"])]
         data = response.json()
         return Directive(
@@ -292,6 +299,33 @@ class HttpReporter:
             hparams=dict(data.get("hparams") or {}),
             event_id=data.get("event_id"),
         )
+
+    def finish(
+        self, status: FinishStatus, step: int, epoch: float,
+        metrics: Mapping[str, float] | None = None, error: str | None = None,
+    ) -> None:
+        """End the attempt; the points still buffered ride along with the finish.
+
+        A trial shorter than the report interval thus costs three round trips (claim, the
+        first report, finish) instead of four. Should the server refuse the buffered points
+        (a 4xx), the finish is sent again without them: a trial must be able to end.
+        """
+        if self.pending_applied:
+            self.flush()  # an applied entry must be acknowledged before the attempt ends
+        body: dict[str, Any] = {
+            "attempt": self.attempt, "status": status.value, "step": step, "epoch": epoch,
+            "metrics": dict(metrics or {}), "error": error,
+            "points": list(self.points), "epoch_ends": list(self.epoch_ends),
+        }
+        path = f"/api/workers/trials/{self.trial_id}/finish"
+        try:
+            self.client.request("POST", path, json=body)
+        except ProtocolError:
+            if not body["points"]:
+                raise
+            self.client.request("POST", path, json={**body, "points": [], "epoch_ends": []})
+        self.points.clear()
+        self.epoch_ends.clear()
 
     def checkpoint(self, step: int, data: bytes) -> None:
         """Upload a checkpoint taken after ``step`` steps, in the background."""

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from app.worker import Assignment, run_worker
-from app.worker_client import HttpReporter, StaleAttempt, WorkerClient
+from app.worker_client import FinishStatus, HttpReporter, StaleAttempt, WorkerClient
 from tests.e2e import (
     FAST,
     ROOT,
@@ -95,6 +95,30 @@ def test_reporter_resends_buffered_points_after_an_outage(
     for name, value in POINTS.items():
         assert metrics[name] == [[1, value], [2, value]]
     client.close()
+
+
+def test_a_trial_inside_one_report_interval_costs_three_round_trips(
+    servers: list[ServerProcess], tmp_path: Path
+) -> None:
+    server = _server(servers, tmp_path / "srv", report_seconds=60)
+    api = Api(server.url)
+    trial_id = _queue_trial(api, FAST, epochs=10)
+    client = WorkerClient(server.url)
+    sent: list[str] = []
+    client.http.event_hooks["request"].append(lambda request: sent.append(request.url.path))
+    assignment = _claim(client)
+    reporter = HttpReporter(client, trial_id, assignment.attempt,
+                            min_interval=float(assignment.report_seconds or 0))
+    for step in range(1, 11):  # one report per epoch, all inside the 60 s interval
+        reporter.report(step, float(step), {"dev_accuracy": step / 10})
+    reporter.finish(FinishStatus.COMPLETED, 10, 10.0, {"dev_accuracy": 1.0})
+    reporter.close()
+    client.close()
+    base = f"/api/workers/trials/{trial_id}"
+    assert sent == ["/api/workers/claim", f"{base}/report", f"{base}/finish"]
+    curve = api.metrics(trial_id, "dev_accuracy")["dev_accuracy"]
+    assert curve == [[s, s / 10] for s in range(1, 11)]
+    assert api.trial(trial_id)["state"] == "completed"
 
 
 def test_stale_attempt_raises_and_is_never_written(

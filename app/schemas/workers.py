@@ -34,13 +34,17 @@ class Applied(Strict):
     step: int = Field(ge=0)
 
 
+Point = tuple[Annotated[int, Field(ge=0)], Name, FiniteFloat]
+# [step, epoch] of an epoch's end inside a batch of points: early stopping looks at each one.
+EpochEnd = tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=1)]]
+
+
 class ReportIn(Strict):
     attempt: int = Field(ge=1)
     step: int = Field(ge=0)
     epoch: FiniteFloat = Field(ge=0)
-    points: list[tuple[Annotated[int, Field(ge=0)], Name, FiniteFloat]] = Field(
-        default_factory=list
-    )
+    points: list[Point] = Field(default_factory=list)
+    epoch_ends: list[EpochEnd] = Field(default_factory=list)
     applied: list[Applied] = Field(default_factory=list)
 
 
@@ -58,6 +62,9 @@ class FinishIn(Strict):
     epoch: FiniteFloat = Field(0.0, ge=0)
     metrics: dict[Name, FiniteFloat] = Field(default_factory=dict)
     error: str | None = Field(None, max_length=20_000)
+    # Points still buffered by the worker when the attempt ended (stored like a report's).
+    points: list[Point] = Field(default_factory=list)
+    epoch_ends: list[EpochEnd] = Field(default_factory=list)
 
 
 class CheckpointOut(BaseModel):
