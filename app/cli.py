@@ -37,6 +37,10 @@ def _database_url(db: str | None) -> str | None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.processes < 1:
+        print(f"pandacaviar serve: --processes: got {args.processes}, allowed: >= 1",
+              file=sys.stderr)
+        return EXIT_USAGE
     host = args.host or _env("HOST") or DEFAULT_HOST
     port = args.port or int(_env("PORT") or DEFAULT_PORT)
     token = args.token or _env("TOKEN")
@@ -59,14 +63,19 @@ def _serve(args: argparse.Namespace) -> int:
         "LAUNCHER": args.launcher,
         "DASK_SCHEDULER": args.dask_scheduler,
     }
+    lock = Path(data_dir) / f"serve-{os.getpid()}.lock"
+    if args.processes > 1:
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        settings["LAUNCH_LOCK"] = str(lock)  # one of the N processes launches the workers
     for name, value in settings.items():
         if value is not None:
             os.environ[ENV_PREFIX + name] = value
-    import uvicorn  # only the serve path needs the web stack
+    from app import serving  # only the serve path needs the web stack
 
-    uvicorn.run(
-        "app.main:create_app", factory=True, host=host, port=port, access_log=args.access_log
-    )
+    try:
+        serving.run(host, port, processes=args.processes, access_log=args.access_log)
+    finally:
+        lock.unlink(missing_ok=True)
     return 0
 
 
@@ -167,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--db", help="SQLite database file or database URL (default ./pandacaviar.db)"
     )
     serve.add_argument("--workers", type=int, help="local worker processes (default: cores)")
+    serve.add_argument("--processes", type=int, default=1, metavar="N",
+                       help="server processes on the one port (default 1): more serve many "
+                       "workers of short trials faster")
     serve.add_argument("--data-dir", help="checkpoints and uploads (default ./data)")
     serve.add_argument("--token", help=f"API token (prefer the {TOKEN_ENV} variable; a wide "
                        "bind without one uses DATA_DIR/token, created on first run)")

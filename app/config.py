@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     # cluster (`dask_scheduler`, e.g. tcp://host:8786; a LocalCluster when unset).
     launcher: Literal["local", "dask"] = "local"
     dask_scheduler: str | None = None
+    # `pandacaviar serve --processes N` runs N server processes on one port; of those, only
+    # the one holding an exclusive lock on this file launches the workers.
+    launch_lock: Path | None = None
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

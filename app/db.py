@@ -12,7 +12,10 @@ the writers.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -67,7 +70,8 @@ def make_engine(url: str) -> Engine:
         max_overflow=30,
     )
     event.listen(engine, "connect", _sqlite_on_connect)
-    writers = _WriterQueue()
+    on_disk = parsed.database and parsed.database != ":memory:"
+    writers = _WriterQueue(Path(f"{parsed.database}-writer.lock") if on_disk else None)
     event.listen(engine, "begin", writers.on_begin)
     event.listen(engine, "commit", writers.on_end)
     event.listen(engine, "rollback", writers.on_end)
@@ -91,27 +95,59 @@ def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
 
 
 class _WriterQueue:
-    """Writing transactions of this process take turns on a lock before ``BEGIN IMMEDIATE``.
+    """Writing transactions take turns on a lock before ``BEGIN IMMEDIATE``.
 
-    SQLite's busy handler makes waiting writers poll with growing sleeps, which is unfair:
-    under load (the soak: 16 reporting clients on 2 cores) one unlucky request kept losing the
-    race for 10 s and got "database is locked". Queueing on a lock in the server, the only
-    process that writes, hands the write lock over without polling. After ``busy_timeout``
-    on our lock the transaction still goes ahead and SQLite's own wait applies, so a
-    transaction left open by mistake cannot deadlock the server.
+    SQLite's busy handler makes waiting writers poll with growing sleeps (1, 2, 5, 10 ms...),
+    which is slow and unfair: under load (the soak: 16 reporting clients on 2 cores) one
+    unlucky request kept losing the race for 10 s and got "database is locked". So writers
+    queue on locks of our own instead: a thread lock inside the process, then, when several
+    server processes share the file (``pandacaviar serve --processes N``), an exclusive
+    ``flock`` on ``<database>-writer.lock``, held by one thread per process at a time and
+    released by the kernel if its process dies. After ``busy_timeout`` on our locks the
+    transaction still goes ahead and SQLite's own wait applies, so a transaction left open by
+    mistake cannot deadlock the server.
     """
 
     KEY = "pandacaviar_writer"
+    FILE_KEY = "pandacaviar_writer_file"
+    # Between tries at another process's file lock: a write transaction lasts about a
+    # millisecond, and SQLite's own first retry would come only after 1 ms.
+    POLL_SECONDS = 0.0002
 
-    def __init__(self) -> None:
+    def __init__(self, lock_path: Path | None = None) -> None:
         self.lock = threading.Lock()
+        self.lock_path = lock_path
+        self._fd: int | None = None
+
+    def _file_fd(self) -> int:
+        if self._fd is None:
+            assert self.lock_path is not None
+            self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        return self._fd
+
+    def _flock(self, deadline: float) -> bool:
+        """The file lock, polled until ``deadline`` (``flock`` itself cannot time out)."""
+        fd = self._file_fd()
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(self.POLL_SECONDS)
 
     def on_begin(self, conn: Connection) -> None:
         if conn.get_execution_options().get(DEFERRED):
             conn.exec_driver_sql("BEGIN")
             return
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
         if self.lock.acquire(timeout=BUSY_TIMEOUT_MS / 1000):
             conn.info[self.KEY] = True
+            # Only the thread holding the thread lock takes the file lock, so one flock
+            # per process is ever held or awaited.
+            if self.lock_path is not None and self._flock(deadline):
+                conn.info[self.FILE_KEY] = True
         try:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:
@@ -120,11 +156,17 @@ class _WriterQueue:
 
     def on_end(self, conn: Connection) -> None:
         # Released by whichever thread ends the transaction (threading.Lock allows it).
-        if conn.info.pop(self.KEY, False):
-            self.lock.release()
+        self._release(conn.info)
 
     def on_checkin(self, dbapi_connection: Any, record: Any) -> None:
-        if record is not None and record.info.pop(self.KEY, False):
+        if record is not None:
+            self._release(record.info)
+
+    def _release(self, info: dict[Any, Any]) -> None:
+        # The file lock first: it is only ever held under the thread lock.
+        if info.pop(self.FILE_KEY, False):
+            fcntl.flock(self._file_fd(), fcntl.LOCK_UN)
+        if info.pop(self.KEY, False):
             self.lock.release()
 
 

@@ -8,8 +8,10 @@ also exists for ``uvicorn app.main:app``, but it is built on first access (PEP 5
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -73,8 +75,27 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine.dispose()
 
 
+def _launch_turn(settings: Settings) -> bool:
+    """Whether this process launches the workers: always, unless it is one of several.
+
+    Of the processes of one ``pandacaviar serve --processes N``, the one that holds the
+    exclusive ``flock`` on ``launch_lock`` does; the kernel drops the lock with its process,
+    and the replacement uvicorn starts takes it. The descriptor stays open for the process's
+    lifetime on purpose: closing it would release the lock.
+    """
+    if settings.launch_lock is None:
+        return True
+    fd = os.open(settings.launch_lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    return True
+
+
 async def _start_launcher(settings: Settings) -> Any:
-    if not settings.start_dispatcher or settings.workers == 0:
+    if not settings.start_dispatcher or settings.workers == 0 or not _launch_turn(settings):
         return None
     try:
         from app.dispatcher import Dispatcher, stop_workers_first

@@ -73,6 +73,7 @@ class BenchServer:
         access_log: keep uvicorn's access log (off by default: it costs throughput and is
             not what is measured).
         keep: keep the data directory after stopping (for post-mortems).
+        processes: server processes on the port (``pandacaviar serve --processes``).
     """
 
     def __init__(
@@ -82,8 +83,10 @@ class BenchServer:
         env: Mapping[str, str] | None = None,
         access_log: bool = False,
         keep: bool = False,
+        processes: int = 1,
     ) -> None:
         self.n_workers = workers
+        self.processes = processes
         self.extra_env = dict(env or {})
         self.access_log = access_log
         self.keep = keep
@@ -117,12 +120,13 @@ class BenchServer:
     def start(self) -> BenchServer:
         """Start the server, wait until it is healthy, then start the workers."""
         self.upload_dir.mkdir(parents=True, exist_ok=True)
+        # The real command: `pandacaviar serve` (settings from the environment above).
         cmd = [
-            sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-            "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
+            sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1",
+            "--port", str(self.port), "--processes", str(self.processes),
         ]
-        if not self.access_log:
-            cmd.append("--no-access-log")
+        if self.access_log:
+            cmd.append("--access-log")
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it until it exits
         self.server = subprocess.Popen(
             cmd, cwd=ROOT, env=self._env(), stdout=log, stderr=subprocess.STDOUT

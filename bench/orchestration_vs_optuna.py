@@ -50,6 +50,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
+from app.worker import Assignment  # noqa: E402
+from app.worker_client import FinishStatus, HttpReporter, WorkerClient  # noqa: E402
 from bench._server import (  # noqa: E402
     LOCKED,
     BenchServer,
@@ -74,7 +76,11 @@ class ClientResult:
     trials: int = 0
     errors: int = 0
     first_error: str = ""
+    requests: int = 0
     call_seconds: dict[str, list[float]] = field(default_factory=dict)
+
+    def count_request(self) -> None:
+        self.requests += 1
 
     def timed(self, name: str, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` and add its duration to ``call_seconds[name]``."""
@@ -87,51 +93,67 @@ class ClientResult:
 # -- our server ---------------------------------------------------------------------------
 
 
-def _ours_trial(client: httpx.Client, me: str, res: ClientResult) -> None:
-    """claim -> 10 reports of one point -> finish; raises on any non-2xx answer."""
-    claim = res.timed("claim", lambda: client.post("/api/workers/claim", json={"worker": me}))
-    claim.raise_for_status()
-    if claim.status_code == 204:
+def _ours_trial(client: WorkerClient, me: str, res: ClientResult, batched: bool) -> None:
+    """One trial the way ``app.worker`` runs one: claim, 10 reports, finish.
+
+    The calls are the worker's own (``WorkerClient.claim``, ``HttpReporter.report`` and
+    ``HttpReporter.finish``); only the trainer is left out. ``batched`` keeps the reporter's
+    send interval from the claim (the server's ``report_seconds``), so the 10 values, which
+    come in microseconds here, leave in the first report and the finish; ``batched=False``
+    sends each value in a request of its own (every report a round trip and a commit).
+    """
+    claim = res.timed("claim", lambda: client.claim(me))
+    if claim is None:
         raise RuntimeError("queue empty: not enough trials were queued")
-    data = claim.json()
-    tid, attempt = data["trial_id"], data["attempt"]
-    value = 0.0
-    for step in range(1, REPORTS_PER_TRIAL + 1):
-        value = 1.0 - 1.0 / (step + 1)
-        body = {"attempt": attempt, "step": step, "epoch": float(step),
-                "points": [[step, "dev_accuracy", value]]}
-        r = res.timed("report", lambda b=body: client.post(
-            f"/api/workers/trials/{tid}/report", json=b))
-        r.raise_for_status()
-    fin = {"attempt": attempt, "status": "completed", "step": REPORTS_PER_TRIAL,
-           "epoch": float(REPORTS_PER_TRIAL), "metrics": {"dev_accuracy": value}}
-    r = res.timed("finish", lambda: client.post(f"/api/workers/trials/{tid}/finish", json=fin))
-    r.raise_for_status()
+    a = Assignment.from_json(claim)
+    interval = (a.report_seconds or 0.0) if batched else 0.0
+    reporter = HttpReporter(client, a.trial_id, a.attempt, min_interval=interval)
+    try:
+        value = 0.0
+        for step in range(1, REPORTS_PER_TRIAL + 1):
+            value = 1.0 - 1.0 / (step + 1)
+            metrics = {"dev_accuracy": value}
+            res.timed("report", lambda s=step, m=metrics: reporter.report(s, float(s), m))
+        res.timed("finish", lambda: reporter.finish(
+            FinishStatus.COMPLETED, REPORTS_PER_TRIAL, float(REPORTS_PER_TRIAL),
+            {"dev_accuracy": value},
+        ))
+    finally:
+        reporter.close()
 
 
 def ours_client(
-    url: str, warmup: int, trials: int, barrier: Barrier, queue: mp.Queue[ClientResult]
+    url: str, batched: bool, warmup: int, trials: int, barrier: Barrier,
+    queue: mp.Queue[ClientResult],
 ) -> None:
     """One worker-like process: warm up, wait for the others, run the timed trials."""
     res = ClientResult()
     me = f"bench-{mp.current_process().pid}"
-    with httpx.Client(base_url=url, timeout=60.0) as client:
+    client = WorkerClient(url)
+    # Round trips per trial, counted on the wire (retries included).
+    client.http.event_hooks["request"].append(lambda request: res.count_request())
+    try:
         scratch = ClientResult()
         for _ in range(warmup):
-            _ours_trial(client, me, scratch)
+            _ours_trial(client, me, scratch, batched)
+        res.requests = 0
         barrier.wait()
         res.start = time.perf_counter()
         for _ in range(trials):
             try:
-                _ours_trial(client, me, res)
+                _ours_trial(client, me, res, batched)
                 res.trials += 1
             except (httpx.HTTPError, RuntimeError) as exc:
                 res.errors += 1
                 res.first_error = res.first_error or repr(exc)[:300]
         res.end = time.perf_counter()
-        # The HTTP + framework floor: the same number of round trips with no database work.
-        for _ in range(min(trials, 50) * (REPORTS_PER_TRIAL + 2)):
-            res.timed("health", lambda: client.get("/api/health"))
+        requests = res.requests
+        # The HTTP + framework floor: round trips with no database work.
+        for _ in range(min(trials, 50) * 3):
+            res.timed("health", lambda: client.http.get("/api/health"))
+        res.requests = requests
+    finally:
+        client.close()
     queue.put(res)
 
 
@@ -175,14 +197,34 @@ def optuna_client(
 # -- runs -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Setup:
+    """One way of running a system: the label the tables use and what it takes."""
+
+    label: str
+    system: str  # "ours" or "optuna"
+    server_processes: int = 0
+    batched: bool = True
+    judged: bool = False
+
+
+SETUPS = (
+    Setup("ours", "ours", server_processes=2, judged=True),
+    Setup("ours, 1 server process", "ours", server_processes=1),
+    Setup("ours, a request per value", "ours", server_processes=2, batched=False),
+    Setup("optuna", "optuna", judged=True),
+)
+
+
 @dataclass
 class RunResult:
-    system: str
+    setup: Setup
     clients: int
     ms_per_trial: float
     trials: int
     errors: int
     first_error: str
+    requests_per_trial: float
     call_ms: dict[str, float]
 
 
@@ -200,7 +242,7 @@ def _spawn(
     return out
 
 
-def _summarise(system: str, clients: int, results: Sequence[ClientResult]) -> RunResult:
+def _summarise(setup: Setup, clients: int, results: Sequence[ClientResult]) -> RunResult:
     wall = max(r.end for r in results) - min(r.start for r in results)
     done = sum(r.trials for r in results)
     calls: dict[str, list[float]] = {}
@@ -209,24 +251,27 @@ def _summarise(system: str, clients: int, results: Sequence[ClientResult]) -> Ru
             calls.setdefault(name, []).extend(secs)
     errors = [r.first_error for r in results if r.first_error]
     return RunResult(
-        system, clients, 1000 * wall / max(done, 1), done, sum(r.errors for r in results),
-        errors[0] if errors else "", {k: 1000 * statistics.fmean(v) for k, v in calls.items()},
+        setup, clients, 1000 * wall / max(done, 1), done, sum(r.errors for r in results),
+        errors[0] if errors else "", sum(r.requests for r in results) / max(done, 1),
+        {k: 1000 * statistics.fmean(v) for k, v in calls.items()},
     )
 
 
 def run_ours(
-    server: BenchServer, clients: int, warmup: int, trials: int, tag: str
+    server: BenchServer, setup: Setup, clients: int, warmup: int, trials: int, tag: str
 ) -> RunResult:
     """A fresh study with enough queued trials, then ``clients`` processes through it."""
     with httpx.Client(base_url=server.url, timeout=60.0) as client:
         study = create_study(client, f"orchestration-{tag}", epochs=REPORTS_PER_TRIAL)
         for _ in range(clients * (warmup + trials)):
             create_trial(client, study, {})
-    results = _spawn(ours_client, (server.url, warmup, trials), clients)
-    return _summarise("ours", clients, results)
+    results = _spawn(ours_client, (server.url, setup.batched, warmup, trials), clients)
+    return _summarise(setup, clients, results)
 
 
-def run_optuna(storage: str, clients: int, warmup: int, trials: int, tag: str) -> RunResult:
+def run_optuna(
+    storage: str, setup: Setup, clients: int, warmup: int, trials: int, tag: str
+) -> RunResult:
     """A fresh Optuna study in the shared SQLite file, then ``clients`` processes on it."""
     import optuna
 
@@ -234,76 +279,85 @@ def run_optuna(storage: str, clients: int, warmup: int, trials: int, tag: str) -
     name = f"orchestration-{tag}"
     optuna.create_study(study_name=name, storage=storage, direction="maximize")
     results = _spawn(optuna_client, (storage, name, warmup, trials), clients)
-    return _summarise("optuna", clients, results)
+    return _summarise(setup, clients, results)
 
 
 # -- report ---------------------------------------------------------------------------------
 
 
-def _median_ms(runs: Sequence[RunResult], system: str, clients: int) -> float:
-    return statistics.median(
-        r.ms_per_trial for r in runs if r.system == system and r.clients == clients
-    )
+def _mine(runs: Sequence[RunResult], label: str, clients: int) -> list[RunResult]:
+    return [r for r in runs if r.setup.label == label and r.clients == clients]
+
+
+def _median_ms(runs: Sequence[RunResult], label: str, clients: int) -> float:
+    return statistics.median(r.ms_per_trial for r in _mine(runs, label, clients))
 
 
 def breakdown(runs: Sequence[RunResult]) -> None:
     """Where one of our trials goes (1 process): the calls, and the no-database HTTP floor."""
-    mine = [r for r in runs if r.system == "ours" and r.clients == 1]
+    mine = _mine(runs, "ours", 1)
     if not mine:
         return
     ms = {k: statistics.fmean(r.call_ms[k] for r in mine) for k in CALLS}
-    calls = 2 + REPORTS_PER_TRIAL
+    trips = statistics.fmean(r.requests_per_trial for r in mine)
     total = ms["claim"] + REPORTS_PER_TRIAL * ms["report"] + ms["finish"]
-    floor = calls * ms["health"]
+    floor = trips * ms["health"]
     print(f"\nours, 1 process, per trial: claim {ms['claim']:.2f} + {REPORTS_PER_TRIAL} x report "
-          f"{ms['report']:.2f} + finish {ms['finish']:.2f} = {total:.2f} ms; the same "
-          f"{calls} round trips to GET /api/health (no database) cost {floor:.2f} ms "
-          f"({100 * floor / total:.0f}%).")
+          f"{ms['report']:.2f} + finish {ms['finish']:.2f} = {total:.2f} ms in {trips:.1f} "
+          f"round trips; as many round trips to GET /api/health (no database) cost "
+          f"{floor:.2f} ms ({100 * floor / total:.0f}%).")
 
 
-def report(runs: Sequence[RunResult], server: BenchServer, trials: int) -> None:
+def report(runs: Sequence[RunResult], servers: Sequence[BenchServer], trials: int) -> None:
     """Print the tables and the goals."""
     rows = []
-    for system in ("ours", "optuna"):
+    for setup in SETUPS:
         for clients in (1, 2):
-            mine = [r for r in runs if r.system == system and r.clients == clients]
-            ms = _median_ms(runs, system, clients)
+            mine = _mine(runs, setup.label, clients)
+            ms = _median_ms(runs, setup.label, clients)
             rows.append([
-                system, clients, f"{ms:.2f}", f"{1000 / ms:.0f}",
+                setup.label, clients, f"{ms:.2f}", f"{1000 / ms:.0f}",
+                f"{statistics.fmean(r.requests_per_trial for r in mine):.1f}"
+                if setup.system == "ours" else "",
                 ", ".join(f"{r.ms_per_trial:.2f}" for r in mine),
                 sum(r.errors for r in mine),
             ])
-    print(f"\n## Per-trial overhead ({REPORTS_PER_TRIAL} reports/trial, {trials} trials per "
+    print(f"\n## Per-trial overhead ({REPORTS_PER_TRIAL} values/trial, {trials} trials per "
           "process, median over repeats)\n")
     print(markdown_table(
-        ["system", "processes", "ms/trial", "trials/s", "ms/trial per repeat", "errors"], rows
+        ["setup", "processes", "ms/trial", "trials/s", "HTTP requests/trial",
+         "ms/trial per repeat", "errors"], rows,
     ))
-    o1, o2 = _median_ms(runs, "ours", 1), _median_ms(runs, "ours", 2)
+    print("\n## Speed-up and ratio\n")
     p1, p2 = _median_ms(runs, "optuna", 1), _median_ms(runs, "optuna", 2)
-    print()
-    print(markdown_table(["", "ours", "optuna", "ours / optuna"], [
-        ["ms/trial, 1 process", f"{o1:.2f}", f"{p1:.2f}", f"{o1 / p1:.3f}"],
-        ["ms/trial, 2 processes", f"{o2:.2f}", f"{p2:.2f}", f"{o2 / p2:.3f}"],
-        ["speed-up 2 vs 1", f"{o1 / o2:.2f}x", f"{p1 / p2:.2f}x", ""],
-    ]))
+    ratio_rows = []
+    for setup in SETUPS:
+        o1, o2 = _median_ms(runs, setup.label, 1), _median_ms(runs, setup.label, 2)
+        ratio_rows.append([setup.label, f"{o1:.2f}", f"{o2:.2f}", f"{o1 / o2:.2f}x",
+                           f"{o1 / p1:.3f}"])
+    print(markdown_table(
+        ["setup", "ms/trial, 1 process", "ms/trial, 2 processes", "speed-up 2 vs 1",
+         "1 process / optuna's"], ratio_rows,
+    ))
     breakdown(runs)
 
     print("\n## Mean time per call (ms), all repeats\n")
     call_rows = []
-    for system in ("ours", "optuna"):
+    for setup in SETUPS:
         for clients in (1, 2):
-            mine = [r for r in runs if r.system == system and r.clients == clients]
-            names = sorted({k for r in mine for k in r.call_ms})
-            for name in names:
-                call_rows.append([system, clients, name,
-                                  f"{statistics.fmean(r.call_ms[name] for r in mine):.2f}"])
-    print(markdown_table(["system", "processes", "call", "mean ms"], call_rows))
+            mine = _mine(runs, setup.label, clients)
+            for name in sorted({k for r in mine for k in r.call_ms}):
+                call_rows.append([setup.label, clients, name,
+                                  f"{statistics.fmean(r.call_ms[name] for r in mine):.3f}"])
+    print(markdown_table(["setup", "processes", "call", "mean ms"], call_rows))
     first = next((r.first_error for r in runs if r.first_error), "")
     if first:
         print(f"\nfirst error: {first}")
-    print(f"\n'database is locked' lines in the server log: {server.count_in_log(LOCKED)}")
+    locked = sum(s.count_in_log(LOCKED) for s in servers)
+    print(f"\n'database is locked' lines in the server logs: {locked}")
 
-    print("\n## Goals\n")
+    o1, o2 = _median_ms(runs, "ours", 1), _median_ms(runs, "ours", 2)
+    print("\n## Goals (ours: the worker's own client, `pandacaviar serve --processes 2`)\n")
     print(f"- ours {o1:.2f} ms/trial vs optuna {p1:.2f} ms/trial (1 process): ratio "
           f"{o1 / p1:.3f}, goal <= {GOAL_RATIO:.3f}: {verdict(o1 / p1 <= GOAL_RATIO)}")
     print(f"- ours 2 processes vs 1: {o1 / o2:.2f}x, goal >= {GOAL_SPEEDUP}x: "
@@ -316,22 +370,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="30 trials/process, 1 repeat")
     parser.add_argument("--trials", type=int, default=None, help="timed trials per process")
     parser.add_argument("--warmup", type=int, default=5, help="untimed trials per process (5)")
-    parser.add_argument("--repeats", type=int, default=None, help="runs per setting (2)")
+    parser.add_argument("--repeats", type=int, default=None, help="runs per setting (3)")
     args = parser.parse_args(argv)
-    trials = args.trials or (30 if args.quick else 100)
-    repeats = args.repeats or (1 if args.quick else 2)
+    trials = args.trials or (30 if args.quick else 200)
+    repeats = args.repeats or (1 if args.quick else 3)
     runs: list[RunResult] = []
-    with tempfile.TemporaryDirectory(prefix="optuna-bench-") as tmp, BenchServer() as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="optuna-bench-") as tmp,
+        BenchServer(processes=1) as one,
+        BenchServer(processes=2) as two,
+    ):
+        servers = {1: one, 2: two}
         storage = f"sqlite:///{Path(tmp) / 'optuna.db'}"
         for rep in range(repeats):
             for clients in (1, 2):
-                tag = f"{rep}-{clients}"
-                runs.append(run_ours(server, clients, args.warmup, trials, tag))
-                runs.append(run_optuna(storage, clients, args.warmup, trials, tag))
-                for r in runs[-2:]:
-                    print(f"repeat {rep}: {r.system} x{r.clients}: {r.ms_per_trial:.2f} ms/trial"
-                          f" ({r.trials} trials, {r.errors} errors)", flush=True)
-        report(runs, server, trials)
+                for i, setup in enumerate(SETUPS):
+                    tag = f"{rep}-{clients}-{i}"
+                    if setup.system == "ours":
+                        server = servers[setup.server_processes]
+                        run = run_ours(server, setup, clients, args.warmup, trials, tag)
+                    else:
+                        run = run_optuna(storage, setup, clients, args.warmup, trials, tag)
+                    runs.append(run)
+                    print(f"repeat {rep}: {setup.label} x{clients}: {run.ms_per_trial:.2f} "
+                          f"ms/trial ({run.trials} trials, {run.errors} errors)", flush=True)
+        report(runs, list(servers.values()), trials)
     return 0
 
 

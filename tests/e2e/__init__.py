@@ -70,11 +70,16 @@ class ServerProcess:
         data: a directory of its own (the SQLite file and checkpoints go there).
         workers: local workers the server's dispatcher keeps alive.
         env: extra ``PANDACAVIAR_*`` settings (lease seconds, reaper period...).
+        processes: server processes on the port (``serve --processes``).
     """
 
-    def __init__(self, data: Path, *, workers: int = 0, env: Mapping[str, str] | None = None):
+    def __init__(
+        self, data: Path, *, workers: int = 0, env: Mapping[str, str] | None = None,
+        processes: int = 1,
+    ) -> None:
         self.data = data
         self.workers = workers
+        self.processes = processes
         self.port = free_port()
         self.env = {**os.environ, **THREAD_ENV, **(env or {})}
         if "PANDACAVIAR_TOKEN" not in (env or {}):
@@ -92,7 +97,7 @@ class ServerProcess:
         cmd = [
             sys.executable, "-m", "app.cli", "serve", "--port", str(self.port),
             "--db", str(self.data / "pandacaviar.db"), "--data-dir", str(self.data / "files"),
-            "--workers", str(self.workers),
+            "--workers", str(self.workers), "--processes", str(self.processes),
         ]  # fmt: skip
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
