@@ -12,6 +12,11 @@ left and marks the study completed once every trial has ended and no budget is l
 claim caps the running trials per study at ``parallelism`` too (see ``crud.claim_next``), so
 trials added by hand or by a re-test never run more at once.
 
+Concurrency: on PostgreSQL, where two servers may share the database, :func:`settle` and the
+scheduler's decision in :func:`on_report` lock the study's row first (``crud.lock_study``), so
+they count trials, number new ones and read rung records as if they ran one after another,
+as they do on SQLite.
+
 Checking a space and building the algorithms from a study row is ``app.caviar_config``.
 """
 
@@ -210,6 +215,7 @@ def settle(session: Session, study: Study) -> None:
     if study.mode is not StudyMode.CAVIAR:
         return
     session.flush()
+    crud.lock_study(session, study)
     feed(session, study)
     session.flush()
     still_open = _count(session, Trial.study_id == study.id, Trial.state.in_(OPEN_STATES))
@@ -235,8 +241,13 @@ def on_report(
     if study.mode is not StudyMode.CAVIAR or not values or epoch < 1 or epoch % 1:
         return
     resource, value = int(epoch), values[-1]
-    crud.upsert_intermediate(session, trial_id=trial.id, resource=resource, value=value)
     scheduler = scheduler_for(study)
+    if scheduler is not None:
+        # Two trials ending an epoch at once must not each decide without the other's value
+        # (ASHA could keep both where it keeps one): the study's lock orders them as SQLite's
+        # writes are ordered.
+        crud.lock_study(session, study)
+    crud.upsert_intermediate(session, trial_id=trial.id, resource=resource, value=value)
     # A re-test must train to the end: its final value is what it measures.
     if scheduler is not None and trial.retest_of_id is None:
         _consult(session, scheduler, trial, resource, value)

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Enum,
     Float,
     ForeignKey,
@@ -79,6 +80,12 @@ class EventKind(enum.StrEnum):
     BAD_CHECKPOINT = "bad_checkpoint"
 
 
+# 64 bits on PostgreSQL, whose INTEGER has 32: a study seed goes up to 2**32 - 1, a checkpoint
+# may pass 2 GiB, and metric points are counted in billions over a server's life. SQLite's
+# INTEGER has 64 bits already, and a primary key must stay INTEGER there to be the rowid.
+BigInt = BigInteger().with_variant(Integer(), "sqlite")
+
+
 def _enum(cls: type[enum.Enum]) -> Enum:
     # Store the lower-case values the API shows, as VARCHAR: portable and readable in sqlite3.
     return Enum(cls, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
@@ -104,7 +111,7 @@ class Study(Base):
     budget_epochs: Mapped[int | None] = mapped_column(Integer)
     epochs: Mapped[int] = mapped_column(Integer)
     parallelism: Mapped[int] = mapped_column(Integer)
-    seed: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(BigInt)
     state: Mapped[StudyState] = mapped_column(_enum(StudyState), default=StudyState.ACTIVE)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -200,7 +207,7 @@ class Metric(Base):
         UniqueConstraint("trial_id", "name", "step", name="uq_metrics_trial_name_step"),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
     trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(100))
     step: Mapped[int] = mapped_column(Integer)
@@ -237,7 +244,7 @@ class Checkpoint(Base):
     # The hyperparameters in force up to ``step``: what a fork from here starts with.
     hparams: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     path: Mapped[str] = mapped_column(String(500))
-    bytes: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(BigInt)
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -1,4 +1,9 @@
-"""Fixture ladder: settings (tmp_path SQLite) -> app -> client (lifespan runs) -> db."""
+"""Fixture ladder: backend -> database_url -> settings -> app -> client (lifespan runs) -> db.
+
+``backend`` is "sqlite" (a file under tmp_path) unless a directory's conftest parametrizes it:
+tests/api runs every test on SQLite and on a private PostgreSQL server (tests/pg.py), which
+starts once per session and only when a test asks for it.
+"""
 
 from __future__ import annotations
 
@@ -21,14 +26,44 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.db import Base, read_engine
 from app.main import create_app
+from tests.pg import PostgresServer, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """The test run's own PostgreSQL server (skipped without binaries, a failure on CI)."""
+    yield from start_server()
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def pg_url(pg_server: PostgresServer) -> Iterator[str]:
+    """A migrated PostgreSQL database with no rows, for this test alone."""
+    name = pg_server.acquire()
+    yield pg_server.url(name)
+    pg_server.release(name)
+
+
+@pytest.fixture
+def backend() -> str:
+    """The database the test's server uses; tests/api/conftest.py runs both."""
+    return "sqlite"
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "postgresql":
+        # Looked up lazily: a SQLite-only run never starts PostgreSQL.
+        return str(request.getfixturevalue("pg_url"))
+    assert backend == "sqlite", backend
+    return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
     return Settings(
-        database_url=f"sqlite:///{tmp_path / 'test.db'}",
+        database_url=database_url,
         data_dir=tmp_path / "data",
         workers=0,
         start_dispatcher=False,
@@ -97,16 +132,20 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[str]:
+def live_server(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Iterator[str]:
     """A real uvicorn server process on a free port (no dispatcher); yields its URL."""
     port = free_port()
+    if backend == "postgresql":
+        database_url = str(request.getfixturevalue("pg_url"))
+    else:
+        database_url = f"sqlite:///{tmp_path / 'live.db'}"
     env = {
         **os.environ,
-        "PANDACAVIAR_DATABASE_URL": f"sqlite:///{tmp_path / 'live.db'}",
+        "PANDACAVIAR_DATABASE_URL": database_url,
         "PANDACAVIAR_DATA_DIR": str(tmp_path / "data"),
         "PANDACAVIAR_START_DISPATCHER": "false",
         "PANDACAVIAR_WORKERS": "0",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
     }
     cmd = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]

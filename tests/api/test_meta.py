@@ -14,9 +14,9 @@ from app.models import Study
 from tests.conftest import DB
 
 
-def test_health(client: TestClient) -> None:
+def test_health(client: TestClient, backend: str) -> None:
     body = client.get("/api/health").json()
-    assert body["status"] == "ok" and body["database"] == "sqlite" and body["streams"] == 0
+    assert body["status"] == "ok" and body["database"] == backend and body["streams"] == 0
 
 
 def test_tasks(client: TestClient) -> None:
