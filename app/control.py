@@ -134,13 +134,22 @@ def close_events(
             event.applied_step = step
 
 
-def end_trial(session: Session, trial: Trial, state: TrialState) -> None:
+def end_trial(
+    session: Session, trial: Trial, state: TrialState, pending: list[Event] | None = None
+) -> None:
+    """Leave the running state; a finished trial's requests still pending become moot.
+
+    ``pending``: the trial's pending events when the caller has just read them (a query
+    fewer); events it closed meanwhile keep their step.
+    """
     trial.state = state
     trial.worker = None
     trial.lease_expires_at = None
     if state.finished:
         trial.ended_at = utcnow()
-        close_events(pending_of(session, trial), step=None)
+        if pending is None:
+            pending = pending_of(session, trial)
+        close_events([e for e in pending if e.applied_at is None], step=None)
 
 
 def pause(session: Session, trial: Trial) -> None:

@@ -24,12 +24,23 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, joinedload
 
 from app.db import UTCDateTime, utcnow
 from app.errors import Invalid
@@ -60,6 +71,7 @@ def _dialect(session: Session) -> str:
 
 # Session.get / refresh / Select.with_for_update arguments for FOR NO KEY UPDATE.
 ROW_LOCK: dict[str, Any] = {"key_share": True}
+WITH_STUDY = [joinedload(Trial.study, innerjoin=True)]
 _HELD = "pandacaviar_row_locks"
 
 
@@ -88,7 +100,8 @@ def hold(session: Session, table: str, ids: Iterable[int]) -> None:
 def get_trial(session: Session, trial_id: int, *, lock: bool) -> Trial | None:
     """The trial, its row locked until the transaction ends when ``lock`` (PostgreSQL)."""
     if not lock or not locks_rows(session):
-        return session.get(Trial, trial_id)
+        # With its study in the same query: every worker call reads the study's objective.
+        return session.get(Trial, trial_id, options=WITH_STUDY)
     trial = session.get(Trial, trial_id, with_for_update=ROW_LOCK, populate_existing=True)
     if trial is not None:
         _held(session).add(("trials", trial_id))
@@ -249,19 +262,28 @@ def claim_next(
     """
     if locks_rows(session):
         return _claim_next_locking(session, worker=worker, now=now, lease_until=lease_until)
-    oldest = _oldest_queued(set())
-    stmt = (
-        update(Trial)
-        .where(Trial.id == oldest.scalar_subquery())
-        .values(**_claimed(worker, now, lease_until))
-        .returning(Trial.id, Trial.attempt)
-        .execution_options(synchronize_session=False)
-    )
-    row = session.execute(stmt).first()
+    params = {"worker": worker, "now": now, "lease_until": lease_until}
+    row = session.execute(_sqlite_claim(), params).first()
     return None if row is None else (row[0], row[1])
 
 
 _CANDIDATE, _OTHER = aliased(Trial), aliased(Trial)
+
+
+@cache
+def _sqlite_claim() -> Any:
+    """The claim statement, built once: building it cost more than running it."""
+    claimed = _claimed(
+        bindparam("worker"), bindparam("now", type_=UTCDateTime()),
+        bindparam("lease_until", type_=UTCDateTime()),
+    )
+    return (
+        update(Trial)
+        .where(Trial.id == _oldest_queued(set()).scalar_subquery())
+        .values(**claimed)
+        .returning(Trial.id, Trial.attempt)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _oldest_queued(full: set[int]) -> Select[Any]:
@@ -287,13 +309,16 @@ def _oldest_queued(full: set[int]) -> Select[Any]:
     return q.where(candidate.study_id.not_in(full)) if full else q
 
 
-def _claimed(worker: str, now: datetime, lease_until: datetime) -> dict[str, Any]:
+def _claimed(worker: Any, now: Any, lease_until: Any) -> dict[str, Any]:
+    """The claimed trial's new values (plain values, or bind parameters)."""
+    if isinstance(now, datetime):
+        now = literal(now, UTCDateTime())
     return {
         "state": TrialState.RUNNING,
         "attempt": Trial.attempt + 1,
         "worker": worker,
         "lease_expires_at": lease_until,
-        "started_at": func.coalesce(Trial.started_at, literal(now, UTCDateTime())),
+        "started_at": func.coalesce(Trial.started_at, now),
     }
 
 
@@ -385,14 +410,18 @@ def pending_events(session: Session, trial_ids: Iterable[int]) -> dict[int, list
     ids = list(trial_ids)
     out: dict[int, list[Event]] = defaultdict(list)
     if ids:
-        q = (
-            select(Event)
-            .where(Event.trial_id.in_(ids), Event.applied_at.is_(None))
-            .order_by(Event.id)
-        )
-        for event in session.scalars(q):
+        for event in session.scalars(_PENDING, {"ids": ids}):
             out[event.trial_id].append(event)
     return out
+
+
+# Built once: every worker call asks for pending events, and building the statement cost more
+# than running it.
+_PENDING = (
+    select(Event)
+    .where(Event.trial_id.in_(bindparam("ids", expanding=True)), Event.applied_at.is_(None))
+    .order_by(Event.id)
+)
 
 
 def list_events(session: Session, *, trial_id: int) -> list[Event]:

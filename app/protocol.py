@@ -166,7 +166,7 @@ def finish(session: Session, trial: Trial, body: FinishIn) -> None:
         trial.error = body.error or "failed without a message"
         crud.add_event(session, trial, EventKind.FAIL, {"error": trial.error},
                        applied=True, applied_step=body.step)
-    end_trial(session, trial, state)
+    end_trial(session, trial, state, pending)
     caviar.settle(session, trial.study)
 
 
@@ -243,7 +243,7 @@ def claim(session: Session, worker: str, settings: Settings) -> ClaimOut | None:
     row = crud.claim_next(session, worker=worker, now=now, lease_until=lease_until)
     if row is None:
         return None
-    trial = session.get_one(Trial, row[0], populate_existing=True)
+    trial = session.get_one(Trial, row[0], populate_existing=True, options=crud.WITH_STUDY)
     ckpt = resume_point(session, trial)
     adjusts = [e for e in pending_of(session, trial) if e.kind is EventKind.ADJUST]
     if adjusts:

@@ -237,7 +237,9 @@ class HttpReporter:
         # buffered and sent at most every ``min_interval`` seconds (the server's report
         # interval, which also bounds how long a directive waits).
         self.min_interval = min_interval
-        self._last_flush = -math.inf
+        # The interval counts from the claim, which renewed the lease and answered any
+        # directive: a trial shorter than one interval then costs two round trips.
+        self._last_flush = time.monotonic()
         self._flush_next = False
         self.step = 0  # progress sent with every report (set from a restored checkpoint)
         self.epoch = 0.0
@@ -306,9 +308,9 @@ class HttpReporter:
     ) -> None:
         """End the attempt; the points still buffered ride along with the finish.
 
-        A trial shorter than the report interval thus costs three round trips (claim, the
-        first report, finish) instead of four. Should the server refuse the buffered points
-        (a 4xx), the finish is sent again without them: a trial must be able to end.
+        A trial shorter than the report interval thus costs two round trips (claim, finish).
+        Should the server refuse the buffered points (a 4xx), the finish is sent again without
+        them: a trial must be able to end.
         """
         if self.pending_applied:
             self.flush()  # an applied entry must be acknowledged before the attempt ends

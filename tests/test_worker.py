@@ -97,7 +97,7 @@ def test_reporter_resends_buffered_points_after_an_outage(
     client.close()
 
 
-def test_a_trial_inside_one_report_interval_costs_three_round_trips(
+def test_a_trial_inside_one_report_interval_costs_two_round_trips(
     servers: list[ServerProcess], tmp_path: Path
 ) -> None:
     server = _server(servers, tmp_path / "srv", report_seconds=60)
@@ -115,7 +115,7 @@ def test_a_trial_inside_one_report_interval_costs_three_round_trips(
     reporter.close()
     client.close()
     base = f"/api/workers/trials/{trial_id}"
-    assert sent == ["/api/workers/claim", f"{base}/report", f"{base}/finish"]
+    assert sent == ["/api/workers/claim", f"{base}/finish"]
     curve = api.metrics(trial_id, "dev_accuracy")["dev_accuracy"]
     assert curve == [[s, s / 10] for s in range(1, 11)]
     assert api.trial(trial_id)["state"] == "completed"

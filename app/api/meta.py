@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -15,6 +16,7 @@ from trainer.config import HPARAM_SPECS
 router = APIRouter(tags=["meta"])
 
 
+@cache
 def _version() -> str:
     try:
         return version("panda-caviar")

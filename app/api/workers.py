@@ -31,7 +31,7 @@ from app.schemas import (
     ReportIn,
     TrialPublic,
 )
-from app.serialize import trial_out
+from app.serialize import trial_out, trial_public
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/workers", tags=["workers"])
@@ -80,7 +80,10 @@ def report(
 def finish(trial: TrialDep, body: FinishIn, session: SessionDep) -> TrialPublic:
     """End the attempt as completed, paused, stopped or failed."""
     protocol.finish(session, trial, body)
-    out = trial_out(session, trial)
+    # Ending a trial closed every request it had pending: no need to look them up again.
+    out = trial_public(trial, [], None) if trial.state.finished and not trial.round_id else (
+        trial_out(session, trial)
+    )
     session.commit()
     return out
 
