@@ -9,11 +9,11 @@ Feeding: a caviar study keeps at most ``parallelism`` of its trials queued or ru
 change that can free a slot (a finish, a reaped lease, a stop or pause of a queued trial, a
 new round) calls :func:`settle`, which samples the next trials of the first round with budget
 left and marks the study completed once every trial has ended and no budget is left. The
-claim caps the running trials per study at ``parallelism`` too (see ``crud.claim_next``), so
+claim caps the running trials per study at ``parallelism`` too (see ``claims.claim_next``), so
 trials added by hand or by a re-test never run more at once.
 
 Concurrency: on PostgreSQL, where two servers may share the database, :func:`settle` and the
-scheduler's decision in :func:`on_report` lock the study's row first (``crud.lock_study``), so
+scheduler's decision in :func:`on_report` lock the study's row first (``locks.lock_study``), so
 they count trials, number new ones and read rung records as if they ran one after another,
 as they do on SQLite.
 
@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from app import crud
+from app import crud, locks
 from app.caviar_config import sampler_for, scheduler_for
 from app.models import (
     Checkpoint,
@@ -215,7 +215,7 @@ def settle(session: Session, study: Study) -> None:
     if study.mode is not StudyMode.CAVIAR:
         return
     session.flush()
-    crud.lock_study(session, study)
+    locks.lock_study(session, study)
     feed(session, study)
     session.flush()
     still_open = _count(session, Trial.study_id == study.id, Trial.state.in_(OPEN_STATES))
@@ -246,7 +246,7 @@ def on_report(
         # Two trials ending an epoch at once must not each decide without the other's value
         # (ASHA could keep both where it keeps one): the study's lock orders them as SQLite's
         # writes are ordered.
-        crud.lock_study(session, study)
+        locks.lock_study(session, study)
     crud.upsert_intermediate(session, trial_id=trial.id, resource=resource, value=value)
     # A re-test must train to the end: its final value is what it measures.
     if scheduler is not None and trial.retest_of_id is None:

@@ -4,7 +4,7 @@ stop, adjust, fork. The worker side (claims, reports, finishes, the reaper) is a
 Functions take a session whose transaction began IMMEDIATE (see app.db), change rows and
 leave the commit to the caller. Requests are stored as events, never queued in memory, so
 they survive a server restart. On PostgreSQL each control first locks the trial's row
-(``crud.lock_trial``): two servers asked to pause or adjust one trial at once take turns, so
+(``locks.lock_trial``): two servers asked to pause or adjust one trial at once take turns, so
 the second sees the first's pending event (one pause, adjustments chained old -> new).
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app import caviar, caviar_config, crud
+from app import caviar, caviar_config, crud, locks
 from app.config import Settings
 from app.db import utcnow
 from app.errors import Conflict, Invalid
@@ -154,7 +154,7 @@ def end_trial(
 
 def pause(session: Session, trial: Trial) -> None:
     """Running: ask the worker to checkpoint and release the trial. Queued: paused at once."""
-    crud.lock_trial(session, trial)
+    locks.lock_trial(session, trial)
     pending = kinds_of(pending_of(session, trial))
     if trial.state is TrialState.RUNNING:
         if EventKind.STOP in pending:
@@ -173,7 +173,7 @@ def pause(session: Session, trial: Trial) -> None:
 
 def resume(session: Session, trial: Trial) -> None:
     """A paused trial goes back to the queue and restarts from its latest checkpoint."""
-    crud.lock_trial(session, trial)
+    locks.lock_trial(session, trial)
     if trial.state is not TrialState.PAUSED:
         raise Conflict(
             f"trial {trial.id} is {trial.state.value}; only paused trials can be resumed"
@@ -184,7 +184,7 @@ def resume(session: Session, trial: Trial) -> None:
 
 def stop(session: Session, trial: Trial) -> None:
     """Running: the worker stops at its next safe point. Queued or paused: stopped at once."""
-    crud.lock_trial(session, trial)
+    locks.lock_trial(session, trial)
     if trial.state.finished:
         raise Conflict(f"trial {trial.id} is {trial.state.value}; it has already ended")
     if trial.state is TrialState.RUNNING:
@@ -221,7 +221,7 @@ def adjust(session: Session, trial: Trial, values: dict[str, Any]) -> Event:
     The event's payload is ``{"hparams": new values, "old": the values they replace}``, so the
     trial page can mark "old -> new at step S" without replaying the trial's history.
     """
-    crud.lock_trial(session, trial)
+    locks.lock_trial(session, trial)
     if trial.state.finished:
         raise Conflict(
             f"trial {trial.id} is {trial.state.value}; adjust a queued, running or paused "
@@ -238,7 +238,7 @@ def adjust(session: Session, trial: Trial, values: dict[str, Any]) -> Event:
 
 def request_checkpoint(session: Session, trial: Trial) -> Event:
     """Ask the worker of a running trial for a checkpoint at its next safe point."""
-    crud.lock_trial(session, trial)
+    locks.lock_trial(session, trial)
     if trial.state is not TrialState.RUNNING:
         raise Conflict(
             f"trial {trial.id} is {trial.state.value}; only running trials take checkpoints"
@@ -249,7 +249,7 @@ def request_checkpoint(session: Session, trial: Trial) -> Event:
 def fork(session: Session, parent: Trial, step: int, overrides: dict[str, Any]) -> Trial:
     """A new queued trial that starts from ``parent``'s checkpoint at ``step``."""
     # A claim of the parent may drop a corrupt checkpoint meanwhile: it holds this lock.
-    crud.lock_trial(session, parent)
+    locks.lock_trial(session, parent)
     ckpt = crud.get_checkpoint(session, trial_id=parent.id, step=step)
     if ckpt is None:
         steps = [c.step for c in crud.list_checkpoints(session, trial_id=parent.id)]

@@ -1,48 +1,27 @@
 """Reusable queries; keyword-only, no HTTP and no state-machine rules (those are in control).
 
-Row locks (PostgreSQL). SQLite runs one writing transaction at a time (``BEGIN IMMEDIATE``,
-see app.db), so a read followed by a write is atomic there. PostgreSQL runs them side by side
-at READ COMMITTED: two servers on one database would both read "queued" or "no pause pending"
-and both act on it. So every read-then-write path first locks the row its decision rests on:
-the trial for its state and pending events (:func:`get_trial`, :func:`lock_trial`), the study
-for whatever is counted or numbered per study (:func:`lock_study`: the parallelism cap,
-feeding, trial numbers, ASHA's rung records). The claim and the reaper skip locked trials
-instead of waiting for them (``SKIP LOCKED``). On SQLite these helpers do nothing.
-
-The lock is ``FOR NO KEY UPDATE``, what an UPDATE of non-key columns takes anyway: it keeps
-out other lockers and writers of the row, not the foreign-key checks of rows inserted
-meanwhile (a metric or an event of the trial takes ``FOR KEY SHARE``).
-
-Lock order, so that two transactions never wait on each other: a trial before its study, and
-a transaction that waits on a study holds no other study. The claim waits only on a study
-(it skips locked trials), the reaper locks its studies in id order, and deleting a study locks
-its trials before the study (see app.deps).
+Row locks live in app.locks and the claim in app.claims.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import datetime
-from functools import cache
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Select,
     and_,
     bindparam,
     func,
-    literal,
-    or_,
     select,
-    update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session, aliased, joinedload
+from sqlalchemy.orm import Session
 
-from app.db import UTCDateTime, utcnow
+from app import locks
+from app.db import utcnow
 from app.errors import Invalid
 from app.models import (
     Checkpoint,
@@ -52,7 +31,6 @@ from app.models import (
     IntermediateValue,
     Metric,
     Study,
-    StudyMode,
     Trial,
     TrialState,
 )
@@ -65,94 +43,6 @@ TRIAL_SORTS = (
 
 def _dialect(session: Session) -> str:
     return session.get_bind().dialect.name
-
-
-# -- row locks -------------------------------------------------------------------------------
-
-# Session.get / refresh / Select.with_for_update arguments for FOR NO KEY UPDATE.
-ROW_LOCK: dict[str, Any] = {"key_share": True}
-WITH_STUDY = [joinedload(Trial.study, innerjoin=True)]
-_HELD = "pandacaviar_row_locks"
-
-
-def locks_rows(session: Session) -> bool:
-    """Whether read-then-write code must lock rows: concurrent writers (PostgreSQL)."""
-    return _dialect(session) == "postgresql"
-
-
-def _held(session: Session) -> set[tuple[str, int]]:
-    """The rows locked by the session's current transaction (locks end with it)."""
-    session.connection()  # begins the transaction, so that it can be told apart from the next
-    txn = session.get_transaction()
-    held: tuple[Any, set[tuple[str, int]]] | None = session.info.get(_HELD)
-    if held is None or held[0] is not txn:
-        held = (txn, set())
-        session.info[_HELD] = held
-    return held[1]
-
-
-def hold(session: Session, table: str, ids: Iterable[int]) -> None:
-    """Note rows that a statement of this transaction locked (no-op without row locks)."""
-    if locks_rows(session):
-        _held(session).update((table, i) for i in ids)
-
-
-def get_trial(session: Session, trial_id: int, *, lock: bool) -> Trial | None:
-    """The trial, its row locked until the transaction ends when ``lock`` (PostgreSQL)."""
-    if not lock or not locks_rows(session):
-        # With its study in the same query: every worker call reads the study's objective.
-        return session.get(Trial, trial_id, options=WITH_STUDY)
-    trial = session.get(Trial, trial_id, with_for_update=ROW_LOCK, populate_existing=True)
-    if trial is not None:
-        _held(session).add(("trials", trial_id))
-    return trial
-
-
-def lock_trial(session: Session, trial: Trial) -> None:
-    """Lock the trial's row and reload it, unless this transaction already holds the lock.
-
-    Read-then-write code on a trial calls this before it reads the trial's state or its
-    pending events: a second server then waits for this transaction and reads what it wrote.
-    """
-    if not locks_rows(session):
-        return
-    held = _held(session)
-    if ("trials", trial.id) in held:
-        return
-    session.flush()  # refresh must not drop this transaction's own unflushed changes
-    session.refresh(trial, with_for_update=ROW_LOCK)
-    held.add(("trials", trial.id))
-
-
-def get_study(session: Session, study_id: int, *, lock: bool) -> Study | None:
-    """The study, its row locked until the transaction ends when ``lock`` (PostgreSQL)."""
-    if not lock or not locks_rows(session):
-        return session.get(Study, study_id)
-    session.flush()  # populate_existing must not drop this transaction's unflushed changes
-    study = session.get(Study, study_id, with_for_update=ROW_LOCK, populate_existing=True)
-    if study is not None:
-        _held(session).add(("studies", study_id))
-    return study
-
-
-def lock_study(session: Session, study: Study) -> None:
-    """Lock the study's row and reload it, unless this transaction already holds the lock.
-
-    Taken before anything counted or numbered per study is read: running and queued trials
-    (the parallelism cap, feeding), the next trial number, rung records.
-    """
-    if locks_rows(session) and ("studies", study.id) not in _held(session):
-        get_study(session, study.id, lock=True)
-
-
-def lock_trials_of_study(session: Session, study_id: int) -> None:
-    """Lock every trial of the study, in id order (before deleting the study: lock order)."""
-    if not locks_rows(session):
-        return
-    q = select(Trial.id).where(Trial.study_id == study_id).order_by(Trial.id)
-    held = _held(session)
-    for trial_id in session.scalars(q.with_for_update(**ROW_LOCK)):
-        held.add(("trials", trial_id))
 
 
 # -- studies ---------------------------------------------------------------------------------
@@ -205,7 +95,7 @@ def create_trial(
     """A queued trial numbered after the study's last one (the caller holds the write lock);
     ``step`` and ``epoch`` default to 0 (a fork starts at its parent checkpoint's)."""
     # Two servers adding trials to one study would both read the same last number.
-    lock_study(session, study)
+    locks.lock_study(session, study)
     trial = Trial(
         study_id=study.id,
         number=next_number(session, study.id),
@@ -249,134 +139,6 @@ def list_trials(
     count = session.scalar(select(func.count()).select_from(Trial).where(*where)) or 0
     q = select(Trial).where(*where).order_by(_sort_key(sort, study.direction), Trial.id)
     return list(session.scalars(q.limit(limit).offset(offset))), count
-
-
-def claim_next(
-    session: Session, *, worker: str, now: datetime, lease_until: datetime
-) -> tuple[int, int] | None:
-    """Atomically turn the oldest queued trial into a running one: ONE UPDATE ... RETURNING.
-
-    A caviar study's trials are skipped while ``parallelism`` of them run: the cap lives in
-    the same statement, so two workers claiming at once cannot both take the last slot (on
-    SQLite, whose writers take turns; PostgreSQL's claim is :func:`_claim_next_locking`).
-    """
-    if locks_rows(session):
-        return _claim_next_locking(session, worker=worker, now=now, lease_until=lease_until)
-    params = {"worker": worker, "now": now, "lease_until": lease_until}
-    row = session.execute(_sqlite_claim(), params).first()
-    return None if row is None else (row[0], row[1])
-
-
-_CANDIDATE, _OTHER = aliased(Trial), aliased(Trial)
-
-
-@cache
-def _sqlite_claim() -> Any:
-    """The claim statement, built once: building it cost more than running it."""
-    claimed = _claimed(
-        bindparam("worker"), bindparam("now", type_=UTCDateTime()),
-        bindparam("lease_until", type_=UTCDateTime()),
-    )
-    return (
-        update(Trial)
-        .where(Trial.id == _oldest_queued(set()).scalar_subquery())
-        .values(**claimed)
-        .returning(Trial.id, Trial.attempt)
-        .execution_options(synchronize_session=False)
-    )
-
-
-def _oldest_queued(full: set[int]) -> Select[Any]:
-    """The oldest queued trial whose study has a free slot, studies in ``full`` left out."""
-    candidate, other = _CANDIDATE, _OTHER
-    running = (
-        select(func.count())
-        .select_from(other)
-        .where(other.study_id == candidate.study_id, other.state == TrialState.RUNNING)
-        .correlate(candidate)
-        .scalar_subquery()
-    )
-    q = (
-        select(candidate.id)
-        .join(Study, Study.id == candidate.study_id)
-        .where(
-            candidate.state == TrialState.QUEUED,
-            or_(Study.mode != StudyMode.CAVIAR, running < Study.parallelism),
-        )
-        .order_by(candidate.id)
-        .limit(1)
-    )
-    return q.where(candidate.study_id.not_in(full)) if full else q
-
-
-def _claimed(worker: Any, now: Any, lease_until: Any) -> dict[str, Any]:
-    """The claimed trial's new values (plain values, or bind parameters)."""
-    if isinstance(now, datetime):
-        now = literal(now, UTCDateTime())
-    return {
-        "state": TrialState.RUNNING,
-        "attempt": Trial.attempt + 1,
-        "worker": worker,
-        "lease_expires_at": lease_until,
-        "started_at": func.coalesce(Trial.started_at, now),
-    }
-
-
-def _claim_next_locking(
-    session: Session, *, worker: str, now: datetime, lease_until: datetime
-) -> tuple[int, int] | None:
-    """The claim where transactions run concurrently (PostgreSQL).
-
-    The oldest queued trial is taken with ``FOR NO KEY UPDATE SKIP LOCKED``: a trial that
-    another claim holds is skipped rather than waited for, and claimed only once. The cap is
-    counted from a snapshot in that statement, so two claims could both see the study's last
-    free slot; a caviar claim therefore locks its study (every claim of the study waits
-    there), counts again, and undoes itself in a savepoint when the study turns out full:
-    the rollback frees both locks before the next study is tried, so a claim never holds
-    one study while waiting for another.
-    """
-    full: set[int] = set()
-    while True:
-        pick = (
-            _oldest_queued(full)
-            .with_for_update(of=_CANDIDATE, skip_locked=True, **ROW_LOCK)
-        )
-        mode = select(Study.mode).where(Study.id == Trial.study_id).scalar_subquery()
-        stmt = (
-            update(Trial)
-            # A scalar subquery runs once (an InitPlan), so it locks exactly one trial.
-            .where(Trial.id == pick.scalar_subquery())
-            .values(**_claimed(worker, now, lease_until))
-            .returning(Trial.id, Trial.attempt, Trial.study_id, mode)
-            .execution_options(synchronize_session=False)
-        )
-        savepoint = session.begin_nested()
-        try:
-            row = session.execute(stmt).first()
-            if row is not None and row[3] is StudyMode.CAVIAR:
-                lock = select(Study.parallelism).where(Study.id == row[2])
-                parallelism = session.scalar(lock.with_for_update(**ROW_LOCK))
-                # A new statement: it sees every claim committed while this one waited.
-                running = session.scalar(
-                    select(func.count()).select_from(Trial)
-                    .where(Trial.study_id == row[2], Trial.state == TrialState.RUNNING)
-                )  # fmt: skip
-                if parallelism is None or (running or 0) > parallelism:
-                    savepoint.rollback()
-                    full.add(row[2])
-                    continue
-        except BaseException:
-            if savepoint.is_active:
-                savepoint.rollback()
-            raise
-        savepoint.commit()
-        if row is None:
-            return None
-        held = _held(session)
-        held.add(("trials", row[0]))
-        if row[3] is StudyMode.CAVIAR:
-            held.add(("studies", row[2]))
-        return (row[0], row[1])
 
 
 # -- events ----------------------------------------------------------------------------------

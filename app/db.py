@@ -86,7 +86,7 @@ def _postgresql_engine(url: URL) -> Engine:
     """PostgreSQL through psycopg 3 (the ``postgres`` extra), at its default READ COMMITTED.
 
     Transactions run side by side here, unlike SQLite's: the read-then-write paths lock the
-    rows they decide on (app.crud). ``postgresql://`` means psycopg 3, the driver the extra
+    rows they decide on (app.locks). ``postgresql://`` means psycopg 3, the driver the extra
     installs, rather than SQLAlchemy's default psycopg2.
     """
     if url.drivername == "postgresql":

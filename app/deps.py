@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from app import crud
+from app import locks
 from app.config import Settings
 from app.db import get_session, read_engine
 from app.errors import NotFound
@@ -39,12 +39,12 @@ def load_study(study_id: int, request: Request, session: SessionDep) -> Study:
 
     Adding trials or rounds numbers them after the study's last one, and a deletion checks that
     nothing runs: on PostgreSQL those reads must not race another server's writes. A deletion
-    locks the study's trials first, in the order every other path takes them (app.crud).
+    locks the study's trials first, in the order every other path takes them (app.locks).
     """
     write = request.method not in READS
     if write and request.method == "DELETE":
-        crud.lock_trials_of_study(session, study_id)
-    study = crud.get_study(session, study_id, lock=write)
+        locks.lock_trials_of_study(session, study_id)
+    study = locks.get_study(session, study_id, lock=write)
     if study is None:
         raise NotFound(f"study {study_id} not found")
     return study
@@ -56,7 +56,7 @@ def load_trial(trial_id: int, request: Request, session: SessionDep) -> Trial:
     Taken before the handler reads the trial's state or pending events, so that a report,
     finish or control on another server waits for this one and reads what it wrote.
     """
-    trial = crud.get_trial(session, trial_id, lock=request.method not in READS)
+    trial = locks.get_trial(session, trial_id, lock=request.method not in READS)
     if trial is None:
         raise NotFound(f"trial {trial_id} not found")
     return trial

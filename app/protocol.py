@@ -6,9 +6,9 @@ leave the commit to the caller. Directives are derived from stored events at eve
 never queued in memory, so they survive a server restart.
 
 On PostgreSQL, where two servers may share the database, each function locks the trial's row
-before it reads the trial's state and pending events (``crud.lock_trial``; the request's
+before it reads the trial's state and pending events (``locks.lock_trial``; the request's
 ``TrialDep`` usually holds it already), the claim and the reaper skip trials locked by
-others, and whatever is counted per study waits for the study's lock (see app.crud).
+others, and whatever is counted per study waits for the study's lock (see app.locks).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import caviar, crud
+from app import caviar, claims, crud, locks
 from app.config import Settings
 from app.control import close_events, end_trial, kinds_of, pending_hparams, pending_of
 from app.db import utcnow
@@ -93,7 +93,7 @@ def report(session: Session, trial: Trial, body: ReportIn, settings: Settings) -
     """Store a batch of points, renew the lease, record applied updates, answer a directive."""
     # Locked first: the reaper must not requeue the trial under a report that renews its lease,
     # and an adjustment is applied (and its directive handed out) by one report at a time.
-    crud.lock_trial(session, trial)
+    locks.lock_trial(session, trial)
     check_attempt(trial, body.attempt)
     crud.upsert_metrics(session, trial_id=trial.id, points=body.points)
     _record_objective(trial, trial.study, body.points)
@@ -123,7 +123,7 @@ def _epoch_ends(
 def checkpoint_taken(session: Session, trial: Trial, step: int, settings: Settings) -> None:
     """A checkpoint arrived: it answers pending checkpoint requests and renews the lease."""
     attempt = trial.attempt
-    crud.lock_trial(session, trial)
+    locks.lock_trial(session, trial)
     # Checked again under the lock: the trial may have been requeued or ended since the
     # caller read it, and a lease renewed on a requeued trial would outlive its worker.
     check_attempt(trial, attempt)
@@ -137,7 +137,7 @@ def finish(session: Session, trial: Trial, body: FinishIn) -> None:
     A pending prune turns a stopped (or paused) attempt into ``pruned``, a pending stop turns a
     paused one into ``stopped``; a trial that completed its epochs stays completed.
     """
-    crud.lock_trial(session, trial)
+    locks.lock_trial(session, trial)
     check_attempt(trial, body.attempt)
     final = [(body.step, name, value) for name, value in body.metrics.items()]
     # The points still buffered by the worker come first: the final metrics win a tie.
@@ -240,10 +240,10 @@ def claim(session: Session, worker: str, settings: Settings) -> ClaimOut | None:
     session.connection()
     now = utcnow()
     lease_until = now + timedelta(seconds=settings.lease_seconds)
-    row = crud.claim_next(session, worker=worker, now=now, lease_until=lease_until)
+    row = claims.claim_next(session, worker=worker, now=now, lease_until=lease_until)
     if row is None:
         return None
-    trial = session.get_one(Trial, row[0], populate_existing=True, options=crud.WITH_STUDY)
+    trial = session.get_one(Trial, row[0], populate_existing=True, options=locks.WITH_STUDY)
     ckpt = resume_point(session, trial)
     adjusts = [e for e in pending_of(session, trial) if e.kind is EventKind.ADJUST]
     if adjusts:
@@ -264,14 +264,14 @@ def claim(session: Session, worker: str, settings: Settings) -> ClaimOut | None:
 def reap_expired(session: Session, now: datetime, max_attempts: int) -> int:
     """Running trials whose lease expired: requeued, or failed after ``max_attempts``."""
     q = select(Trial).where(Trial.state == TrialState.RUNNING, Trial.lease_expires_at < now)
-    if crud.locks_rows(session):
+    if locks.locks_rows(session):
         # Another server's reaper takes the trials this one holds, and a trial locked by a
         # report in flight is alive: both are skipped. A lease renewed and committed since
         # this statement's snapshot is read again under the lock, and no longer matches.
-        q = q.with_for_update(skip_locked=True, **crud.ROW_LOCK)
+        q = q.with_for_update(skip_locked=True, **locks.ROW_LOCK)
         q = q.order_by(Trial.id).execution_options(populate_existing=True)
     expired = list(session.scalars(q))
-    crud.hold(session, "trials", [trial.id for trial in expired])
+    locks.hold(session, "trials", [trial.id for trial in expired])
     for trial in expired:
         kinds = kinds_of(pending_of(session, trial))
         payload = {"attempt": trial.attempt, "worker": trial.worker}

@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.orm import Session
 
-from app import control, crud, migrations, protocol
+from app import control, locks, migrations, protocol
 from app.config import Settings
 from app.db import init_db, make_engine, utcnow
 from app.errors import Conflict
@@ -109,7 +109,7 @@ def race(pg: Pg, first: Session, fn: Callable[[Session], Any]) -> tuple[str, Rac
 
 def locked_trial(session: Session, trial_id: int) -> Trial:
     """The trial as a writing request's TrialDep loads it (app.deps.load_trial)."""
-    trial = crud.get_trial(session, trial_id, lock=True)
+    trial = locks.get_trial(session, trial_id, lock=True)
     assert trial is not None
     return trial
 
@@ -162,7 +162,7 @@ def test_two_claims_racing_for_the_last_slot_of_a_study_take_it_once(pg: Pg) -> 
 
 
 def test_two_pauses_of_one_trial_leave_one_pending_pause(pg: Pg) -> None:
-    """crud.get_trial(lock=True) (TrialDep) and crud.lock_trial in control.pause."""
+    """locks.get_trial(lock=True) (TrialDep) and locks.lock_trial in control.pause."""
     trial_id, _ = running_trial(pg.client)
     with pg.session() as a:
         control.pause(a, locked_trial(a, trial_id))
