@@ -60,6 +60,34 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
     return "\n".join(lines)
 
 
+def _spin(n: int) -> None:
+    total = 0
+    for i in range(n):
+        total += i
+
+
+def cpu_parallelism(n: int = 30_000_000) -> float:
+    """This machine's own 2-vs-1 throughput on a pure CPU loop: the ceiling of any speed-up.
+
+    On a shared virtual machine the second core is not always all there; a speed-up of the
+    server and workers is only meaningful next to this one, measured in the same run.
+    """
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+
+    def run(k: int) -> float:
+        procs = [ctx.Process(target=_spin, args=(n,)) for _ in range(k)]
+        t0 = time.perf_counter()
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join()
+        return time.perf_counter() - t0
+
+    return 2 * run(1) / run(2)
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 

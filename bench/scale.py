@@ -28,7 +28,12 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._server import BenchServer, markdown_table, verdict  # noqa: E402
+from bench._server import (  # noqa: E402
+    BenchServer,
+    cpu_parallelism,
+    markdown_table,
+    verdict,
+)
 
 SPACE: dict[str, Any] = {
     "learning_rate": {"dist": "log_uniform", "low": 1e-3, "high": 3e-2},
@@ -95,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         print("dask not installed (pip install 'panda-caviar[dask]'): local rows only")
     print(f"{os.cpu_count()} cores; {trials} trials per run; digits, {SPACE['epochs']} epochs, "
           f"{SPACE['hidden_units']} hidden units\n")
+    before = cpu_parallelism()
     results: dict[tuple[str, int], dict[str, float]] = {}
     table = []
     for launcher in launchers:
@@ -106,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {launcher} x{n}: {r['per_hour']:.0f} trials/hour", file=sys.stderr)
     print(markdown_table(["launcher", "workers", "trials/hour", "speed-up",
                           "s per trial", "overhead s/trial"], table))
+    after = cpu_parallelism()
+    print(f"\nthis machine, a CPU loop in 2 processes against 1: {before:.2f}x before the runs, "
+          f"{after:.2f}x after (the ceiling of any 2-worker speed-up here)")
     ok = True
     for launcher in launchers:
         speedup = results[(launcher, 2)]["per_hour"] / results[(launcher, 1)]["per_hour"]
