@@ -31,6 +31,7 @@ from app.schemas import (
     ReportIn,
     TrialPublic,
 )
+from app.schemas.common import MAX_INT32
 from app.serialize import trial_out, trial_public
 
 log = logging.getLogger(__name__)
@@ -108,8 +109,8 @@ def download(checkpoint_id: int, session: SessionDep) -> FileResponse:
 )
 async def upload(
     trial_id: int,
-    attempt: Annotated[int, Query(ge=1)],
-    step: Annotated[int, Query(ge=0)],
+    attempt: Annotated[int, Query(ge=1, le=MAX_INT32)],
+    step: Annotated[int, Query(ge=0, le=MAX_INT32)],
     request: Request,
     settings: SettingsDep,
 ) -> CheckpointOut:

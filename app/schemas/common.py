@@ -14,6 +14,10 @@ from pydantic import (
 
 from trainer.config import HPARAM_SPECS, HParamError
 
+# Steps and attempts are stored as 32-bit integers (PostgreSQL's INTEGER): a larger value is a
+# 422 naming the field, not a database error.
+MAX_INT32 = 2**31 - 1
+
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Name = Annotated[str, Field(min_length=1, max_length=100)]
 

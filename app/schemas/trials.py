@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from app.models import EventKind, TrialState
-from app.schemas.common import Strict
+from app.schemas.common import MAX_INT32, Strict
 
 
 class TrialCreate(Strict):
@@ -16,7 +16,7 @@ class TrialCreate(Strict):
 
 
 class ForkRequest(Strict):
-    step: int = Field(ge=0)
+    step: int = Field(ge=0, le=MAX_INT32)
     hparams: dict[str, Any] = Field(default_factory=dict)
 
 

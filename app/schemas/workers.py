@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from app.schemas.common import FiniteFloat, Name, Strict
+from app.schemas.common import MAX_INT32, FiniteFloat, Name, Strict
 from trainer.reporting import Action
 
 
@@ -31,18 +31,19 @@ class ClaimOut(BaseModel):
 
 class Applied(Strict):
     event_id: int
-    step: int = Field(ge=0)
+    step: int = Field(ge=0, le=MAX_INT32)
 
 
-Point = tuple[Annotated[int, Field(ge=0)], Name, FiniteFloat]
+Step = Annotated[int, Field(ge=0, le=MAX_INT32)]
+Point = tuple[Step, Name, FiniteFloat]
 # [step, epoch] of an epoch's end inside a batch of points: early stopping looks at each one.
-EpochEnd = tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=1)]]
+EpochEnd = tuple[Step, Annotated[int, Field(ge=1, le=MAX_INT32)]]
 
 
 class ReportIn(Strict):
-    attempt: int = Field(ge=1)
-    step: int = Field(ge=0)
-    epoch: FiniteFloat = Field(ge=0)
+    attempt: int = Field(ge=1, le=MAX_INT32)
+    step: int = Field(ge=0, le=MAX_INT32)
+    epoch: FiniteFloat = Field(ge=0, le=MAX_INT32)
     points: list[Point] = Field(default_factory=list)
     epoch_ends: list[EpochEnd] = Field(default_factory=list)
     applied: list[Applied] = Field(default_factory=list)
@@ -55,10 +56,10 @@ class DirectiveOut(BaseModel):
 
 
 class FinishIn(Strict):
-    attempt: int = Field(ge=1)
+    attempt: int = Field(ge=1, le=MAX_INT32)
     # "requeue": a stopping worker checkpointed and hands the trial back to the queue.
     status: Literal["completed", "paused", "stopped", "failed", "requeue"]
-    step: int = Field(ge=0)
+    step: int = Field(ge=0, le=MAX_INT32)
     epoch: FiniteFloat = Field(0.0, ge=0)
     metrics: dict[Name, FiniteFloat] = Field(default_factory=dict)
     error: str | None = Field(None, max_length=20_000)

@@ -96,3 +96,22 @@ def test_bad_epoch_ends_are_refused_naming_the_field_and_write_nothing(
         r = finish(client, tid, attempt, "completed", 10, epoch_ends=ends)
         assert r.status_code == 422 and "epoch_ends" in r.text
     assert db.snapshot() == before
+
+
+def test_a_step_beyond_32_bits_is_refused_naming_the_field(client: TestClient, db: DB) -> None:
+    tid, attempt = running_trial(client)
+    before = db.snapshot()
+    big = 2**31
+    bodies = {
+        "step": {"attempt": attempt, "step": big, "epoch": 1.0},
+        "points": {"attempt": attempt, "step": 1, "epoch": 1.0,
+                   "points": [[big, "train_loss", 0.5]]},
+        "attempt": {"attempt": big, "step": 1, "epoch": 1.0},
+    }
+    for field, body in bodies.items():
+        r = client.post(f"/api/workers/trials/{tid}/report", json=body)
+        assert r.status_code == 422, r.text
+        assert field in r.text and str(2**31 - 1) in r.text
+    r = finish(client, tid, attempt, "completed", big)
+    assert r.status_code == 422 and "step" in r.text
+    assert db.snapshot() == before
