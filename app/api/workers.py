@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app import crud, protocol
+from app import crud, locks, protocol
 from app.config import Settings
 from app.db import read_engine, utcnow
 from app.deps import SessionDep, SettingsDep, TrialDep
@@ -184,7 +184,8 @@ def _record(
     """The checkpoint row, committed only after the file is on disk; a retry replaces it."""
     path, sha256, size = stored
     with Session(engine, expire_on_commit=False) as session:
-        trial = session.get(Trial, trial_id)
+        # Locked (PostgreSQL) before the attempt is checked: a requeue on another server waits.
+        trial = locks.get_trial(session, trial_id, lock=True)
         if trial is None:
             raise NotFound(f"trial {trial_id} not found")
         protocol.check_attempt(trial, attempt)
