@@ -62,9 +62,9 @@ def find_bin_dir() -> Path | None:
 
 def unavailable(reason: str) -> NoReturn:
     """Skip the PostgreSQL tests, or fail them on CI, where PostgreSQL must be there."""
-    if os.environ.get("CI", "").lower() != "true":
-        pytest.skip(f"PostgreSQL tests skipped: {reason}")
-    pytest.fail(f"PostgreSQL tests cannot run on CI: {reason}", pytrace=False)
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"PostgreSQL tests cannot run on CI: {reason}", pytrace=False)
+    pytest.skip(f"PostgreSQL tests skipped: {reason}")  # outside CI only: CI failed above
 
 
 def _free_port() -> int:
