@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from app.worker_client import (
     IDLE_CAP_SECONDS,
@@ -160,30 +160,54 @@ def _train(
     return _Outcome(FinishStatus.FAILED, step, epoch, error=error)
 
 
+class TrialRun(NamedTuple):
+    """How :func:`run_trial` ended: the finish status (``None``: the attempt went stale) and
+    the next assignment claimed with the finish, if one was asked for and queued."""
+
+    status: FinishStatus | None
+    next_claim: dict[str, Any] | None = None
+
+
 def run_trial(
-    client: WorkerClient, assignment: Assignment, datasets: DatasetCache | None = None
-) -> FinishStatus | None:
-    """Train one claimed trial to its end and finish it; ``None`` if the attempt went stale.
+    client: WorkerClient, assignment: Assignment, datasets: DatasetCache | None = None,
+    *, claim_for: str | None = None,
+) -> TrialRun:
+    """Train one claimed trial to its end and finish it.
 
     ``datasets`` supplies uploaded data sets; without it a ``file`` task's path is used as
-    the server gave it (only right on the server's own machine).
+    the server gave it (only right on the server's own machine). ``claim_for`` (the worker's
+    name) claims the next trial with the finish, unless the worker began to stop.
     """
     a = assignment
     reporter = HttpReporter(client, a.trial_id, a.attempt, min_interval=a.report_seconds or 0.0)
     try:
         outcome = _train(client, a, reporter, datasets)
         # Points a failure left unsent go with the finish: the curve is kept up to it.
-        reporter.finish(outcome.status, outcome.step, outcome.epoch, outcome.metrics,
-                        outcome.error)
+        claim_next = None if client.stop.is_set() else claim_for
+        claimed = reporter.finish(outcome.status, outcome.step, outcome.epoch,
+                                  outcome.metrics, outcome.error, claim_for=claim_next)
     except StaleAttempt:
         log.info("trial %s attempt %s is stale; dropping it", a.trial_id, a.attempt)
-        return None
+        return TrialRun(None)
     except ProtocolError:
         log.exception("trial %s: the server refused its finish", a.trial_id)
-        return None
+        return TrialRun(None)
     finally:
         reporter.close()
-    return outcome.status
+    return TrialRun(outcome.status, claimed)
+
+
+def hand_back(client: WorkerClient, claim: dict[str, Any]) -> None:
+    """Return a claimed, untouched trial to the queue (the worker stops before training it)."""
+    a = Assignment.from_json(claim)
+    step = a.checkpoint["step"] if a.checkpoint else 0
+    reporter = HttpReporter(client, a.trial_id, a.attempt)
+    try:
+        reporter.finish(FinishStatus.REQUEUE, step, 0.0)
+    except (StaleAttempt, ProtocolError, InterruptedError):
+        log.warning("trial %s: not handed back; its lease will requeue it", a.trial_id)
+    finally:
+        reporter.close()
 
 
 def _fault_exit(trial_id: int) -> None:
@@ -263,8 +287,9 @@ def run_worker(
     )
     try:
         with signals:
+            claim: dict[str, Any] | None = None  # claimed with the last finish
             while not stop.is_set():
-                claim = client.claim(worker_name)
+                claim = claim or client.claim(worker_name)
                 if claim is None:
                     stop.wait(idle.next_delay())
                     continue
@@ -274,12 +299,17 @@ def run_worker(
                     "claimed trial %s attempt %s", assignment.trial_id, assignment.attempt
                 )
                 _fault_exit(assignment.trial_id)
-                status = run_trial(client, assignment, datasets)
-                if status is not None:
+                run = run_trial(client, assignment, datasets,
+                                claim_for=None if once else worker_name)
+                claim = run.next_claim
+                if run.status is not None:
                     done += 1
-                    log.info("trial %s ended %s", assignment.trial_id, status.value)
+                    log.info("trial %s ended %s", assignment.trial_id, run.status.value)
                 if once:
                     break
+            if claim is not None:
+                # Stopped while the finish claimed another trial: it goes back untouched.
+                hand_back(client, claim)
     except InterruptedError:
         pass
     finally:

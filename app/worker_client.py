@@ -305,12 +305,14 @@ class HttpReporter:
     def finish(
         self, status: FinishStatus, step: int, epoch: float,
         metrics: Mapping[str, float] | None = None, error: str | None = None,
-    ) -> None:
+        *, claim_for: str | None = None,
+    ) -> dict[str, Any] | None:
         """End the attempt; the points still buffered ride along with the finish.
 
-        A trial shorter than the report interval thus costs two round trips (claim, finish).
-        Should the server refuse the buffered points (a 4xx), the finish is sent again without
-        them: a trial must be able to end.
+        With ``claim_for`` (a worker's name) the same request claims that worker's next
+        trial, whose assignment is returned (``None``: nothing queued). A trial shorter than
+        the report interval thus costs one round trip. Should the server refuse the buffered
+        points (a 4xx), the finish is sent again without them: a trial must be able to end.
         """
         if self.pending_applied:
             self.flush()  # an applied entry must be acknowledged before the attempt ends
@@ -319,15 +321,20 @@ class HttpReporter:
             "metrics": dict(metrics or {}), "error": error,
             "points": list(self.points), "epoch_ends": list(self.epoch_ends),
         }
+        if claim_for is not None:
+            body["claim"] = {"worker": claim_for}
         path = f"/api/workers/trials/{self.trial_id}/finish"
         try:
-            self.client.request("POST", path, json=body)
+            response = self.client.request("POST", path, json=body)
         except ProtocolError:
             if not body["points"]:
                 raise
-            self.client.request("POST", path, json={**body, "points": [], "epoch_ends": []})
+            body = {**body, "points": [], "epoch_ends": []}
+            response = self.client.request("POST", path, json=body)
         self.points.clear()
         self.epoch_ends.clear()
+        claimed = response.json().get("next")
+        return None if claimed is None else dict(claimed)
 
     def checkpoint(self, step: int, data: bytes) -> None:
         """Upload a checkpoint taken after ``step`` steps, in the background."""

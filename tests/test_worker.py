@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from app.worker import Assignment, run_worker
+from app.worker import Assignment, hand_back, run_trial, run_worker
 from app.worker_client import FinishStatus, HttpReporter, StaleAttempt, WorkerClient
 from tests.e2e import (
     FAST,
@@ -118,6 +118,52 @@ def test_a_trial_inside_one_report_interval_costs_two_round_trips(
     assert sent == ["/api/workers/claim", f"{base}/finish"]
     curve = api.metrics(trial_id, "dev_accuracy")["dev_accuracy"]
     assert curve == [[s, s / 10] for s in range(1, 11)]
+    assert api.trial(trial_id)["state"] == "completed"
+
+
+def test_each_finish_claims_the_next_trial_for_the_worker(
+    servers: list[ServerProcess], tmp_path: Path
+) -> None:
+    server = _server(servers, tmp_path / "srv", report_seconds=60)
+    api = Api(server.url)
+    ids = [_queue_trial(api, FAST, epochs=1) for _ in range(3)]
+    client = WorkerClient(server.url)
+    sent: list[str] = []
+    client.http.event_hooks["request"].append(lambda request: sent.append(request.url.path))
+    claim = client.claim("w")
+    seen = []
+    while claim is not None:
+        assignment = Assignment.from_json(claim)
+        seen.append(assignment.trial_id)
+        run = run_trial(client, assignment, claim_for="w")
+        assert run.status is FinishStatus.COMPLETED
+        claim = run.next_claim
+        if claim is not None:
+            # Claimed for "w" by the finish: running already, as a claim would have left it.
+            taken = api.trial(claim["trial_id"])
+            assert (taken["state"], taken["worker"]) == ("running", "w")
+    client.close()
+    assert seen == ids
+    # One claim, then each finish carried the next (checkpoint uploads aside).
+    calls = [path for path in sent if not path.endswith("/checkpoints")]
+    assert calls == ["/api/workers/claim", *(f"/api/workers/trials/{i}/finish" for i in ids)]
+    assert all(api.trial(i)["state"] == "completed" for i in ids)
+
+
+def test_a_trial_claimed_by_a_stopping_worker_goes_back_untouched(
+    servers: list[ServerProcess], tmp_path: Path
+) -> None:
+    server = _server(servers, tmp_path / "srv")
+    api = Api(server.url)
+    trial_id = _queue_trial(api, FAST)
+    client = WorkerClient(server.url)
+    claim = client.claim("stopping")
+    assert claim is not None
+    hand_back(client, claim)
+    client.close()
+    back = api.trial(trial_id)
+    assert (back["state"], back["step"]) == ("queued", 0)
+    assert run_worker(server.url, once=True) == 1
     assert api.trial(trial_id)["state"] == "completed"
 
 

@@ -7,8 +7,9 @@ import hashlib
 import logging
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session
 from app import crud, locks, protocol
 from app.config import Settings
 from app.db import read_engine, utcnow
-from app.deps import SessionDep, SettingsDep, TrialDep
+from app.deps import SessionDep, SettingsDep
 from app.errors import DomainError, Invalid, NotFound
 from app.models import Checkpoint, Trial
 from app.schemas import (
@@ -28,13 +29,14 @@ from app.schemas import (
     ClaimOut,
     DirectiveOut,
     FinishIn,
+    FinishOut,
     ReportIn,
-    TrialPublic,
 )
 from app.schemas.common import MAX_INT32
 from app.serialize import trial_out, trial_public
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 router = APIRouter(prefix="/workers", tags=["workers"])
 ZIP_MAGIC = b"PK\x03\x04"  # an .npz is a zip archive
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
@@ -57,36 +59,79 @@ class StorageError(DomainError):
         return err
 
 
+# The three calls every trial makes are async handlers that do all their work in ONE thread
+# hop: as sync handlers with sync dependencies (session, trial, settings) they took five, and
+# on the event loop those hops cost more than the database work of a short trial.
+
+
 @router.post("/claim", response_model=ClaimOut, responses={204: {"description": "queue empty"}})
-def claim(body: ClaimIn, session: SessionDep, settings: SettingsDep) -> ClaimOut | Response:
+async def claim(body: ClaimIn, request: Request) -> ClaimOut | Response:
     """Atomically take the oldest queued trial; 204 when nothing is queued."""
+    out = await run_in_threadpool(_in_session, request, _claim, body)
+    return Response(status_code=status.HTTP_204_NO_CONTENT) if out is None else out
+
+
+@router.post("/trials/{trial_id}/report", response_model=DirectiveOut)
+async def report(
+    trial_id: int, body: ReportIn, request: Request
+) -> DirectiveOut:
+    """Store a batch of metric points (idempotent), renew the lease, answer a directive."""
+    return await run_in_threadpool(_in_session, request, _report, body, trial_id)
+
+
+@router.post("/trials/{trial_id}/finish", response_model=FinishOut)
+async def finish(
+    trial_id: int, body: FinishIn, request: Request
+) -> FinishOut:
+    """End the attempt as completed, paused, stopped or failed; with ``claim``, claim the next.
+
+    On SQLite the claim shares the finish's transaction: one durable commit a trial. Where
+    transactions run side by side (PostgreSQL), the finish commits first, so that the claim
+    never waits for a study's lock while this transaction holds another study's.
+    """
+    return await run_in_threadpool(_in_session, request, _finish, body, trial_id)
+
+
+def _in_session(
+    request: Request, work: Callable[..., _T], body: Any, trial_id: int | None = None
+) -> _T:
+    """``work(session, settings, body[, trial])`` in a writing session; it commits itself."""
+    settings: Settings = request.app.state.settings
+    with Session(request.app.state.engine, expire_on_commit=False) as session:
+        if trial_id is None:
+            return work(session, settings, body)
+        # Locked before its state or pending events are read (PostgreSQL; see app.deps).
+        trial = locks.get_trial(session, trial_id, lock=True)
+        if trial is None:
+            raise NotFound(f"trial {trial_id} not found")
+        return work(session, settings, body, trial)
+
+
+def _claim(session: Session, settings: Settings, body: ClaimIn) -> ClaimOut | None:
     out = protocol.claim(session, body.worker, settings)
-    if out is None:
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
     session.commit()
     return out
 
 
-@router.post("/trials/{trial_id}/report", response_model=DirectiveOut)
-def report(
-    trial: TrialDep, body: ReportIn, session: SessionDep, settings: SettingsDep
-) -> DirectiveOut:
-    """Store a batch of metric points (idempotent), renew the lease, answer a directive."""
+def _report(session: Session, settings: Settings, body: ReportIn, trial: Trial) -> DirectiveOut:
     directive = protocol.report(session, trial, body, settings)
     session.commit()
     return directive
 
 
-@router.post("/trials/{trial_id}/finish", response_model=TrialPublic)
-def finish(trial: TrialDep, body: FinishIn, session: SessionDep) -> TrialPublic:
-    """End the attempt as completed, paused, stopped or failed."""
+def _finish(session: Session, settings: Settings, body: FinishIn, trial: Trial) -> FinishOut:
     protocol.finish(session, trial, body)
     # Ending a trial closed every request it had pending: no need to look them up again.
     out = trial_public(trial, [], None) if trial.state.finished and not trial.round_id else (
         trial_out(session, trial)
     )
+    claimed = None
+    if body.claim is not None:
+        if locks.locks_rows(session):
+            session.commit()
+        claimed = protocol.claim(session, body.claim.worker, settings)
     session.commit()
-    return out
+    return FinishOut.model_construct(**dict(out), next=claimed)
 
 
 @router.get("/checkpoints/{checkpoint_id}", response_class=FileResponse)

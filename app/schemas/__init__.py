@@ -41,15 +41,16 @@ from app.schemas.workers import (
     ClaimOut,
     DirectiveOut,
     FinishIn,
+    FinishOut,
     ReportIn,
 )
 
 __all__ = [
     "Algorithm", "Applied", "BestPublic", "Budget", "BudgetCreate", "CheckpointOut",
     "CheckpointPublic", "CheckpointRef", "ClaimIn", "ClaimOut", "DirectiveOut", "EventPublic",
-    "FiniteFloat", "FinishIn", "ForkRequest", "HParamPublic", "Health", "ImportancePublic",
-    "Name", "Objective", "ObjectivePublic", "ReportIn", "RetestCreate", "RetestGroup",
-    "RetestPublic", "RoundCreate", "RoundPublic", "RoundsPublic", "SamplerInfo", "StudiesPublic",
-    "StudyCreate", "StudyPublic", "Strict", "TaskPublic", "TasksPublic", "TrialCreate",
-    "TrialPublic", "TrialsPublic", "check_spec",
+    "FiniteFloat", "FinishIn", "FinishOut", "ForkRequest", "HParamPublic", "Health",
+    "ImportancePublic", "Name", "Objective", "ObjectivePublic", "ReportIn", "RetestCreate",
+    "RetestGroup", "RetestPublic", "RoundCreate", "RoundPublic", "RoundsPublic", "SamplerInfo",
+    "StudiesPublic", "StudyCreate", "StudyPublic", "Strict", "TaskPublic", "TasksPublic",
+    "TrialCreate", "TrialPublic", "TrialsPublic", "check_spec",
 ]

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from app.schemas.common import MAX_INT32, FiniteFloat, Name, Strict
+from app.schemas.trials import TrialPublic
 from trainer.reporting import Action
 
 
@@ -46,6 +47,8 @@ class ReportIn(Strict):
     epoch: FiniteFloat = Field(ge=0, le=MAX_INT32)
     points: list[Point] = Field(default_factory=list)
     epoch_ends: list[EpochEnd] = Field(default_factory=list)
+    # The worker's next claim, made in the same request: one round trip a trial, not two.
+    claim: ClaimIn | None = None
     applied: list[Applied] = Field(default_factory=list)
 
 
@@ -66,6 +69,16 @@ class FinishIn(Strict):
     # Points still buffered by the worker when the attempt ended (stored like a report's).
     points: list[Point] = Field(default_factory=list)
     epoch_ends: list[EpochEnd] = Field(default_factory=list)
+    # The worker's next claim, made in the same request: one round trip a trial, not two.
+    claim: ClaimIn | None = None
+
+
+class FinishOut(TrialPublic):
+    """The ended trial, and the next assignment when the finish carried a ``claim``."""
+
+    next: ClaimOut | None = Field(
+        None, description="the claimed trial's assignment; null if none was asked or queued"
+    )
 
 
 class CheckpointOut(BaseModel):
