@@ -10,11 +10,12 @@ What is measured (no training at all, only the bookkeeping a trial costs):
   ``HttpReporter.finish`` (completed, with the final value), one ``WorkerClient`` (a keep-alive
   ``httpx.Client``) per client process. The reporter sends at most every ``report_seconds``
   counted from the claim (0.1 s, the server's default), so here the 10 values leave with the
-  finish: two round trips, each a durable commit (WAL, ``synchronous=FULL``). The HTTP requests
-  per trial are counted on the wire.
+  finish, and the finish claims the worker's next trial, as ``app.worker``'s finish does: one
+  round trip and one durable commit a trial (the WAL synced before the answer; see
+  ``app/db.py``). The HTTP requests per trial are counted on the wire.
 * Setups of ours: ``ours`` is ``pandacaviar serve --processes 2`` (the judged one);
   ``ours, 1 server process``; ``ours, a request per value`` sends every value at once (a
-  report interval of 0), 12 round trips a trial, to show what batching saves.
+  report interval of 0), 11 round trips a trial, to show what batching saves.
 * **optuna**: ``optuna.load_study`` on a SQLite ``RDBStorage`` file in a temporary directory
   (a fresh study per run); one trial is ``study.ask()``, 10 x ``trial.report(value, step)``
   and ``study.tell(trial, value)``.
@@ -100,16 +101,22 @@ class ClientResult:
 # -- our server ---------------------------------------------------------------------------
 
 
-def _ours_trial(client: WorkerClient, me: str, res: ClientResult, batched: bool) -> None:
+def _ours_trial(
+    client: WorkerClient, me: str, res: ClientResult, batched: bool,
+    claim: dict[str, Any] | None,
+) -> dict[str, Any] | None:
     """One trial the way ``app.worker`` runs one: claim, 10 reports, finish.
 
     The calls are the worker's own (``WorkerClient.claim``, ``HttpReporter.report`` and
-    ``HttpReporter.finish``); only the trainer is left out. ``batched`` keeps the reporter's
-    send interval from the claim (the server's ``report_seconds``), so the 10 values, which
-    come in microseconds here, leave in the first report and the finish; ``batched=False``
-    sends each value in a request of its own (every report a round trip and a commit).
+    ``HttpReporter.finish``); only the trainer is left out. As in the worker, the finish
+    claims the next trial (returned), so only the first trial of a process sends a claim of
+    its own. ``batched`` keeps the reporter's send interval from the claim (the server's
+    ``report_seconds``), so the 10 values, which come in microseconds here, leave with the
+    finish; ``batched=False`` sends each value in a request of its own (every report a round
+    trip and a commit).
     """
-    claim = res.timed("claim", lambda: client.claim(me))
+    if claim is None:
+        claim = res.timed("claim", lambda: client.claim(me))
     if claim is None:
         raise RuntimeError("queue empty: not enough trials were queued")
     a = Assignment.from_json(claim)
@@ -121,9 +128,9 @@ def _ours_trial(client: WorkerClient, me: str, res: ClientResult, batched: bool)
             value = 1.0 - 1.0 / (step + 1)
             metrics = {"dev_accuracy": value}
             res.timed("report", lambda s=step, m=metrics: reporter.report(s, float(s), m))
-        res.timed("finish", lambda: reporter.finish(
+        return res.timed("finish", lambda: reporter.finish(
             FinishStatus.COMPLETED, REPORTS_PER_TRIAL, float(REPORTS_PER_TRIAL),
-            {"dev_accuracy": value},
+            {"dev_accuracy": value}, claim_for=me,
         ))
     finally:
         reporter.close()
@@ -140,17 +147,18 @@ def ours_client(
     # Round trips per trial, counted on the wire (retries included).
     client.http.event_hooks["request"].append(lambda request: res.count_request())
     try:
-        scratch = ClientResult()
+        scratch, claim = ClientResult(), None
         for _ in range(warmup):
-            _ours_trial(client, me, scratch, batched)
+            claim = _ours_trial(client, me, scratch, batched, claim)
         res.requests = 0
         barrier.wait()
         res.start = time.perf_counter()
         for _ in range(trials):
             try:
-                _ours_trial(client, me, res, batched)
+                claim = _ours_trial(client, me, res, batched, claim)
                 res.trials += 1
             except (httpx.HTTPError, RuntimeError) as exc:
+                claim = None
                 res.errors += 1
                 res.first_error = res.first_error or repr(exc)[:300]
         res.end = time.perf_counter()
@@ -274,7 +282,8 @@ def run_ours(
     """A fresh study with enough queued trials, then ``clients`` processes through it."""
     with httpx.Client(base_url=server.url, timeout=60.0) as client:
         study = create_study(client, f"orchestration-{tag}", epochs=REPORTS_PER_TRIAL)
-        for _ in range(clients * (warmup + trials)):
+        # +1 a process: its last finish claims one more.
+        for _ in range(clients * (warmup + trials + 1)):
             create_trial(client, study, {})
     results = _spawn(ours_client, (server.url, setup.batched, warmup, trials), clients)
     return _summarise(setup, clients, results)
@@ -309,12 +318,13 @@ def breakdown(runs: Sequence[RunResult]) -> None:
     mine = _mine(runs, "ours", 1)
     if not mine:
         return
-    ms = {k: statistics.fmean(r.call_ms[k] for r in mine) for k in CALLS}
+    ms = {k: statistics.fmean(r.call_ms.get(k, 0.0) for r in mine) for k in CALLS}
     trips = statistics.fmean(r.requests_per_trial for r in mine)
-    total = ms["claim"] + REPORTS_PER_TRIAL * ms["report"] + ms["finish"]
+    # No claim of its own: the previous trial's finish claimed this one.
+    total = REPORTS_PER_TRIAL * ms["report"] + ms["finish"]
     floor = trips * ms["health"]
-    print(f"\nours, 1 process, per trial: claim {ms['claim']:.2f} + {REPORTS_PER_TRIAL} x report "
-          f"{ms['report']:.2f} + finish {ms['finish']:.2f} = {total:.2f} ms in {trips:.1f} "
+    print(f"\nours, 1 process, per trial: {REPORTS_PER_TRIAL} x report {ms['report']:.2f} + "
+          f"finish with the next claim {ms['finish']:.2f} = {total:.2f} ms in {trips:.1f} "
           f"round trips; as many round trips to GET /api/health (no database) cost "
           f"{floor:.2f} ms ({100 * floor / total:.0f}%).")
 

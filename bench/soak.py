@@ -1,7 +1,7 @@
 """Soak: 16 reporting clients for 60 s while 4 dashboard readers poll curves and hold SSE streams.
 
 Every client is its own process and speaks the worker protocol to a real server (uvicorn
-subprocess, SQLite file, ``synchronous=FULL``): it claims a trial, then reports batches of
+subprocess, SQLite file, the WAL synced before every answer): it claims a trial, then reports batches of
 points as fast as ``--interval`` allows, resending a batch until it gets a 2xx. Every reader is
 a process too: it holds the study's SSE stream open and polls trial lists and curves
 (``?since_step=``, ``?max_points=``). At the end the bench counts the points the server stored
