@@ -1,11 +1,12 @@
 """Soak: 16 reporting clients for 60 s while 4 dashboard readers poll curves and hold SSE streams.
 
 Every client is its own process and speaks the worker protocol to a real server (uvicorn
-subprocess, SQLite file, the WAL synced before every answer): it claims a trial, then reports batches of
-points as fast as ``--interval`` allows, resending a batch until it gets a 2xx. Every reader is
-a process too: it holds the study's SSE stream open and polls trial lists and curves
-(``?since_step=``, ``?max_points=``). At the end the bench counts the points the server stored
-against the points it acknowledged: a point acknowledged and not stored is *lost*.
+subprocess, SQLite file, the WAL synced before every answer): it claims a trial, then
+reports batches of points as fast as ``--interval`` allows, resending a batch until it gets
+a 2xx. Every reader is a process too: it holds the study's SSE stream open and polls trial
+lists and curves (``?since_step=``, ``?max_points=``). At the end the bench counts the points
+the server stored against the points it acknowledged: a point acknowledged and not stored is
+*lost*.
 
     python bench/soak.py                  # 60 s, the issue's numbers
     python bench/soak.py --seconds 10 --json   # what tests/e2e/test_soak.py runs
