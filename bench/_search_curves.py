@@ -54,6 +54,7 @@ class Grid:
     etas: tuple[int, ...]
     min_resources: tuple[int, ...]
     targets: Mapping[str, tuple[float, ...]]
+    space: str = "notes"  # a key of search_efficiency.SPACES
 
 
 # Default: the bench's own setting, to check its goal on many seeds. ``--sensitivity``: around
@@ -69,9 +70,9 @@ Key = tuple[str, int, int, int, float]  # (method, max resource, eta, min resour
 class _LazyTrial:
     """Trial ``n`` of a random study, trained only as far as asked (a Reporter for ``fit``)."""
 
-    def __init__(self, task: str, seed: int, n: int, longest: int) -> None:
+    def __init__(self, task: str, seed: int, n: int, longest: int, space: str) -> None:
         hp = make_sampler("random", seed).sample(
-            se._space(longest), [], trial_rng(seed, n), index=n
+            se._space(longest, space), [], trial_rng(seed, n), index=n
         )
         # Same draws as the bench's whatever ``longest`` is: a fixed value consumes no random
         # numbers, and ``epochs`` only says when the loop would end.
@@ -111,13 +112,15 @@ class _LazyTrial:
 class _Study:
     """The random draws of one (task, study seed), created on demand and shared by settings."""
 
-    def __init__(self, task: str, seed: int) -> None:
-        self.task, self.seed = task, seed
+    def __init__(self, task: str, seed: int, space: str) -> None:
+        self.task, self.seed, self.space = task, seed, space
         self.trials: list[_LazyTrial] = []
 
     def trial(self, n: int) -> _LazyTrial:
         while len(self.trials) <= n:
-            self.trials.append(_LazyTrial(self.task, self.seed, len(self.trials), LONGEST))
+            self.trials.append(
+                _LazyTrial(self.task, self.seed, len(self.trials), LONGEST, self.space)
+            )
         return self.trials[n]
 
 
@@ -170,7 +173,7 @@ def replay(args: tuple[str, int, float, Grid]) -> tuple[str, int, dict[Key, floa
     task, seed, budget, grid = args
     out: dict[Key, float] = {}
     with threadpool_limits(1):
-        study = _Study(task, seed)
+        study = _Study(task, seed, grid.space)
         for target, epochs in itertools.product(grid.targets[task], grid.max_resources):
             out[("random", epochs, 0, 0, target)] = replay_random(study, epochs, target, budget)
             for eta, r0 in itertools.product(grid.etas, grid.min_resources):
@@ -224,10 +227,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="epochs after which a run counts as not reaching the target")
     parser.add_argument("--tasks", nargs="+", default=list(se.TASKS), choices=list(se.TASKS))
     parser.add_argument("--jobs", type=int, default=2, help="processes (2)")
+    parser.add_argument("--space", default="notes", choices=list(se.SPACES),
+                        help="search space, as in search_efficiency.py (notes)")
     args = parser.parse_args(argv)
     grid = SENSITIVITY if args.sensitivity else BENCH
     grid = Grid(grid.max_resources, grid.etas, grid.min_resources,
-                {t: grid.targets[t] for t in args.tasks})
+                {t: grid.targets[t] for t in args.tasks}, args.space)
     work = [(t, s, args.budget, grid) for s in range(*args.seeds) for t in args.tasks]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         results = list(pool.map(replay, work))

@@ -8,15 +8,19 @@ nothing below depends on the method.
 
 The levers, and why:
 
-* **Space**: the course notes' "must / should tune" five, on the notes' scales:
-  ``learning_rate`` log-uniform [1e-4, 1]; ``beta1`` (momentum: the trainer's default optimizer
-  is Adam) as 1 - 10**r, r in [-3, -1], i.e. [0.9, 0.999]; ``batch_size`` powers of two in
-  [16, 256]; ``hidden_units`` int [16, 128]; ``num_layers`` int [1, 3]. Learning-rate decay and
-  Adam's other constants stay at their defaults: the notes rank them "not as important".
+* **Space** (``--space``, the same for every method): ``notes`` (the default) is the course
+  notes' own, the hyperparameters they rank to tune on their scales and ranges: SGD with
+  momentum, ``learning_rate`` log-uniform [1e-4, 1], ``momentum`` beta as 1 - 10**r, r in
+  [-3, -1], i.e. [0.9, 0.999], ``batch_size`` powers of two in [16, 256], ``hidden_units``
+  int [50, 100], ``num_layers`` int [2, 4]; learning-rate decay and Adam's constants stay at
+  their defaults ("not as important"; "pretty much always left at defaults"). ``adam`` is
+  the trainer's default optimizer with its ``beta1`` tuned on momentum's scale, hidden units
+  [16, 128] and 1 to 3 layers (the previous setting, kept for comparison).
 * **Epochs per trial = ASHA's max resource R = 27** (``--epochs``). Configurations that reach
-  the targets below mostly cross them after 7 to 24 epochs (median 15 on digits, 17 on
-  spirals); within 9 epochs only 7 % of random digits configurations reach 0.97 (26 % within
-  27) and 0.6 % of spirals ones (5.6 %), so 9-epoch trials (the previous setting) measure who
+  the targets below mostly cross them after 7 to 24 epochs (``adam``: median 15 on digits, 17
+  on spirals; ``notes``: 14 and 23); in the ``adam`` space, within 9 epochs only 7 % of
+  random digits configurations reach 0.97 (26 % within 27) and 0.6 % of spirals ones
+  (5.6 %), so 9-epoch trials (the previous setting) measure who
   learns fastest, not who is best, and 81 would triple the price of every full trial. 27 = 3**3
   also gives ASHA the paper's usual R / r = 27.
 * **ASHA**: ``AshaScheduler(min_resource=1, reduction_factor=3, max_resource=27)``, the ASHA
@@ -33,10 +37,10 @@ The levers, and why:
   points, 225 dev points): 0.97, chosen the same way (best 0.978-0.987). Why 5 arms: many
   configurations learn the 3-arm spirals to ~1.0, so a target near its best is crossed by
   ordinary ones on a lucky epoch; 5 arms need a good configuration and many epochs. Random
-  configurations reaching the target within 27 epochs: 26 % on digits, 5.6 % on spirals (160
-  each, study seeds 100-103).
+  configurations reaching the target within 27 epochs (160 each, study seeds 100-103):
+  ``notes`` 12.5 % on digits, 8 % on spirals; ``adam`` 26 % and 5.6 %.
 * **Seeds**: 0..4 (``--seeds``; the issue's five). The levers above were chosen on pilot study
-  seeds 100-114, never on the benchmark's.
+  seeds 100-119, never on the benchmark's.
 
 Methods:
 
@@ -64,11 +68,15 @@ target within them, both take the same epochs and "fewer" cannot hold).
 
 What to expect (``bench/_search_curves.py`` replays random and random + ASHA on the very same
 trials, 20 seeds in minutes): a scheduler saves only the epochs random spends on configurations
-that miss the target. On digits one random configuration in four reaches 0.97, so random needs
-few trials (median 77 epochs, seeds 0-19) and ASHA, which also runs its first trials in full
-(early arrivals continue while best), 46: 1.7x, short of 3x, and no max resource, eta or min
-resource tried gets there (``--sensitivity``). On spirals one in eighteen reaches 0.97: 532
-against 166 epochs, 3.2x (2.6x on pilot seeds 100-114); medians of 5 seeds move a lot.
+that miss the target, so the ratio grows as good configurations get rarer. In the ``notes``
+space one random configuration in eight reaches 0.97 on digits within 27 epochs and one in
+twelve on spirals (160 each, seeds 100-103); on pilot seeds 100-119 ASHA needed 3.3x fewer
+epochs than random on digits and 1.75x fewer on spirals, where the configurations that get
+there cross the target late (median epoch 23 of 27), which a one-epoch rung predicts badly.
+In the ``adam`` space it is the other way round: one digits configuration in four reaches
+0.97, and on seeds 0-19 ASHA was 1.7x faster on digits and 3.2x on spirals. ASHA here also
+runs its first trials in full (early arrivals continue while best). Medians of 5 seeds move
+a lot.
 
 One BLAS thread per process (env vars set before NumPy is imported, plus
 ``threadpool_limits(1)``); ``--jobs`` processes run studies side by side; only epochs count.
@@ -77,6 +85,7 @@ Usage::
 
     python bench/search_efficiency.py            # digits + spirals, 4 methods, 5 seeds
     python bench/search_efficiency.py --quick    # 2 seeds
+    python bench/search_efficiency.py --space adam
     python bench/_search_curves.py --sensitivity # random vs random + ASHA only, 20 seeds
 """
 
@@ -128,12 +137,27 @@ TASKS: dict[str, tuple[dict[str, Any], float]] = {
     "digits": ({}, 0.97),
     "spirals": ({"n_classes": 5, "noise": 0.2, "n_samples": 1500}, 0.97),
 }
-SPACE: dict[str, dict[str, Any]] = {
-    "learning_rate": {"dist": "log_uniform", "low": 1e-4, "high": 1.0},
-    "beta1": {"dist": "one_minus_log_uniform", "low": 0.9, "high": 0.999},
-    "batch_size": {"dist": "log_int", "low": 16, "high": 256},
-    "hidden_units": {"dist": "int_uniform", "low": 16, "high": 128},
-    "num_layers": {"dist": "int_uniform", "low": 1, "high": 3},
+_LR = {"dist": "log_uniform", "low": 1e-4, "high": 1.0}
+_BATCH = {"dist": "log_int", "low": 16, "high": 256}
+SPACES: dict[str, dict[str, Any]] = {
+    # The course notes' space (the default): SGD with momentum, which the notes rank second
+    # to tune ("Adam's betas are pretty much always left at defaults"), and their ranges.
+    "notes": {
+        "optimizer": "momentum",
+        "learning_rate": _LR,
+        "momentum": {"dist": "one_minus_log_uniform", "low": 0.9, "high": 0.999},
+        "batch_size": _BATCH,
+        "hidden_units": {"dist": "int_uniform", "low": 50, "high": 100},
+        "num_layers": {"dist": "int_uniform", "low": 2, "high": 4},
+    },
+    # The trainer's default optimizer, Adam, its beta1 tuned like momentum; wider sizes.
+    "adam": {
+        "learning_rate": _LR,
+        "beta1": {"dist": "one_minus_log_uniform", "low": 0.9, "high": 0.999},
+        "batch_size": _BATCH,
+        "hidden_units": {"dist": "int_uniform", "low": 16, "high": 128},
+        "num_layers": {"dist": "int_uniform", "low": 1, "high": 3},
+    },
 }
 GRID_POINTS_PER_DIM = 3
 EPOCHS = 27  # per trial, ASHA's max resource: 3**3, past where good configurations level off
@@ -147,8 +171,9 @@ _DATA: dict[str, Dataset] = {}  # per process: every trial of a task shares one 
 class Job:
     """One study: a method on a task with a seed and an epoch budget.
 
-    ``asha_min_resource`` and ``asha_eta`` only matter to ``random+asha``; they travel with the
-    job so that worker processes never depend on module state changed after import.
+    ``asha_min_resource`` and ``asha_eta`` only matter to ``random+asha``; they and ``space``
+    (a key of :data:`SPACES`) travel with the job so that worker processes never depend on
+    module state changed after import.
     """
 
     task: str
@@ -158,6 +183,7 @@ class Job:
     budget: float
     asha_min_resource: int = ASHA_MIN_RESOURCE
     asha_eta: int = ASHA_REDUCTION_FACTOR
+    space: str = "notes"
 
 
 @dataclass
@@ -240,11 +266,11 @@ class _EpochReporter:
         return None
 
 
-def _space(epochs: int) -> SearchSpace:
-    def check(name: str, value: object) -> None:
-        check_hparams({name: value})
+def _space(epochs: int, name: str = "notes") -> SearchSpace:
+    def check(hparam: str, value: object) -> None:
+        check_hparams({hparam: value})
 
-    return parse_space({**SPACE, "epochs": epochs}, check_value=check)
+    return parse_space({**SPACES[name], "epochs": epochs}, check_value=check)
 
 
 def _data(task: str) -> Dataset:
@@ -301,7 +327,7 @@ def run_study(job: Job) -> RunResult:
         start = time.perf_counter()
         study = _Study(job, TASKS[job.task][1], RunResult(job))
         sampler, scheduler = _parts(job)
-        space = _space(job.epochs)
+        space = _space(job.epochs, job.space)
         number = 0
         while study.result.epochs_used < job.budget - 1e-9:
             try:
@@ -420,7 +446,7 @@ def judge(per_task: Mapping[str, Mapping[str, tuple[float, float]]], budget: flo
 
 def print_setup(
     tasks: Sequence[str], methods: Sequence[str], seeds: int, epochs: int, budget_trials: int,
-    min_resource: int, eta: int, jobs: int,
+    min_resource: int, eta: int, jobs: int, space: str,
 ) -> None:
     """Print every lever of the run: the same for every method, so a reader can check it."""
     rungs = AshaScheduler(min_resource, eta, epochs).rung_resources()
@@ -430,8 +456,9 @@ def print_setup(
           f"{epochs} = {budget_trials * epochs} epochs, for every method")
     print(f"- random+asha: min_resource={min_resource}, reduction_factor={eta}, rungs at "
           f"{', '.join(map(str, rungs))} epochs, one worker")
-    print("- space: " + "; ".join(
-        f"{k} {v['dist']} [{v['low']:g}, {v['high']:g}]" for k, v in SPACE.items()
+    print(f"- space {space!r}: " + "; ".join(
+        f"{k} {v['dist']} [{v['low']:g}, {v['high']:g}]" if isinstance(v, dict) else f"{k} {v}"
+        for k, v in SPACES[space].items()
     ))
     for t in tasks:
         options, target = TASKS[t]
@@ -453,14 +480,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--jobs", type=int, default=2, help="studies run side by side (2)")
+    parser.add_argument("--space", default="notes", choices=list(SPACES),
+                        help="the course notes' space (SGD + momentum) or Adam's (notes)")
     args = parser.parse_args(argv)
     seeds = args.seeds or (2 if args.quick else 5)
     budget = float(args.budget_trials * args.epochs)
     # Seed-major order: a run cut short still has whole seeds for every task and method.
-    jobs = [Job(t, m, s, args.epochs, budget, args.asha_min_resource, args.asha_eta)
+    jobs = [Job(t, m, s, args.epochs, budget, args.asha_min_resource, args.asha_eta, args.space)
             for s in range(seeds) for t in args.tasks for m in args.methods]
     print_setup(args.tasks, args.methods, seeds, args.epochs, args.budget_trials,
-                args.asha_min_resource, args.asha_eta, args.jobs)
+                args.asha_min_resource, args.asha_eta, args.jobs, args.space)
     start = time.perf_counter()
     results: list[RunResult] = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
