@@ -72,17 +72,13 @@ async def claim(body: ClaimIn, request: Request) -> ClaimOut | Response:
 
 
 @router.post("/trials/{trial_id}/report", response_model=DirectiveOut)
-async def report(
-    trial_id: int, body: ReportIn, request: Request
-) -> DirectiveOut:
+async def report(trial_id: int, body: ReportIn, request: Request) -> DirectiveOut:
     """Store a batch of metric points (idempotent), renew the lease, answer a directive."""
     return await run_in_threadpool(_in_session, request, _report, body, trial_id)
 
 
 @router.post("/trials/{trial_id}/finish", response_model=FinishOut)
-async def finish(
-    trial_id: int, body: FinishIn, request: Request
-) -> FinishOut:
+async def finish(trial_id: int, body: FinishIn, request: Request) -> FinishOut:
     """End the attempt as completed, paused, stopped or failed; with ``claim``, claim the next.
 
     On SQLite the claim shares the finish's transaction: one durable commit a trial. Where
@@ -109,7 +105,8 @@ def _in_session(
 
 def _claim(session: Session, settings: Settings, body: ClaimIn) -> ClaimOut | None:
     out = protocol.claim(session, body.worker, settings)
-    session.commit()
+    if out is not None:  # an empty queue wrote nothing: no commit, no sync
+        session.commit()
     return out
 
 
