@@ -47,8 +47,6 @@ class ReportIn(Strict):
     epoch: FiniteFloat = Field(ge=0, le=MAX_INT32)
     points: list[Point] = Field(default_factory=list)
     epoch_ends: list[EpochEnd] = Field(default_factory=list)
-    # The worker's next claim, made in the same request: one round trip a trial, not two.
-    claim: ClaimIn | None = None
     applied: list[Applied] = Field(default_factory=list)
 
 
