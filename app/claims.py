@@ -31,7 +31,8 @@ def claim_next(
     if locks.locks_rows(session):
         return _claim_next_locking(session, worker=worker, now=now, lease_until=lease_until)
     params = {"worker": worker, "now": now, "lease_until": lease_until}
-    row = session.execute(_sqlite_claim(), params).first()
+    # On the Core connection: the ORM's bulk-update machinery cost more than the statement.
+    row = session.connection().execute(_sqlite_claim(), params).first()
     return None if row is None else (row[0], row[1])
 
 

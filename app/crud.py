@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -205,13 +206,18 @@ def upsert_metrics(
         {"trial_id": trial_id, "name": name, "step": step, "value": value}
         for (name, step), value in latest.items()
     ]
-    insert = pg_insert if _dialect(session) == "postgresql" else sqlite_insert
+    session.connection().execute(_upsert_metrics(_dialect(session)), rows)
+    return len(rows)
+
+
+@cache
+def _upsert_metrics(dialect: str) -> Any:
+    """The metrics upsert for ``dialect``, built once: every report and finish runs it."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     stmt = insert(Metric.__table__)
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=["trial_id", "name", "step"], set_={"value": stmt.excluded.value}
     )
-    session.connection().execute(stmt, rows)
-    return len(rows)
 
 
 def upsert_intermediate(session: Session, *, trial_id: int, resource: int, value: float) -> None:

@@ -243,8 +243,11 @@ def claim(session: Session, worker: str, settings: Settings) -> ClaimOut | None:
     row = claims.claim_next(session, worker=worker, now=now, lease_until=lease_until)
     if row is None:
         return None
-    trial = session.get_one(Trial, row[0], populate_existing=True, options=locks.WITH_STUDY)
-    ckpt = resume_point(session, trial)
+    # Its study is usually in the session already (the finish that claims it): no join.
+    trial = session.get_one(Trial, row[0], populate_existing=True)
+    # A first attempt has no checkpoint of its own yet: only a fork's parent can be one.
+    first = trial.attempt == 1 and trial.parent_checkpoint_id is None
+    ckpt = None if first else resume_point(session, trial)
     adjusts = [e for e in pending_of(session, trial) if e.kind is EventKind.ADJUST]
     if adjusts:
         trial.hparams = {**trial.hparams, **pending_hparams(adjusts)}

@@ -118,16 +118,18 @@ def _report(session: Session, settings: Settings, body: ReportIn, trial: Trial) 
 
 def _finish(session: Session, settings: Settings, body: FinishIn, trial: Trial) -> FinishOut:
     protocol.finish(session, trial, body)
-    # Ending a trial closed every request it had pending: no need to look them up again.
-    out = trial_public(trial, [], None) if trial.state.finished and not trial.round_id else (
-        trial_out(session, trial)
-    )
+    # Ending a trial closed every request it had pending: no need to look them up again, and
+    # the answer, which then reads no row, is built after the commit, out of the writers' turn.
+    ended = trial.state.finished and not trial.round_id
+    out = None if ended else trial_out(session, trial)
     claimed = None
     if body.claim is not None:
         if locks.locks_rows(session):
             session.commit()
         claimed = protocol.claim(session, body.claim.worker, settings)
     session.commit()
+    if out is None:
+        out = trial_public(trial, [], None)
     return FinishOut.model_construct(**dict(out), next=claimed)
 
 
