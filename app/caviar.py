@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from app import crud, locks
+from app import crud, locks, parking
 from app.caviar_config import sampler_for, scheduler_for
 from app.models import (
     Checkpoint,
@@ -158,18 +158,20 @@ def _count(session: Session, *where: Any) -> int:
     return session.scalar(select(func.count()).select_from(Trial).where(*where)) or 0
 
 
-def _budget_left(session: Session, rnd: Round) -> bool:
+def _budget_left(session: Session, rnd: Round, waiting: frozenset[int] = frozenset()) -> bool:
+    """Whether the round may start another trial; ``waiting``: ids of parked trials."""
     if rnd.kind is RoundKind.RETEST or rnd.exhausted:
         return False
     if rnd.budget_trials is not None:
         return _count(session, Trial.round_id == rnd.id) < rnd.budget_trials
-    # Ended trials count the epochs they trained (a pruned one frees the rest), others plan;
-    # a fork counts from its parent's checkpoint on, so no epoch is counted twice.
+    # Ended and parked trials count the epochs they trained (a pruned one frees the rest),
+    # others plan; a fork counts from its parent's checkpoint on, so no epoch counts twice.
     start = func.coalesce(Checkpoint.epoch, 0.0)
-    rows = session.execute(select(Trial.state, Trial.epoch, Trial.hparams, start)
+    rows = session.execute(select(Trial.id, Trial.state, Trial.epoch, Trial.hparams, start)
                            .outerjoin(Checkpoint, Checkpoint.id == Trial.parent_checkpoint_id)
                            .where(Trial.round_id == rnd.id))
-    spent = sum((e if s.finished else float(h.get("epochs", 0))) - s0 for s, e, h, s0 in rows)
+    spent = sum((e if s.finished or i in waiting else float(h.get("epochs", 0))) - s0
+                for i, s, e, h, s0 in rows)
     return spent < (rnd.budget_epochs or 0)
 
 
@@ -193,17 +195,30 @@ def _sample(session: Session, study: Study, rnd: Round, history: Sequence[TrialV
     return True
 
 
+def _active(session: Session, study: Study) -> int:
+    return _count(session, Trial.study_id == study.id,
+                  Trial.state.in_([TrialState.QUEUED, TrialState.RUNNING]))
+
+
 def feed(session: Session, study: Study) -> int:
-    """Sample trials until ``parallelism`` are queued or running or no budget is left."""
-    active = _count(session, Trial.study_id == study.id,
-                    Trial.state.in_([TrialState.QUEUED, TrialState.RUNNING]))
+    """Fill ``parallelism`` slots: parked trials the scheduler promotes first, then new
+    samples while budget is left. Returns how many trials were queued."""
+    active = _active(session, study)
     if active >= study.parallelism:
         return 0
-    added, history = 0, views(session, study.id)
+    # A promotion before a new configuration: ASHA's rule for a free worker.
+    scheduler = scheduler_for(study)
+    added, waiting = 0, frozenset[int]()
+    if scheduler is not None and scheduler.pauses:
+        added = parking.promote(session, study, scheduler, records(session, study.id),
+                                study.parallelism - active)
+        waiting = frozenset(t.id for t in parking.parked(session, study.id).values())
+    active += added
+    history = views(session, study.id) if active < study.parallelism else []
     rounds = session.scalars(select(Round).where(Round.study_id == study.id)
                              .order_by(Round.number))
     for rnd in rounds:
-        while active < study.parallelism and _budget_left(session, rnd):
+        while active < study.parallelism and _budget_left(session, rnd, waiting):
             if not _sample(session, study, rnd, history):
                 break
             active, added = active + 1, added + 1
@@ -211,13 +226,23 @@ def feed(session: Session, study: Study) -> int:
 
 
 def settle(session: Session, study: Study) -> None:
-    """Feed a caviar study, then mark it completed when nothing is left to run."""
+    """Feed a caviar study, then mark it completed when nothing is left to run.
+
+    When nothing runs and nothing new may start, trials parked at a rung get a last
+    promotion (the rung's last, incomplete group counts); those it leaves end as pruned.
+    """
     if study.mode is not StudyMode.CAVIAR:
         return
     session.flush()
     locks.lock_study(session, study)
     feed(session, study)
     session.flush()
+    scheduler = scheduler_for(study)
+    if scheduler is not None and scheduler.pauses and not _active(session, study):
+        recs = records(session, study.id)
+        if not parking.promote(session, study, scheduler, recs, study.parallelism, final=True):
+            parking.end_parked(session, study)
+        session.flush()
     still_open = _count(session, Trial.study_id == study.id, Trial.state.in_(OPEN_STATES))
     study.state = StudyState.ACTIVE if still_open else StudyState.COMPLETED
 
@@ -263,10 +288,15 @@ def _consult(
     for rec in answer.new_records:  # only ever the reporting trial's own record
         session.add(RungRecordRow(study_id=study_id, trial_id=trial.id, rung=rec.rung,
                                   value=rec.value))
-    pending = crud.pending_events(session, [trial.id]).get(trial.id, [])
-    already = any(e.kind is EventKind.PRUNE for e in pending)
+    if answer.decision is Decision.CONTINUE:
+        return
+    pending = {e.kind for e in crud.pending_events(session, [trial.id]).get(trial.id, [])}
     # A report at the trial's last epoch ends it anyway: it completes rather than pruned.
     last = resource >= int(trial.hparams["epochs"])
-    if answer.decision is Decision.STOP and not last and not already:
-        payload = {"scheduler": trial.study.scheduler, "resource": resource, "value": value}
+    payload = {"scheduler": trial.study.scheduler, "resource": resource, "value": value}
+    if answer.decision is Decision.STOP and not last and EventKind.PRUNE not in pending:
         crud.add_event(session, trial, EventKind.PRUNE, payload)
+    # PAUSE parks the trial at its rung (app.parking); a stop or pause already asked wins.
+    parked = {EventKind.PRUNE, EventKind.STOP, EventKind.PAUSE}
+    if answer.decision is Decision.PAUSE and not last and not pending & parked:
+        crud.add_event(session, trial, EventKind.PAUSE, payload)

@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Table,
     and_,
     bindparam,
     func,
@@ -122,7 +123,7 @@ def _sort_key(sort: str, direction: Direction) -> ColumnElement[Any]:
     if name == "best":
         name, desc = "best_value", desc != (direction is Direction.MAXIMIZE)
     column = getattr(Trial, name)
-    return (column.desc() if desc else column.asc()).nulls_last()
+    return cast(ColumnElement[Any], (column.desc() if desc else column.asc()).nulls_last())
 
 
 def list_trials(
@@ -214,7 +215,7 @@ def upsert_metrics(
 def _upsert_metrics(dialect: str) -> Any:
     """The metrics upsert for ``dialect``, built once: every report and finish runs it."""
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(Metric.__table__)
+    stmt = insert(cast(Table, Metric.__table__))
     return stmt.on_conflict_do_update(
         index_elements=["trial_id", "name", "step"], set_={"value": stmt.excluded.value}
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Collection, Sequence
+from enum import Enum
 
 from app.tuning.base import (
     Decision,
@@ -14,6 +16,19 @@ from app.tuning.base import (
 )
 
 
+class AshaMode(str, Enum):
+    """What happens to a trial that does not rank in the top ``1/eta`` of its rung.
+
+    ``stop``: it ends there (Optuna's ``SuccessiveHalvingPruner``, Ray Tune's ASHA). ``pause``:
+    it waits at the rung and is promoted as soon as enough later trials rank below it, the
+    ASHA paper's own rule; a study in this mode never runs an early arrival in full only
+    because nothing better has been seen yet.
+    """
+
+    STOP = "stop"
+    PAUSE = "pause"
+
+
 def _positive_int(arg: str, v: object, minimum: int) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
         raise ValueError(f"{arg}: got {v!r}, allowed: an integer >= {minimum}")
@@ -21,13 +36,20 @@ def _positive_int(arg: str, v: object, minimum: int) -> int:
 
 
 class AshaScheduler(Scheduler):
-    """Stops a trial at a rung unless it ranks in the top ``1/eta`` of that rung so far.
+    """Stops (or pauses) a trial at a rung unless it ranks in the top ``1/eta`` of that rung.
 
     Rung ``k`` sits at ``min_resource * eta**k`` epochs, for every such resource below
     ``max_resource`` (where training ends anyway). When a trial reports at a rung resource,
     the scheduler emits a :class:`RungRecord`; with ``n`` records at that rung (the trial's
     included) it CONTINUEs iff its value is among the best ``floor(n / eta)`` (ties
-    continue). Reports at other resources CONTINUE.
+    continue), else it STOPs (``mode="stop"``) or PAUSEs (``mode="pause"``). Reports at other
+    resources CONTINUE.
+
+    In ``pause`` mode :meth:`promotions` resumes a paused trial once it ranks among the best
+    ``floor(n / eta)`` of the rung it waits at, the highest rung first (Li et al., Algorithm 2:
+    a free worker takes a promotion before a new configuration). At the end of a study
+    (``final``) the cut is ``ceil(n / eta)``: a rung's last, incomplete group of ``eta`` also
+    sends its best on, so a small study still trains some trials in full.
 
     The state is the stored records: pass them back in insertion order and a fresh object
     decides exactly as the old one did. A repeated report at a rung the trial already has a
@@ -39,6 +61,7 @@ class AshaScheduler(Scheduler):
         reduction_factor: ``eta``, the promotion rate 1/eta (>= 2).
         max_resource: epochs a trial trains at most (> min_resource).
         direction: which values are better.
+        mode: ``"stop"`` (the default) or ``"pause"``, see :class:`AshaMode`.
     """
 
     def __init__(
@@ -47,11 +70,18 @@ class AshaScheduler(Scheduler):
         reduction_factor: int = 3,
         max_resource: int = 27,
         direction: Direction = Direction.MINIMIZE,
+        mode: AshaMode | str = AshaMode.STOP,
     ) -> None:
         self.min_resource = _positive_int("min_resource", min_resource, 1)
         self.reduction_factor = _positive_int("reduction_factor", reduction_factor, 2)
         self.max_resource = _positive_int("max_resource", max_resource, min_resource + 1)
         self.direction = Direction(direction)
+        try:
+            self.mode = AshaMode(mode)
+        except ValueError:
+            allowed = ", ".join(repr(m.value) for m in AshaMode)
+            raise ValueError(f"mode: got {mode!r}, allowed: one of {allowed}") from None
+        self.pauses = self.mode is AshaMode.PAUSE
 
     def rung_resources(self) -> tuple[int, ...]:
         """Epochs of the rungs, ``min_resource * eta**k < max_resource``; index = rung."""
@@ -90,19 +120,55 @@ class AshaScheduler(Scheduler):
     def _decide(self, value: float, rung_values: list[float]) -> Decision:
         """CONTINUE iff ``value`` ranks within the best ``floor(n / eta)`` of ``rung_values``."""
         n_promote = len(rung_values) // self.reduction_factor
-        # Fewer than eta records: floor(n / eta) = 0 would stop every early trial. ASHA
-        # proper would leave such a trial waiting for a later promotion, but a trial here
-        # cannot be parked for an unknown time, so we follow optuna's SuccessiveHalvingPruner:
-        # promote the first eta - 1 arrivals only while each is the best seen at the rung.
-        n_promote = max(1, n_promote)
-        keys = sorted(self.direction.key(v) for v in rung_values)
-        if self.direction.key(value) <= keys[n_promote - 1]:
+        if self.mode is AshaMode.PAUSE:
+            # Fewer than eta records promote nobody yet: the trial waits for later arrivals.
+            return Decision.CONTINUE if self._within(value, rung_values, n_promote) else (
+                Decision.PAUSE
+            )
+        # Stop mode cannot wait: floor(n / eta) = 0 would stop every early trial, so, as
+        # optuna's SuccessiveHalvingPruner, the first eta - 1 arrivals continue only while
+        # each is the best seen at the rung.
+        if self._within(value, rung_values, max(1, n_promote)):
             return Decision.CONTINUE
         return Decision.STOP
+
+    def _within(self, value: float, rung_values: Sequence[float], cut: int) -> bool:
+        """Whether ``value`` ranks within the best ``cut`` of ``rung_values`` (ties do)."""
+        if cut <= 0:
+            return False
+        keys = sorted(self.direction.key(v) for v in rung_values)
+        return self.direction.key(value) <= keys[min(cut, len(keys)) - 1]
+
+    def promotions(
+        self, records: Sequence[RungRecord], waiting: Collection[int], *, final: bool = False
+    ) -> list[int]:
+        """The waiting trials that rank within their rung's cut: highest rung first, then
+        best first (ties: the earlier record).
+
+        A trial waits at the highest rung it has a record at. The cut of a rung with ``n``
+        records is ``floor(n / eta)``, or ``ceil(n / eta)`` when ``final``. Stop mode never
+        pauses a trial, so it has none to promote.
+        """
+        if self.mode is AshaMode.STOP or not waiting:
+            return []
+        at: dict[int, int] = {}  # waiting trial -> the rung it waits at
+        for rec in records:
+            if rec.trial_number in waiting:
+                at[rec.trial_number] = max(rec.rung, at.get(rec.trial_number, 0))
+        out: list[int] = []
+        for rung in sorted(set(at.values()), reverse=True):
+            rows = [r for r in records if r.rung == rung]
+            n = len(rows)
+            cut = math.ceil(n / self.reduction_factor) if final else n // self.reduction_factor
+            values = [r.value for r in rows]
+            chosen = [(self.direction.key(r.value), i, r.trial_number) for i, r in enumerate(rows)
+                      if at.get(r.trial_number) == rung and self._within(r.value, values, cut)]
+            out += [number for *_, number in sorted(chosen)]
+        return out
 
     def __repr__(self) -> str:
         return (
             f"AshaScheduler(min_resource={self.min_resource}, "
             f"reduction_factor={self.reduction_factor}, max_resource={self.max_resource}, "
-            f"direction={self.direction.value!r})"
+            f"direction={self.direction.value!r}, mode={self.mode.value!r})"
         )

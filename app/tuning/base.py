@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -52,10 +52,15 @@ class Direction(str, Enum):
 
 
 class Decision(str, Enum):
-    """A scheduler's answer to one report."""
+    """A scheduler's answer to one report.
+
+    PAUSE parks the trial: it checkpoints and waits until :meth:`Scheduler.promotions` names
+    it (the server then queues it again) or the study ends (then it ends as pruned).
+    """
 
     CONTINUE = "continue"
     STOP = "stop"
+    PAUSE = "pause"
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,9 @@ class Sampler(ABC):
 class Scheduler(ABC):
     """Decides, at each report, whether a running trial goes on."""
 
+    #: Whether ``on_report`` may answer PAUSE; only then does the server ask ``promotions``.
+    pauses: bool = False
+
     @abstractmethod
     def on_report(
         self,
@@ -167,3 +175,13 @@ class Scheduler(ABC):
             history: the study's stored trials.
             records: every rung record stored so far for the study, in insertion order.
         """
+
+    def promotions(
+        self, records: Sequence[RungRecord], waiting: Collection[int], *, final: bool = False
+    ) -> list[int]:
+        """Of the ``waiting`` trials (numbers of trials this scheduler PAUSEd), those to resume
+        now, in order; ``final``: no new trial will start, this is their last chance.
+
+        A scheduler that never answers PAUSE has nothing to promote.
+        """
+        return []

@@ -174,7 +174,9 @@ function body() {
     out.parallelism = number(document.getElementById("parallelism"), "parallelism");
     out.sampler = document.getElementById("sampler").value;
     const scheduler = document.getElementById("scheduler").value;
-    if (scheduler) out.scheduler = scheduler;
+    // "asha-pause" is ASHA whose trials below a rung's cut wait there for a later promotion.
+    if (scheduler === "asha-pause") out.scheduler = { name: "asha", mode: "pause" };
+    else if (scheduler) out.scheduler = scheduler;
   }
   return out;
 }

@@ -154,3 +154,121 @@ def test_settings_are_validated(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(ValueError, match=field) as info:
         AshaScheduler(**kwargs)  # type: ignore[arg-type]
     assert "allowed" in str(info.value)
+
+
+# -- pause mode (the ASHA paper's promotions) ------------------------------------------------
+
+P = Decision.PAUSE
+# Hand-worked example, pause mode: eta = 3, min_resource 1, max_resource 9 (rungs at epochs 1
+# and 3), minimise. A trial continues iff it ranks within the best floor(n / 3) of its rung,
+# n its rung's records with its own; else it waits there. After each report the server asks
+# which waiting trials to promote: those now within their rung's floor(n / 3).
+#
+# Rung 0 (epoch 1):
+#   t0 0.50  n=1 keep 0                               -> PAUSE
+#   t1 0.70  n=2 keep 0                               -> PAUSE
+#   t2 0.40  n=3 keep 1: {0.40}                       -> CONTINUE
+#   t3 0.90  n=4 keep 1                               -> PAUSE
+#   t4 0.30  n=5 keep 1: {0.30}                       -> CONTINUE
+#   t5 0.80  n=6 keep 2: {0.30, 0.40}                 -> PAUSE
+#   t6 0.45  n=7 keep 2                               -> PAUSE
+#   t7 0.20  n=8 keep 2: {0.20, 0.30}                 -> CONTINUE
+#   t8 0.35  n=9 keep 3: {0.20, 0.30, 0.35}           -> CONTINUE
+#   t9 0.60, t10 0.55 (n=10, 11, keep 3)              -> PAUSE
+#   t11 0.65 n=12 keep 4: {0.20 .. 0.40}              -> PAUSE
+#   t12 0.85, t13 0.75 (n=13, 14, keep 4)             -> PAUSE
+#   t14 0.95 n=15 keep 5: {0.20 .. 0.40, 0.45}        -> PAUSE, and t6 (0.45) is promoted
+# Rung 1 (epoch 3), t6 resumed from its checkpoint:
+#   t2 0.38  n=1 keep 0 -> PAUSE;  t4 0.25  n=2 keep 0 -> PAUSE
+#   t7 0.15  n=3 keep 1: {0.15}                       -> CONTINUE
+#   t8 0.33  n=4 keep 1                               -> PAUSE
+#   t6 0.30  n=5 keep 1                               -> PAUSE
+# Then no trial is promoted: rung 1 keeps 1 (t7, running), rung 0 keeps 5 (all sent on). At
+# the end of the study (final) rung 1 keeps ceil(5 / 3) = 2: t4 (0.25) goes on to epoch 9.
+PAUSE_EVENTS: list[tuple[int, int, float, Decision]] = [
+    (0, 1, 0.50, P), (1, 1, 0.70, P), (2, 1, 0.40, C), (3, 1, 0.90, P), (4, 1, 0.30, C),
+    (5, 1, 0.80, P), (6, 1, 0.45, P), (7, 1, 0.20, C), (8, 1, 0.35, C), (9, 1, 0.60, P),
+    (10, 1, 0.55, P), (11, 1, 0.65, P), (12, 1, 0.85, P), (13, 1, 0.75, P), (14, 1, 0.95, P),
+    (2, 3, 0.38, P), (4, 3, 0.25, P), (7, 3, 0.15, C), (8, 3, 0.33, P), (6, 3, 0.30, P),
+]
+# The promotions asked after each report above, with the trials waiting then.
+PROMOTED_AFTER = {14: [6]}
+
+
+def pause_run(
+    asha: AshaScheduler, events: list[tuple[int, int, float, Decision]],
+    records: list[RungRecord], waiting: set[int], offset: int = 0,
+) -> tuple[list[Decision], dict[int, list[int]]]:
+    """The server's loop: a report, its records stored, PAUSE parks, promotions un-park."""
+    decisions, promoted = [], {}
+    for i, (number, epoch, value, _) in enumerate(events, offset):
+        step = asha.on_report(running(number), epoch, value, [], list(records))
+        records.extend(step.new_records)
+        decisions.append(step.decision)
+        if step.decision is Decision.PAUSE:
+            waiting.add(number)
+        up = asha.promotions(records, waiting)
+        waiting.difference_update(up)
+        if up:
+            promoted[i] = up
+    return decisions, promoted
+
+
+def test_pause_mode_hand_worked_example() -> None:
+    records: list[RungRecord] = []
+    waiting: set[int] = set()
+    asha = AshaScheduler(1, 3, 9, mode="pause")
+    decisions, promoted = pause_run(asha, PAUSE_EVENTS, records, waiting)
+    assert decisions == [e[3] for e in PAUSE_EVENTS]
+    assert promoted == PROMOTED_AFTER
+    assert waiting == {0, 1, 3, 5, 9, 10, 11, 12, 13, 14, 2, 4, 8, 6}
+    assert asha.promotions(records, waiting) == []
+    assert asha.promotions(records, waiting, final=True) == [4]
+
+
+@pytest.mark.parametrize("restart_at", range(0, len(PAUSE_EVENTS) + 1, 3))
+def test_pause_mode_after_a_restart_continues_the_same_way(restart_at: int) -> None:
+    # The server stores the records and which trials are paused; a fresh scheduler built
+    # from the stored settings decides and promotes as the old one would have.
+    records: list[RungRecord] = []
+    waiting: set[int] = set()
+    before = pause_run(AshaScheduler(1, 3, 9, mode="pause"), PAUSE_EVENTS[:restart_at],
+                       records, waiting)
+    fresh = make_scheduler("asha", **SETTINGS, mode="pause")
+    assert isinstance(fresh, AshaScheduler) and fresh.pauses
+    after = pause_run(fresh, PAUSE_EVENTS[restart_at:], list(records), set(waiting), restart_at)
+    assert before[0] + after[0] == [e[3] for e in PAUSE_EVENTS]
+    assert {**before[1], **after[1]} == PROMOTED_AFTER
+
+
+def test_promotions_take_the_highest_rung_first_then_the_best() -> None:
+    asha = AshaScheduler(1, 3, 27, mode="pause")
+    # Rung 0: 9 records, keep 3 = trials 0 (0.1), 6 (0.15), 1 (0.2). Rung 1: 3 records, keep 1
+    # = trial 1 (0.1). Trial 0 waits at rung 1 (its highest), out of rung 1's cut.
+    rung0 = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.15, 0.9, 0.95]
+    records = [RungRecord(n, 0, v) for n, v in enumerate(rung0)]
+    records += [RungRecord(0, 1, 0.5), RungRecord(1, 1, 0.1), RungRecord(2, 1, 0.2)]
+    assert asha.promotions(records, {0, 1, 6, 7}) == [1, 6]
+    assert asha.promotions(records, {7, 8}) == []
+    assert asha.promotions(records, set()) == []
+
+
+def test_a_repeated_report_in_pause_mode_pauses_again_without_a_record() -> None:
+    records: list[RungRecord] = []
+    asha = AshaScheduler(1, 3, 9, mode="pause")
+    pause_run(asha, PAUSE_EVENTS, records, set())
+    step = asha.on_report(running(0), 1, 0.50, [], records)
+    assert (step.decision, step.new_records) == (Decision.PAUSE, ())
+
+
+def test_stop_mode_never_pauses_or_promotes() -> None:
+    asha = AshaScheduler(1, 3, 9)
+    assert not asha.pauses
+    decisions = replay(asha, [(n, 1, v, C) for n, v in enumerate([0.5, 0.7, 0.4])], [])
+    assert Decision.PAUSE not in decisions
+    assert asha.promotions([RungRecord(0, 0, 0.1)] * 3, {0}, final=True) == []
+
+
+def test_mode_is_validated() -> None:
+    with pytest.raises(ValueError, match="mode: got 'later', allowed: one of 'stop', 'pause'"):
+        AshaScheduler(mode="later")

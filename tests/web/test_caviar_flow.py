@@ -96,3 +96,32 @@ def test_coarse_to_fine_from_the_browser(page: Any, api: httpx.Client, shot: Any
     page.select_option("#filter-round", "2")
     expect(rows).to_have_count(NEXT_TRIALS)
     shot("study-caviar-round-2")
+
+
+def test_asha_pause_mode_from_the_form_parks_promotes_and_ends(
+    page: Any, api: httpx.Client
+) -> None:
+    page.goto("/studies/new")
+    page.check("input[name=mode][value=caviar]")
+    page.fill("#name", "digits, ASHA pause mode")
+    page.fill("#epochs", "4")  # rungs at epochs 1 and 3 (eta 3)
+    page.fill("#budget", "6")
+    page.fill("#parallelism", "2")
+    page.select_option("#scheduler", "asha-pause")
+    page.click("#create")
+    page.wait_for_url(re.compile(r"/studies/\d+$"))
+    study_id = int(page.url.rsplit("/", 1)[1])
+    study = api.get(f"/api/studies/{study_id}").json()
+    assert study["scheduler"] == "asha" and study["scheduler_settings"]["mode"] == "pause"
+
+    # Real workers: the first arrival at rung 0 always waits (floor(1/3) = 0 promoted).
+    wait_api(lambda: api.get(f"/api/studies/{study_id}").json()["state"] == "completed",
+             "the study to complete", timeout=120)
+    trials = trials_of(api, study_id)
+    states = sorted(t["state"] for t in trials)
+    assert len(trials) == 6 and "completed" in states
+    assert set(states) <= {"completed", "pruned"}
+    events = [e for t in trials for e in api.get(f"/api/trials/{t['id']}/events").json()]
+    parks = [e for e in events if e["kind"] == "pause" and "scheduler" in e["payload"]]
+    assert parks, "no trial waited at a rung"
+    expect(page.locator("#trials tbody")).not_to_contain_text("Paused", timeout=20_000)
