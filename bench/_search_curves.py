@@ -65,6 +65,8 @@ BENCH = Grid((se.EPOCHS,), (se.ASHA_REDUCTION_FACTOR,), (se.ASHA_MIN_RESOURCE,),
 SENSITIVITY = Grid((9, 27, LONGEST), (3, 4), (1, 3),
                    {"digits": (0.96, 0.97, 0.975), "spirals": (0.95, 0.96, 0.97)})
 Key = tuple[str, int, int, int, float]  # (method, max resource, eta, min resource, target)
+MODES = ("stop", "pause")  # AshaScheduler's modes, both replayed
+METHOD = {"stop": "asha", "pause": "asha-pause"}
 
 
 class _LazyTrial:
@@ -140,15 +142,21 @@ def replay_random(study: _Study, epochs: int, target: float, budget: float) -> f
 
 
 def replay_asha(
-    study: _Study, epochs: int, eta: int, min_resource: int, target: float, budget: float
+    study: _Study, epochs: int, eta: int, min_resource: int, target: float, budget: float,
+    mode: str = "stop",
 ) -> float:
-    """Epochs to target of ``random+asha``, deciding with the real scheduler at every epoch."""
-    scheduler = AshaScheduler(min_resource, eta, epochs, Direction.MAXIMIZE)
+    """Epochs to target of ``random+asha`` (``mode="stop"``) or ``random+asha-pause``,
+    deciding with the real scheduler at every epoch and, in pause mode, resuming the trial
+    it promotes before starting a new one (``search_efficiency.run_study``'s loop)."""
+    scheduler = AshaScheduler(min_resource, eta, epochs, Direction.MAXIMIZE, mode)
     records: list[RungRecord] = []
-    spent = 0.0
-    for n in itertools.count():
-        trial = study.trial(n)
-        for e in range(1, epochs + 1):
+    parked: dict[int, int] = {}  # trial number -> epochs trained when it was parked
+    spent, fresh = 0.0, itertools.count()
+    while True:
+        promoted = scheduler.promotions(records, set(parked))
+        n = promoted[0] if promoted else next(fresh)
+        trial, start = study.trial(n), parked.pop(n, 0)
+        for e in range(start + 1, epochs + 1):
             curve = trial.upto(e)
             if len(curve) < e:  # diverged during epoch e
                 spent += trial.diverged_part or 0.0
@@ -163,9 +171,11 @@ def replay_asha(
             records.extend(step.new_records)
             if step.decision is Decision.STOP:
                 break
+            if step.decision is Decision.PAUSE and e < epochs:
+                parked[n] = e
+                break
         if spent >= budget:
             return math.inf
-    raise AssertionError("unreachable")
 
 
 def replay(args: tuple[str, int, float, Grid]) -> tuple[str, int, dict[Key, float]]:
@@ -176,10 +186,10 @@ def replay(args: tuple[str, int, float, Grid]) -> tuple[str, int, dict[Key, floa
         study = _Study(task, seed, grid.space)
         for target, epochs in itertools.product(grid.targets[task], grid.max_resources):
             out[("random", epochs, 0, 0, target)] = replay_random(study, epochs, target, budget)
-            for eta, r0 in itertools.product(grid.etas, grid.min_resources):
+            for eta, r0, mode in itertools.product(grid.etas, grid.min_resources, MODES):
                 if r0 * eta < epochs:  # at least two rungs
-                    out[("asha", epochs, eta, r0, target)] = replay_asha(
-                        study, epochs, eta, r0, target, budget)
+                    out[(METHOD[mode], epochs, eta, r0, target)] = replay_asha(
+                        study, epochs, eta, r0, target, budget, mode)
     return task, seed, out
 
 
@@ -191,7 +201,7 @@ def print_tables(
     results: Sequence[tuple[str, int, dict[Key, float]]], grid: Grid, budget: float
 ) -> None:
     """Per task: rows (target, max resource); random's median, then ASHA's and the ratio."""
-    settings = list(itertools.product(grid.etas, grid.min_resources))
+    settings = list(itertools.product(grid.etas, grid.min_resources, MODES))
     for task, targets in grid.targets.items():
         runs = [out for t, _, out in results if t == task]
         if not runs:
@@ -200,13 +210,13 @@ def print_tables(
         print(f"\n## {task}: median epochs to target, seeds {seeds[0]}..{seeds[-1]} "
               f"({len(runs)}); random / random+asha in brackets\n")
         header = ["target", "epochs/trial", "random"]
-        header += [f"asha eta={e} min={r}" for e, r in settings]
+        header += [f"{METHOD[m]} eta={e} min={r}" for e, r, m in settings]
         rows = []
         for target, epochs in itertools.product(targets, grid.max_resources):
             rnd = statistics.median(o[("random", epochs, 0, 0, target)] for o in runs)
             row = [target, epochs, _fmt(rnd, budget)]
-            for eta, r0 in settings:
-                key = ("asha", epochs, eta, r0, target)
+            for eta, r0, mode in settings:
+                key = (METHOD[mode], epochs, eta, r0, target)
                 if key not in runs[0]:
                     row.append("-")
                     continue

@@ -48,6 +48,10 @@ Methods:
 * ``grid``: ``GridSampler(points_per_dim=3)`` in its product order (learning rate slowest);
 * ``random+asha``: the same random draws under the scheduler above; new trials start until the
   budget is spent;
+* ``random+asha-pause``: the same, with ``AshaScheduler(mode="pause")``: a trial below its
+  rung's cut waits there (its trainer kept in memory, as the server keeps a checkpoint) and
+  each turn of the one worker goes first to a waiting trial the scheduler promotes, as the
+  server's feeder does (``app/parking.py``), else to a new trial;
 * ``tpe``: ``TpeSampler(direction=maximize)`` (10 random start-up trials) fed the finished
   trials' final dev accuracy.
 
@@ -131,7 +135,8 @@ from trainer import Action, Directive, DivergedError, TrainConfig, Trainer  # no
 from trainer.config import check_hparams  # noqa: E402
 from trainer.data import Dataset, load_task  # noqa: E402
 
-METHODS = ("random", "grid", "random+asha", "tpe")
+METHODS = ("random", "grid", "random+asha", "random+asha-pause", "tpe")
+ASHA_METHODS = ("random+asha", "random+asha-pause")
 TASKS: dict[str, tuple[dict[str, Any], float]] = {
     # task -> (task options, dev-accuracy target); why these, see the module docstring.
     "digits": ({}, 0.97),
@@ -232,6 +237,7 @@ class _EpochReporter:
         self.curve: dict[int, float] = {}
         self.charged = 0.0  # epochs of this trial already added to the study's spend
         self.stopped = False
+        self.paused = False  # parked at a rung (pause mode): fit() later resumes it
 
     def report(self, step: int, epoch: float, metrics: Mapping[str, float]) -> Directive:
         if "dev_accuracy" not in metrics:
@@ -256,6 +262,9 @@ class _EpochReporter:
         self.study.records.extend(step_out.new_records)
         if step_out.decision is Decision.STOP:
             self.stopped = True
+            return Directive(Action.STOP)
+        if step_out.decision is Decision.PAUSE and resource < self.study.job.epochs:
+            self.paused = True  # the loop ends here; the same trainer resumes on promotion
             return Directive(Action.STOP)
         return Directive()
 
@@ -286,59 +295,93 @@ def _parts(job: Job) -> tuple[Sampler, Scheduler | None]:
     if job.method == "tpe":
         return make_sampler("tpe", job.seed, direction=maximize), None
     scheduler = None
-    if job.method == "random+asha":
+    if job.method in ASHA_METHODS:
         scheduler = make_scheduler(
             "asha", min_resource=job.asha_min_resource, reduction_factor=job.asha_eta,
             max_resource=job.epochs, direction=maximize,
+            mode="pause" if job.method == "random+asha-pause" else "stop",
         )
     return make_sampler("random", job.seed), scheduler
 
 
-def _run_trial(
+@dataclass
+class _Live:
+    """A trial's trainer and reporter, kept while it is parked at a rung (pause mode)."""
+
+    number: int
+    hparams: dict[str, object]
+    trainer: Trainer
+    reporter: _EpochReporter
+
+
+def _start_trial(
     study: _Study, number: int, hparams: dict[str, object], scheduler: Scheduler | None
-) -> None:
-    """Train one trial under an :class:`_EpochReporter`; append it to the history."""
+) -> _Live:
     task = study.job.task
     config = TrainConfig(
         task=task, task_options=TASKS[task][0], hparams=hparams,
         report_every=10**9, checkpoint_every=0,  # safe points at epoch ends only
     )
     trainer = Trainer(config, data=_data(task))
-    reporter = _EpochReporter(study, number, hparams, scheduler)
+    study.result.trials += 1
+    return _Live(number, hparams, trainer, _EpochReporter(study, number, hparams, scheduler))
+
+
+def _train(study: _Study, live: _Live, scheduler: Scheduler | None) -> bool:
+    """Train ``live`` until it ends or parks (True); an ended trial joins the history.
+
+    ``Trainer.fit`` called again on a parked trial goes on from where it stopped, as the
+    server's checkpoint would (same weights, optimizer state and generator).
+    """
+    reporter = live.reporter
+    reporter.paused = False
     state = TrialStatus.COMPLETED
     try:
-        trainer.fit(reporter)
+        live.trainer.fit(reporter)
     except DivergedError:
-        study.result.epochs_used += trainer.epoch - reporter.charged
+        study.result.epochs_used += live.trainer.epoch - reporter.charged
         state = TrialStatus.FAILED
+    if reporter.paused and not reporter.stopped and state is TrialStatus.COMPLETED:
+        return True
     if reporter.stopped and scheduler is not None and len(reporter.curve) < study.job.epochs:
         state = TrialStatus.PRUNED
     last = reporter.curve[max(reporter.curve)] if reporter.curve else None
     value = last if state is TrialStatus.COMPLETED else None
     study.history.append(
-        TrialView(number, 0, state, hparams, value, dict(reporter.curve))
+        TrialView(live.number, 0, state, live.hparams, value, dict(reporter.curve))
     )
-    study.result.trials += 1
+    return False
 
 
 def run_study(job: Job) -> RunResult:
-    """Run trials of ``job.method`` until ``job.budget`` epochs are trained."""
+    """Run trials of ``job.method`` until ``job.budget`` epochs are trained.
+
+    One worker: each turn trains one trial. In pause mode the turn goes first to a parked
+    trial the scheduler promotes (as the server's feeder does), else to a new trial.
+    """
     with threadpool_limits(1):
         start = time.perf_counter()
         study = _Study(job, TASKS[job.task][1], RunResult(job))
         sampler, scheduler = _parts(job)
         space = _space(job.epochs, job.space)
+        parked: dict[int, _Live] = {}
         number = 0
         while study.result.epochs_used < job.budget - 1e-9:
-            try:
-                hparams = sampler.sample(
-                    space, study.history, trial_rng(job.seed, number), index=number
-                )
-            except GridExhausted:
-                break
-            hparams["seed"] = job.seed * 100_000 + number
-            _run_trial(study, number, hparams, scheduler)
-            number += 1
+            promoted = scheduler.promotions(study.records, set(parked)) if scheduler else []
+            if promoted:
+                live = parked.pop(promoted[0])
+            else:
+                try:
+                    hparams = sampler.sample(
+                        space, study.history, trial_rng(job.seed, number), index=number
+                    )
+                except GridExhausted:
+                    break
+                hparams["seed"] = job.seed * 100_000 + number
+                live = _start_trial(study, number, hparams, scheduler)
+                number += 1
+            if _train(study, live, scheduler):
+                parked[live.number] = live
         study.result.seconds = time.perf_counter() - start
         return study.result
 
@@ -414,15 +457,17 @@ def judge(per_task: Mapping[str, Mapping[str, tuple[float, float]]], budget: flo
     print("\n## Goals\n")
     tpe_wins = []
     for task, m in per_task.items():
-        if "random" in m and "random+asha" in m:
-            rnd, asha = m["random"][0], m["random+asha"][0]
+        for method in ASHA_METHODS:
+            if "random" not in m or method not in m:
+                continue
+            rnd, asha = m["random"][0], m[method][0]
             # random never reaching the target bounds its need below by the budget.
             ok = (not math.isinf(asha)) and asha * ASHA_SPEEDUP_GOAL <= min(rnd, budget)
             speed = _ratio(rnd, asha)
             note = ""
             if not ok and math.isinf(rnd):
                 note = " (random never reached the target: inconclusive, raise the budget)"
-            print(f"- {task}: random+asha {_fmt_epochs(asha, budget)} epochs vs random "
+            print(f"- {task}: {method} {_fmt_epochs(asha, budget)} epochs vs random "
                   f"{_fmt_epochs(rnd, budget)} (random/asha = {speed:.2f}x, goal >= "
                   f"{ASHA_SPEEDUP_GOAL:g}x): {'PASS' if ok else 'FAIL'}{note}")
         if "random" in m and "tpe" in m:
@@ -454,8 +499,8 @@ def print_setup(
           f"seeds (0..{seeds - 1}), {jobs} process(es)\n")
     print(f"- epochs per trial (max resource): {epochs}; budget per study: {budget_trials} x "
           f"{epochs} = {budget_trials * epochs} epochs, for every method")
-    print(f"- random+asha: min_resource={min_resource}, reduction_factor={eta}, rungs at "
-          f"{', '.join(map(str, rungs))} epochs, one worker")
+    print(f"- random+asha (stop mode) and random+asha-pause: min_resource={min_resource}, "
+          f"reduction_factor={eta}, rungs at {', '.join(map(str, rungs))} epochs, one worker")
     print(f"- space {space!r}: " + "; ".join(
         f"{k} {v['dist']} [{v['low']:g}, {v['high']:g}]" if isinstance(v, dict) else f"{k} {v}"
         for k, v in SPACES[space].items()
