@@ -200,19 +200,17 @@ def _active(session: Session, study: Study) -> int:
                   Trial.state.in_([TrialState.QUEUED, TrialState.RUNNING]))
 
 
-def feed(session: Session, study: Study) -> int:
-    """Fill ``parallelism`` slots: parked trials the scheduler promotes first, then new
-    samples while budget is left. Returns how many trials were queued."""
+def feed(session: Session, study: Study, scheduler: Scheduler | None) -> int:
+    """Fill ``parallelism`` slots: parked trials ``scheduler`` (the study's) promotes first,
+    then new samples while budget is left. Returns how many trials were queued."""
     active = _active(session, study)
     if active >= study.parallelism:
         return 0
     # A promotion before a new configuration: ASHA's rule for a free worker.
-    scheduler = scheduler_for(study)
     added, waiting = 0, frozenset[int]()
     if scheduler is not None and scheduler.pauses:
-        added = parking.promote(session, study, scheduler, records(session, study.id),
-                                study.parallelism - active)
-        waiting = frozenset(t.id for t in parking.parked(session, study.id).values())
+        added, waiting = parking.promote(session, study, scheduler, records(session, study.id),
+                                         study.parallelism - active)
     active += added
     history = views(session, study.id) if active < study.parallelism else []
     rounds = session.scalars(select(Round).where(Round.study_id == study.id)
@@ -235,13 +233,15 @@ def settle(session: Session, study: Study) -> None:
         return
     session.flush()
     locks.lock_study(session, study)
-    feed(session, study)
-    session.flush()
     scheduler = scheduler_for(study)
+    feed(session, study, scheduler)
+    session.flush()
     if scheduler is not None and scheduler.pauses and not _active(session, study):
         recs = records(session, study.id)
-        if not parking.promote(session, study, scheduler, recs, study.parallelism, final=True):
-            parking.end_parked(session, study)
+        promoted, left = parking.promote(session, study, scheduler, recs, study.parallelism,
+                                         final=True)
+        if not promoted:
+            parking.end_parked(session, study, left)
         session.flush()
     still_open = _count(session, Trial.study_id == study.id, Trial.state.in_(OPEN_STATES))
     study.state = StudyState.ACTIVE if still_open else StudyState.COMPLETED

@@ -13,7 +13,7 @@ so a restarted server promotes exactly as the old one would have.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -24,53 +24,49 @@ from app.models import Event, EventKind, Study, Trial, TrialState
 from app.tuning import RungRecord, Scheduler
 
 
-def parked(session: Session, study_id: int) -> dict[int, Trial]:
-    """The study's trials its scheduler paused and nobody resumed since, by trial number."""
-    q = select(Trial).where(Trial.study_id == study_id, Trial.state == TrialState.PAUSED)
-    paused = list(session.scalars(q))
-    if not paused:
-        return {}
-    last: dict[int, Event] = {}  # trial id -> its newest PAUSE event
-    events = (
-        select(Event)
-        .where(Event.trial_id.in_([t.id for t in paused]), Event.kind == EventKind.PAUSE)
+def parked(session: Session, study_id: int) -> dict[int, int]:
+    """The study's trials its scheduler paused and nobody resumed since: number -> trial id.
+
+    One query of (trial, pause event) pairs in event order: a trial's last pair decides.
+    """
+    q = (
+        select(Trial.id, Trial.number, Event.payload)
+        .join(Event, Event.trial_id == Trial.id)
+        .where(Trial.study_id == study_id, Trial.state == TrialState.PAUSED,
+               Event.kind == EventKind.PAUSE)
         .order_by(Event.id)
     )
-    for event in session.scalars(events):
-        last[event.trial_id] = event
-    return {t.number: t for t in paused if t.id in last and "scheduler" in last[t.id].payload}
+    last = {number: (trial_id, payload) for trial_id, number, payload in session.execute(q)}
+    return {n: trial_id for n, (trial_id, payload) in last.items() if "scheduler" in payload}
 
 
 def promote(
     session: Session, study: Study, scheduler: Scheduler, records: Sequence[RungRecord],
     slots: int, *, final: bool = False,
-) -> int:
-    """Queue again up to ``slots`` parked trials the scheduler promotes; how many were.
+) -> tuple[int, frozenset[int]]:
+    """Queue again up to ``slots`` parked trials the scheduler promotes.
 
-    A promoted trial is claimed like any queued one and resumes from its latest checkpoint;
-    it is older than any trial sampled after it, so the claim (oldest first) takes it first.
+    Returns how many were queued and the ids of the trials still parked. A promoted trial is
+    claimed like any queued one and resumes from its latest checkpoint; it is older than any
+    trial sampled after it, so the claim (oldest first) takes it first.
     """
-    if slots <= 0 or not scheduler.pauses:
-        return 0
-    waiting = parked(session, study.id)
-    if not waiting:
-        return 0
-    chosen = scheduler.promotions(records, set(waiting), final=final)[:slots]
+    waiting = parked(session, study.id) if scheduler.pauses else {}
+    chosen = scheduler.promotions(records, set(waiting), final=final)[:max(slots, 0)] if (
+        waiting) else []
     for number in chosen:
-        trial = waiting[number]
+        trial = session.get_one(Trial, waiting.pop(number))
         trial.state = TrialState.QUEUED
         crud.add_event(session, trial, EventKind.RESUME, {"scheduler": study.scheduler},
                        applied=True, applied_step=trial.step)
-    return len(chosen)
+    return len(chosen), frozenset(waiting.values())
 
 
-def end_parked(session: Session, study: Study) -> int:
-    """The study is over: every trial still parked ends as pruned, its curve kept."""
-    waiting = parked(session, study.id)
+def end_parked(session: Session, study: Study, trial_ids: Iterable[int]) -> None:
+    """The study is over: the parked trials ``trial_ids`` end as pruned, curves kept."""
     now = utcnow()
-    for trial in waiting.values():
+    payload = {"scheduler": study.scheduler, "reason": "the study ended while it waited"}
+    for trial_id in trial_ids:
+        trial = session.get_one(Trial, trial_id)
         trial.state, trial.ended_at = TrialState.PRUNED, now
-        payload = {"scheduler": study.scheduler, "reason": "the study ended while it waited"}
         crud.add_event(session, trial, EventKind.PRUNE, payload,
                        applied=True, applied_step=trial.step)
-    return len(waiting)
