@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
-from app import crud
+from app import crud, parking
 from app.control import pending_hparams
-from app.models import Checkpoint, Event, EventKind, Study, Trial
+from app.models import Checkpoint, Event, EventKind, Study, Trial, TrialState
 from app.rounds import round_numbers
 from app.schemas import (
     Budget,
@@ -86,8 +86,11 @@ def study_public(
     )
 
 
-def trial_public(trial: Trial, pending: Sequence[Event], round_number: int | None) -> TrialPublic:
-    """The trial as the API shows it; ``pending`` are its unapplied events."""
+def trial_public(
+    trial: Trial, pending: Sequence[Event], round_number: int | None, parked: bool = False
+) -> TrialPublic:
+    """The trial as the API shows it; ``pending`` are its unapplied events; ``parked``: see
+    :func:`app.parking.parked`."""
     kinds = {e.kind for e in pending}
     return TrialPublic(
         id=trial.id,
@@ -100,6 +103,7 @@ def trial_public(trial: Trial, pending: Sequence[Event], round_number: int | Non
         pending_hparams=pending_hparams(pending),
         pause_requested=EventKind.PAUSE in kinds,
         stop_requested=EventKind.STOP in kinds,
+        parked=parked,
         step=trial.step,
         epoch=trial.epoch,
         attempt=trial.attempt,
@@ -135,10 +139,14 @@ def trial_out(session: Session, trial: Trial) -> TrialPublic:
 
 
 def trials_out(session: Session, trials: Sequence[Trial]) -> list[TrialPublic]:
-    """Trials with their pending requests and round numbers: two queries whatever the count."""
+    """Trials with their pending requests, round numbers and whether their scheduler parked
+    them: two queries whatever the count, plus one per study with a paused trial."""
     pending = crud.pending_events(session, [t.id for t in trials])
     rounds = round_numbers(session, {t.round_id for t in trials if t.round_id is not None})
+    parked = {trial_id for study_id in {t.study_id for t in trials if t.state is TrialState.PAUSED}
+              for trial_id in parking.parked(session, study_id).values()}
     return [
-        trial_public(t, pending.get(t.id, []), rounds.get(t.round_id) if t.round_id else None)
+        trial_public(t, pending.get(t.id, []), rounds.get(t.round_id) if t.round_id else None,
+                     t.id in parked)
         for t in trials
     ]

@@ -31,6 +31,8 @@ class TrialPublic(BaseModel):
     pending_hparams: dict[str, Any] = Field(description="adjustments not applied yet")
     pause_requested: bool
     stop_requested: bool
+    parked: bool = Field(False, description="paused by its study's scheduler (ASHA's pause "
+                         "mode): waiting at a rung until it is promoted or the study ends")
     step: int
     epoch: float
     attempt: int

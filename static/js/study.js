@@ -166,7 +166,7 @@ function row(t, cols) {
       checked: state.selected.has(t.id), onchange: (e) => select(t.id, e.target.checked) }),
     number: el("a", { href: `/trials/${t.id}` }, `#${t.number}`),
     round: String(roundOf(t)),
-    state: stateBadge(t.state),
+    state: stateBadge(t.state, t.parked ? " · waiting at a rung" : ""),
     progress: progressBar(t.epoch / epochs, `${fmt(t.epoch, 3)} / ${epochs}`),
     best_value: fmt(t.best_value),
     last_value: fmt(t.last_value),

@@ -56,7 +56,8 @@ def test_a_trial_waits_at_its_rung_is_promoted_later_and_the_rest_end_pruned(
     (a, att_a), (b, att_b) = claim_one(client), claim_one(client)
     # Rung 0, n=1: keep floor(1/2) = 0, so the first arrival waits instead of running on.
     assert epoch_report(client, a, att_a, 1, 0.5) == "pause"
-    assert park(client, a, att_a, 1)["state"] == "paused"
+    parked = park(client, a, att_a, 1)
+    assert parked["state"] == "paused" and parked["parked"] is True
     (pause,) = db.all(select(Event).where(Event.trial_id == a, Event.kind == EventKind.PAUSE))
     assert pause.payload == {"scheduler": "asha", "resource": 1, "value": 0.5}
     # Nothing to promote yet, so the free slot goes to a new configuration (trial 2).
@@ -77,6 +78,8 @@ def test_a_trial_waits_at_its_rung_is_promoted_later_and_the_rest_end_pruned(
     park(client, d, att_d, 2)
     # d's record made b the best of rung 1's 2: b is promoted and resumes from its checkpoint.
     assert states(client, sid)[1] == "queued"
+    listed = {t["number"]: t["parked"] for t in trials_of(client, sid)}
+    assert listed == {0: True, 1: False, 2: True, 3: True}
     r = client.post("/api/workers/claim", json={"worker": "w"})
     assert r.json()["trial_id"] == b and r.json()["checkpoint"]["step"] == 20
     att_b = r.json()["attempt"]
@@ -101,7 +104,8 @@ def test_a_trial_paused_by_a_user_is_never_promoted_or_pruned(
     (a, att_a), (b, att_b) = claim_one(client), claim_one(client)
     assert client.post(f"/api/trials/{a}/pause").status_code == 200
     assert upload(client, a, att_a, 5).status_code == 201
-    assert finish(client, a, att_a, "paused", 5, epoch=0.5).json()["state"] == "paused"
+    paused = finish(client, a, att_a, "paused", 5, epoch=0.5).json()
+    assert paused["state"] == "paused" and paused["parked"] is False
     assert epoch_report(client, b, att_b, 1, 0.9) == "pause"
     park(client, b, att_b, 1)
     # Nothing runs and the budget is spent: the last promotion sends b on (ceil(1/2) = 1);
