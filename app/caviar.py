@@ -170,8 +170,8 @@ def _budget_left(session: Session, rnd: Round, waiting: frozenset[int] = frozens
     rows = session.execute(select(Trial.id, Trial.state, Trial.epoch, Trial.hparams, start)
                            .outerjoin(Checkpoint, Checkpoint.id == Trial.parent_checkpoint_id)
                            .where(Trial.round_id == rnd.id))
-    spent = sum((e if s.finished or i in waiting else float(h.get("epochs", 0))) - s0
-                for i, s, e, h, s0 in rows)
+    spent: float = sum((e if s.finished or i in waiting else float(h.get("epochs", 0))) - s0
+                       for i, s, e, h, s0 in rows)
     return spent < (rnd.budget_epochs or 0)
 
 

@@ -19,7 +19,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import crud
-from app.db import utcnow
 from app.models import Event, EventKind, Study, Trial, TrialState
 from app.tuning import RungRecord, Scheduler
 
@@ -63,10 +62,12 @@ def promote(
 
 def end_parked(session: Session, study: Study, trial_ids: Iterable[int]) -> None:
     """The study is over: the parked trials ``trial_ids`` end as pruned, curves kept."""
-    now = utcnow()
+    # Imported here: app.control imports app.caviar, which imports this module.
+    from app.control import end_trial
+
     payload = {"scheduler": study.scheduler, "reason": "the study ended while it waited"}
     for trial_id in trial_ids:
         trial = session.get_one(Trial, trial_id)
-        trial.state, trial.ended_at = TrialState.PRUNED, now
+        end_trial(session, trial, TrialState.PRUNED)  # also closes requests left pending
         crud.add_event(session, trial, EventKind.PRUNE, payload,
                        applied=True, applied_step=trial.step)
