@@ -2,21 +2,45 @@
 
 On SQLite one UPDATE ... RETURNING does it (writers take turns); on PostgreSQL the trial is
 taken with ``FOR NO KEY UPDATE SKIP LOCKED`` and a caviar study's cap is counted again under
-the study's lock (see app.locks).
+the study's lock (see app.locks). What the worker then needs to run it is read after the
+commit (app.assignment).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Select, bindparam, func, literal, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from app import locks
-from app.db import UTCDateTime
+from app.config import Settings
+from app.db import UTCDateTime, utcnow
 from app.models import Study, StudyMode, Trial, TrialState
+
+
+class Taken(NamedTuple):
+    """A trial a claim made running: which one, and the attempt the worker now runs."""
+
+    trial_id: int
+    attempt: int
+
+
+def take(session: Session, worker: str, settings: Settings) -> Taken | None:
+    """Make the oldest queued trial ``worker``'s, with a fresh lease; None if none may run.
+
+    The caller commits; only then is the trial's assignment read (app.assignment), out of
+    the writers' turn, which this one statement is all a claim holds.
+    """
+    # Take the write lock before reading the clock: a claim waiting on a finish then starts
+    # after that finish's ``ended_at``, so trial intervals show the true concurrency.
+    session.connection()
+    now = utcnow()
+    lease_until = now + timedelta(seconds=settings.lease_seconds)
+    row = claim_next(session, worker=worker, now=now, lease_until=lease_until)
+    return None if row is None else Taken(*row)
 
 
 def claim_next(

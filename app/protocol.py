@@ -1,5 +1,5 @@
-"""The trial state machine, worker side: claims, reports and their directives, finishes, and
-the reaper of expired leases (docs/contracts.md).
+"""The trial state machine, worker side: reports and their directives, finishes, and the
+reaper of expired leases (docs/contracts.md); claims are app.claims and app.assignment.
 
 Functions take a session whose transaction began IMMEDIATE (see app.db), change rows and
 leave the commit to the caller. Directives are derived from stored events at every report,
@@ -13,22 +13,19 @@ others, and whatever is counted per study waits for the study's lock (see app.lo
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import caviar, claims, crud, locks
+from app import caviar, crud, locks
 from app.config import Settings
-from app.control import close_events, end_trial, kinds_of, pending_hparams, pending_of
+from app.control import close_events, end_trial, kinds_of, pending_of
 from app.db import utcnow
 from app.errors import Conflict, Invalid
-from app.models import Checkpoint, Direction, Event, EventKind, Study, Trial, TrialState
-from app.schemas import Applied, CheckpointRef, ClaimOut, DirectiveOut, FinishIn, ReportIn
-from trainer.config import TrainConfig
+from app.models import Direction, Event, EventKind, Study, Trial, TrialState
+from app.schemas import Applied, DirectiveOut, FinishIn, ReportIn
 from trainer.reporting import Action
 
 log = logging.getLogger(__name__)
@@ -36,7 +33,6 @@ log = logging.getLogger(__name__)
 ENDING = frozenset({EventKind.STOP, EventKind.PRUNE})
 # A worker that is shutting down checkpoints and hands its trial back with this status.
 REQUEUE = "requeue"
-HASH_CHUNK = 1024 * 1024
 
 
 def check_attempt(trial: Trial, attempt: int) -> None:
@@ -177,91 +173,6 @@ def _hand_back(session: Session, trial: Trial, pending: list[Event], step: int) 
     crud.add_event(session, trial, EventKind.REQUEUE, payload, applied=True, applied_step=step)
     end_trial(session, trial, TrialState.QUEUED)
     caviar.settle(session, trial.study)
-
-
-def file_problem(ckpt: Checkpoint) -> str | None:
-    """Why the checkpoint's file cannot be trusted (missing, wrong size, wrong sha256)."""
-    path = Path(ckpt.path)
-    try:
-        if path.stat().st_size != ckpt.bytes:
-            return f"size {path.stat().st_size} != recorded {ckpt.bytes}"
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            while chunk := fh.read(HASH_CHUNK):
-                digest.update(chunk)
-    except OSError as exc:
-        return f"unreadable: {exc.strerror or exc}"
-    actual = digest.hexdigest()
-    return None if actual == ckpt.sha256 else f"sha256 {actual} != recorded {ckpt.sha256}"
-
-
-def _reject(session: Session, trial: Trial, ckpt: Checkpoint, problem: str) -> None:
-    """Log a corrupt checkpoint as an event, then forget its row (its file is kept aside)."""
-    log.warning("trial %s: checkpoint at step %s rejected: %s", trial.id, ckpt.step, problem)
-    payload = {"checkpoint_id": ckpt.id, "step": ckpt.step, "error": problem}
-    crud.add_event(session, trial, EventKind.BAD_CHECKPOINT, payload,
-                   applied=True, applied_step=ckpt.step)
-    if ckpt.trial_id == trial.id:
-        # Deleted so that no later claim or fork picks it again; the bytes stay for a
-        # post-mortem under a name no claim resolves to.
-        path = Path(ckpt.path)
-        if path.exists():
-            path.replace(path.with_name(path.name + ".corrupt"))
-        session.delete(ckpt)
-        session.flush()
-
-
-def resume_point(session: Session, trial: Trial) -> Checkpoint | None:
-    """The latest own checkpoint whose file matches its sha256, else the one forked from.
-
-    Checked at every claim (one read of the file) so that a truncated or bit-flipped file
-    costs the trial the work since the previous checkpoint, not the trial itself.
-    """
-    for ckpt in reversed(crud.list_checkpoints(session, trial_id=trial.id)):
-        problem = file_problem(ckpt)
-        if problem is None:
-            return ckpt
-        _reject(session, trial, ckpt, problem)
-    if trial.parent_checkpoint_id is None:
-        return None
-    parent = session.get(Checkpoint, trial.parent_checkpoint_id)
-    problem = file_problem(parent) if parent is not None else "deleted"
-    if parent is not None and problem is None:
-        return parent
-    if parent is not None:
-        _reject(session, trial, parent, problem or "")
-    return None
-
-
-def claim(session: Session, worker: str, settings: Settings) -> ClaimOut | None:
-    """Hand the oldest queued trial to ``worker``; adjustments made meanwhile apply at once."""
-    # Take the write lock before reading the clock: a claim waiting on a finish then starts
-    # after that finish's ``ended_at``, so trial intervals show the true concurrency.
-    session.connection()
-    now = utcnow()
-    lease_until = now + timedelta(seconds=settings.lease_seconds)
-    row = claims.claim_next(session, worker=worker, now=now, lease_until=lease_until)
-    if row is None:
-        return None
-    # Its study is usually in the session already (the finish that claims it): no join.
-    trial = session.get_one(Trial, row[0], populate_existing=True)
-    # A first attempt has no checkpoint of its own yet: only a fork's parent can be one.
-    first = trial.attempt == 1 and trial.parent_checkpoint_id is None
-    ckpt = None if first else resume_point(session, trial)
-    adjusts = [e for e in pending_of(session, trial) if e.kind is EventKind.ADJUST]
-    if adjusts:
-        trial.hparams = {**trial.hparams, **pending_hparams(adjusts)}
-        close_events(adjusts, step=(ckpt.step if ckpt else 0) + 1)
-    study = trial.study
-    config = TrainConfig(
-        task=study.task, hparams=trial.hparams, task_options=study.task_options,
-        split_seed=study.seed, report_seconds=settings.report_seconds,
-    )
-    ref = CheckpointRef(id=ckpt.id, step=ckpt.step, sha256=ckpt.sha256) if ckpt else None
-    return ClaimOut(
-        trial_id=trial.id, attempt=trial.attempt, config=config.to_dict(), checkpoint=ref,
-        lease_seconds=settings.lease_seconds, report_seconds=settings.report_seconds,
-    )
 
 
 def reap_expired(session: Session, now: datetime, max_attempts: int) -> int:

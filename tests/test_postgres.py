@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.orm import Session
 
-from app import control, locks, migrations, protocol
+from app import claims, control, locks, migrations, protocol
 from app.config import Settings
 from app.db import init_db, make_engine, utcnow
 from app.errors import Conflict
@@ -128,9 +128,9 @@ def test_a_claim_skips_the_trial_another_claim_holds(pg: Pg) -> None:
     study = create_study(pg.client)
     first, second = (create_trial(pg.client, study["id"])["id"] for _ in range(2))
     with pg.session() as a:
-        got = protocol.claim(a, "a", pg.settings)
+        got = claims.take(a, "a", pg.settings)
         assert got is not None and got.trial_id == first
-        state, b = race(pg, a, lambda s: protocol.claim(s, "b", pg.settings))
+        state, b = race(pg, a, lambda s: claims.take(s, "b", pg.settings))
         try:
             # Neither waits for A (no SKIP LOCKED) nor takes A's trial again (no lock at all).
             assert state == "done"
@@ -147,9 +147,9 @@ def test_two_claims_racing_for_the_last_slot_of_a_study_take_it_once(pg: Pg) -> 
     create_trial(pg.client, study["id"])  # by hand: two queued trials, one slot
     assert pg.count(Trial, Trial.state == TrialState.QUEUED) == 2
     with pg.session() as a:
-        assert protocol.claim(a, "a", pg.settings) is not None
+        assert claims.take(a, "a", pg.settings) is not None
         # B's snapshot cannot see A's running trial: only the study lock stops it.
-        state, b = race(pg, a, lambda s: protocol.claim(s, "b", pg.settings))
+        state, b = race(pg, a, lambda s: claims.take(s, "b", pg.settings))
         a.commit()
         assert b.outcome() is None
     assert state == "blocked"  # on the study, which A holds
@@ -337,7 +337,7 @@ def test_deleting_a_study_waits_for_a_claim_then_refuses(pg: Pg) -> None:
     study = create_study(pg.client)
     create_trial(pg.client, study["id"])
     with pg.session() as a:
-        assert protocol.claim(a, "a", pg.settings) is not None
+        assert claims.take(a, "a", pg.settings) is not None
         # Through the API, in B's thread: the request's own session takes the locks.
         state, b = race(pg, a, lambda _: pg.client.delete(f"/api/studies/{study['id']}"))
         a.commit()

@@ -17,7 +17,8 @@ from fastapi.responses import FileResponse
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app import crud, locks, protocol
+from app import claims, crud, locks, protocol
+from app.assignment import assignment
 from app.config import Settings
 from app.db import read_engine, utcnow
 from app.deps import SessionDep, SettingsDep
@@ -103,11 +104,18 @@ def _in_session(
         return work(session, settings, body, trial)
 
 
+def _engine(session: Session) -> Engine:
+    bind = session.get_bind()
+    assert isinstance(bind, Engine), "request sessions are bound to the app's engine"
+    return bind
+
+
 def _claim(session: Session, settings: Settings, body: ClaimIn) -> ClaimOut | None:
-    out = protocol.claim(session, body.worker, settings)
-    if out is not None:  # an empty queue wrote nothing: no commit, no sync
-        session.commit()
-    return out
+    taken = claims.take(session, body.worker, settings)
+    if taken is None:  # an empty queue wrote nothing: no commit, no sync
+        return None
+    session.commit()
+    return assignment(_engine(session), taken, settings)
 
 
 def _report(session: Session, settings: Settings, body: ReportIn, trial: Trial) -> DirectiveOut:
@@ -122,14 +130,16 @@ def _finish(session: Session, settings: Settings, body: FinishIn, trial: Trial) 
     # the answer, which then reads no row, is built after the commit, out of the writers' turn.
     ended = trial.state.finished and not trial.round_id
     out = None if ended else trial_out(session, trial)
-    claimed = None
+    taken = None
     if body.claim is not None:
         if locks.locks_rows(session):
             session.commit()
-        claimed = protocol.claim(session, body.claim.worker, settings)
+        taken = claims.take(session, body.claim.worker, settings)
     session.commit()
     if out is None:
         out = trial_public(trial, [], None)
+    # Read out of the writers' turn, like the answer above.
+    claimed = assignment(_engine(session), taken, settings) if taken else None
     return FinishOut.model_construct(**dict(out), next=claimed)
 
 
