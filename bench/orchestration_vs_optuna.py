@@ -20,7 +20,8 @@ What is measured (no training at all, only the bookkeeping a trial costs):
   (a fresh study per run); one trial is ``study.ask()``, 10 x ``trial.report(value, step)``
   and ``study.tell(trial, value)``.
 
-Each setup runs with 1 and then at once 2 client PROCESSES, in one invocation, ``--repeats``
+Each setup runs with 1 and with 2 client PROCESSES at once (1 first in even repeats, 2 first
+in odd ones), in one invocation, ``--repeats``
 times (setups interleaved, so background load hits all alike). Each process first does
 ``--warmup`` untimed trials (connections, imports, caches), then all processes start together
 at a barrier and each runs ``--trials`` trials. ms per trial = wall time from the common start
@@ -39,7 +40,7 @@ processes at least 1.8x one.
 
 Usage::
 
-    python bench/orchestration_vs_optuna.py            # 200 trials per process, 3 repeats
+    python bench/orchestration_vs_optuna.py            # 500 trials per process, 5 repeats
     python bench/orchestration_vs_optuna.py --quick    # 30 trials per process, 1 repeat
     python bench/orchestration_vs_optuna.py --postgres # and ours on PostgreSQL
 """
@@ -441,13 +442,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="30 trials/process, 1 repeat")
     parser.add_argument("--trials", type=int, default=None, help="timed trials per process")
     parser.add_argument("--warmup", type=int, default=5, help="untimed trials per process (5)")
-    parser.add_argument("--repeats", type=int, default=None, help="runs per setting (3)")
+    parser.add_argument("--repeats", type=int, default=None, help="runs per setting (5)")
     parser.add_argument("--postgres", action="store_true",
                         help="also run ours on a private PostgreSQL server (started like the "
                         "tests start theirs: needs the postgresql binaries)")
     args = parser.parse_args(argv)
-    trials = args.trials or (30 if args.quick else 200)
-    repeats = args.repeats or (1 if args.quick else 3)
+    trials = args.trials or (30 if args.quick else 500)
+    repeats = args.repeats or (1 if args.quick else 5)
     setups = SETUPS + ((POSTGRES_SETUP,) if args.postgres else ())
     runs: list[RunResult] = []
     with contextlib.ExitStack() as stack:
@@ -465,7 +466,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             # 1 and 2 processes of a setup back to back: the speed-up compares runs under the
             # same background load, which here drifts within minutes.
             for i, setup in enumerate(setups):
-                for clients in (1, 2):
+                # 1 then 2 in even repeats, 2 then 1 in odd ones: a drift cancels out.
+                for clients in (1, 2) if rep % 2 == 0 else (2, 1):
                     tag = f"{rep}-{clients}-{i}"
                     if setup.system == "ours":
                         server = servers[(setup.server_processes, setup.postgres)]
