@@ -21,9 +21,8 @@ What is measured (no training at all, only the bookkeeping a trial costs):
   and ``study.tell(trial, value)``.
 
 Each setup runs with 1 and with 2 client PROCESSES at once (1 first in even repeats, 2 first
-in odd ones), in one invocation, ``--repeats``
-times (setups interleaved, so background load hits all alike). Each process first does
-``--warmup`` untimed trials (connections, imports, caches), then all processes start together
+in odd ones), in one invocation, ``--repeats`` times (setups interleaved, so background load
+hits all alike). Each process first does ``--warmup`` untimed trials (connections, imports, caches), then all processes start together
 at a barrier and each runs ``--trials`` trials. ms per trial = wall time from the common start
 to the last process's end / all trials done; the tables show the median over repeats. The
 2-vs-1 speed-up is throughput with 2 processes / throughput with 1, taken per repeat (the two
