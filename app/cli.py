@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 import threading
 import time
@@ -64,9 +65,11 @@ def _serve(args: argparse.Namespace) -> int:
         "DASK_SCHEDULER": args.dask_scheduler,
     }
     lock = Path(data_dir) / f"serve-{os.getpid()}.lock"
+    spread = Path(data_dir) / f"serve-{os.getpid()}-spread"
     if args.processes > 1:
-        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        spread.mkdir(parents=True, exist_ok=True)
         settings["LAUNCH_LOCK"] = str(lock)  # one of the N processes launches the workers
+        settings["SPREAD_DIR"] = str(spread)  # and they share the workers' connections out
     for name, value in settings.items():
         if value is not None:
             os.environ[ENV_PREFIX + name] = value
@@ -76,6 +79,7 @@ def _serve(args: argparse.Namespace) -> int:
         serving.run(host, port, processes=args.processes, access_log=args.access_log)
     finally:
         lock.unlink(missing_ok=True)
+        shutil.rmtree(spread, ignore_errors=True)
     return 0
 
 

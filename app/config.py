@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     # `pandacaviar serve --processes N` runs N server processes on one port; of those, only
     # the one holding an exclusive lock on this file launches the workers.
     launch_lock: Path | None = None
+    # And they keep the workers' connections spread evenly among them through count files in
+    # this directory (app.spread).
+    spread_dir: Path | None = None
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

@@ -29,6 +29,7 @@ from app.config import Settings, get_settings
 from app.db import init_db, make_engine, session_scope, utcnow
 from app.errors import install_error_handlers
 from app.security import SecurityMiddleware
+from app.spread import Spread, SpreadMiddleware
 from app.web import web_router
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(web_router)
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    spread = Spread(settings.spread_dir) if settings.spread_dir else None
+    app.state.spread = spread
+    app.add_middleware(SpreadMiddleware, spread=spread)
     app.add_middleware(BodyLimitMiddleware, settings=settings)
     app.add_middleware(SecurityMiddleware, settings=settings)  # outermost: refuse before reading
     return app
@@ -65,9 +69,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     dispatcher = await _start_launcher(settings)
     app.state.dispatcher = dispatcher
     reaper = asyncio.create_task(_reap_forever(app))
+    spread: Spread | None = app.state.spread
+    spreading = asyncio.create_task(spread.publish_forever()) if spread else None
     try:
         yield
     finally:
+        if spreading is not None and spread is not None:
+            spreading.cancel()
+            await asyncio.gather(spreading, return_exceptions=True)
+            spread.remove()
         if dispatcher is not None:
             await run_in_threadpool(dispatcher.stop)
         reaper.cancel()

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import socket
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from app import spread
 from app.serving import NoDelayConfig
+from app.worker_client import WorkerClient
 from tests.e2e import FAST, Api, ServerProcess, wait_for
 
 N_RACE = 60
@@ -122,3 +126,51 @@ def test_of_two_server_processes_one_launches_the_workers(tmp_path: Path) -> Non
     finally:
         server.stop()
     assert os.path.exists(tmp_path / "files") and not list((tmp_path / "files").glob("serve-*"))
+
+
+def _established(pid: int, port: int) -> int:
+    """Established TCP connections to ``port`` that process ``pid`` holds (from /proc)."""
+    inodes = set()
+    for fd in (Path("/proc") / str(pid) / "fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    count = 0
+    for line in (Path("/proc") / str(pid) / "net" / "tcp").read_text().splitlines()[1:]:
+        fields = line.split()  # local address:port (hex), remote, state (01 established)...
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "01" and fields[9] in inodes:
+            count += 1
+    return count
+
+
+@pytest.mark.slow
+def test_worker_connections_move_to_an_idle_server_process(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, processes=2).start()
+    clients: list[WorkerClient] = []
+    try:
+        assert server.proc is not None
+        busy, idle = wait_for(lambda: len(_servers(server.proc.pid)) == 2  # type: ignore[union-attr]
+                              and _servers(server.proc.pid), "the server processes")  # type: ignore[union-attr]
+        os.kill(idle, signal.SIGSTOP)  # so the other process accepts every connection
+        try:
+            # Until its count goes stale the other would already move them (tested below).
+            time.sleep(spread.STALE + 0.5)
+            clients = [WorkerClient(server.url) for _ in range(4)]
+            assert all(c.claim(f"w{i}") is None for i, c in enumerate(clients))
+        finally:
+            os.kill(idle, signal.SIGCONT)
+        assert (_established(busy, server.port), _established(idle, server.port)) == (4, 0)
+
+        def spread_out() -> bool:
+            # Workers with nothing to do keep claiming, as between trials.
+            assert all(c.claim(f"w{i}") is None for i, c in enumerate(clients))
+            return [_established(p, server.port) for p in (busy, idle)] == [2, 2]
+
+        wait_for(spread_out, "two worker connections on each server process")
+    finally:
+        for c in clients:
+            c.close()
+        server.stop()
