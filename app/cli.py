@@ -152,7 +152,8 @@ def _worker(args: argparse.Namespace) -> int:
     parent = os.environ.get(PARENT_ENV)
     if parent and parent.isdigit():
         _exit_with_parent(int(parent))
-    from app.worker import ProtocolError, run_worker
+    from app.worker import run_worker
+    from app.worker_client import ProtocolError
 
     cache = Path(args.cache_dir) if args.cache_dir else None
     try:
