@@ -239,9 +239,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="processes (2)")
     parser.add_argument("--space", default="notes", choices=list(se.SPACES),
                         help="search space, as in search_efficiency.py (notes)")
+    parser.add_argument("--etas", type=int, nargs="+", default=None,
+                        help="reduction factors to replay (the bench's, or --sensitivity's)")
+    parser.add_argument("--min-resources", type=int, nargs="+", default=None,
+                        help="first rungs to replay (the bench's, or --sensitivity's)")
     args = parser.parse_args(argv)
     grid = SENSITIVITY if args.sensitivity else BENCH
-    grid = Grid(grid.max_resources, grid.etas, grid.min_resources,
+    grid = Grid(grid.max_resources, tuple(args.etas or grid.etas),
+                tuple(args.min_resources or grid.min_resources),
                 {t: grid.targets[t] for t in args.tasks}, args.space)
     work = [(t, s, args.budget, grid) for s in range(*args.seeds) for t in args.tasks]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
