@@ -34,7 +34,9 @@ def assignment(engine: Engine, taken: Taken, settings: Settings) -> ClaimOut | N
     """The assignment of a trial ``taken`` (and committed) by a claim.
 
     None if the trial is no longer that attempt's (its study was deleted meanwhile): the
-    worker then claims again.
+    worker then claims again. Should this fail after the claim committed, the worker gets an
+    error and the trial waits for its lease to expire, as a lost worker's would: the reaper
+    then queues it again.
     """
     with Session(read_engine(engine)) as session:
         trial = session.get(Trial, taken.trial_id, options=locks.WITH_STUDY)
