@@ -20,19 +20,19 @@ What is measured (no training at all, only the bookkeeping a trial costs):
   (a fresh study per run); one trial is ``study.ask()``, 10 x ``trial.report(value, step)``
   and ``study.tell(trial, value)``.
 
-Each setup runs with 1 and with 2 client PROCESSES at once (1 first in even repeats, 2 first
-in odd ones), in one invocation, ``--repeats`` times (setups interleaved, so background load
-hits all alike). Each process first does ``--warmup`` untimed trials (connections, imports, caches), then all processes start together
-at a barrier and each runs ``--trials`` trials. ms per trial = wall time from the common start
-to the last process's end / all trials done; the tables show the median over repeats. The
-2-vs-1 speed-up is throughput with 2 processes / throughput with 1, taken per repeat (the two
-runs back to back) and then the median: on this shared machine how much of the second core is
-there moves within minutes (a CPU loop, measured before each repeat, got 1.13x to 2.20x in one
-run), so a ratio of two medians would compare runs made under different loads; it is shown
-too. Each run also reads the machine's busy cores over its timed section (``/proc/stat``,
-every process on the machine) and gives CPU ms per trial = busy cores x ms per trial. For ours
-the mean time of each call kind is shown too, next to a ``GET /api/health`` round trip (the
-HTTP + framework floor).
+Each setup runs with 1 and with 2 client PROCESSES at once (1 first in even repeats, 2 first in
+odd ones), in one invocation, ``--repeats`` times (setups interleaved, so background load hits
+all alike). Each process first does ``--warmup`` untimed trials (connections, imports, caches),
+then all processes start together at a barrier and each runs ``--trials`` trials. ms per trial
+= wall time from the common start to the last process's end / all trials done; the tables show
+the median over repeats. The 2-vs-1 speed-up is throughput with 2 processes / throughput with
+1, taken per repeat (the two runs back to back) and then the median: on this shared machine how
+much of the second core is there moves within minutes (a CPU loop, measured before each repeat,
+got 1.13x to 2.20x in one run), so a ratio of two medians would compare runs made under
+different loads; it is shown too. Each run also reads the machine's busy cores over its timed
+section (``/proc/stat``, every process on the machine) and gives CPU ms per trial = busy cores
+x ms per trial. For ours the mean time of each call kind is shown too, next to a ``GET
+/api/health`` round trip (the HTTP + framework floor).
 
 Goals (issue 4): ours at most a third of Optuna's per-trial time (1 process), and our 2
 processes at least 1.8x one.
