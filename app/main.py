@@ -50,9 +50,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(web_router)
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    spread = Spread(settings.spread_dir) if settings.spread_dir else None
-    app.state.spread = spread
-    app.add_middleware(SpreadMiddleware, spread=spread)
+    app.state.spread = Spread(settings.spread_dir) if settings.spread_dir else None
+    if app.state.spread is not None:  # one of several server processes
+        app.add_middleware(SpreadMiddleware, spread=app.state.spread)
     app.add_middleware(BodyLimitMiddleware, settings=settings)
     app.add_middleware(SecurityMiddleware, settings=settings)  # outermost: refuse before reading
     return app

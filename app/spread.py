@@ -93,16 +93,15 @@ class Spread:
 class SpreadMiddleware:
     """Adds ``Connection: close`` to a worker's answer when :class:`Spread` says so."""
 
-    def __init__(self, app: ASGIApp, spread: Spread | None) -> None:
+    def __init__(self, app: ASGIApp, spread: Spread) -> None:
         self.app = app
         self.spread = spread
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        spread = self.spread
         if (
-            spread is None or scope["type"] != "http" or scope.get("client") is None
+            scope["type"] != "http" or scope.get("client") is None
             or not scope.get("path", "").startswith(WORKER_PATHS)
-            or not spread.served(tuple(scope["client"]))
+            or not self.spread.served(tuple(scope["client"]))
         ):
             return await self.app(scope, receive, send)
 
