@@ -432,8 +432,7 @@ def report(
     busy = statistics.median(r.busy_cores for r in _mine(runs, "ours", 1))
     print("- (info) this machine, a CPU loop in 2 processes against 1, measured before each "
           f"repeat: {', '.join(f'{c:.2f}' for c in ceilings)} (how much of the second core "
-          f"is there); one process of ours keeps {busy:.2f} cores busy, so its speed-up "
-          "follows the loop's.")
+          f"is there); one process of ours keeps {busy:.2f} cores busy.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
