@@ -50,8 +50,9 @@ def promote(
     trial sampled after it, so the claim (oldest first) takes it first.
     """
     waiting = parked(session, study.id) if scheduler.pauses else {}
-    chosen = scheduler.promotions(records, set(waiting), final=final)[:max(slots, 0)] if (
-        waiting) else []
+    chosen: list[int] = []
+    if waiting and slots > 0:
+        chosen = scheduler.promotions(records, set(waiting), final=final)[:slots]
     for number in chosen:
         trial = session.get_one(Trial, waiting.pop(number))
         trial.state = TrialState.QUEUED
