@@ -7,11 +7,9 @@ a resumed trial's, which checks its checkpoints and may write, must.
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
-import sys
 import threading
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 
 import pytest
 from fastapi import FastAPI
@@ -25,14 +23,7 @@ from app.config import Settings
 from app.models import Trial, TrialState
 from app.schemas import ClaimOut
 from tests.factories import claim, create_trial, finish, upload
-
-HOLD = """
-import fcntl, os, sys
-fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
-fcntl.flock(fd, fcntl.LOCK_EX)
-print("held", flush=True)
-sys.stdin.read()  # until the test closes our stdin
-"""
+from tests.flock import lock_held
 
 
 @pytest.fixture
@@ -40,20 +31,9 @@ def engine(client: TestClient, app: FastAPI) -> Engine:
     return app.state.engine  # type: ignore[no-any-return]
 
 
-@contextlib.contextmanager
-def writers_lock_held(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
-    """Another process holds the writers' lock until its stdin closes (or the block ends)."""
-    database = settings.database_url.removeprefix("sqlite:///")
-    other = subprocess.Popen(
-        [sys.executable, "-c", HOLD, f"{database}-writer.lock"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-    )
-    try:
-        assert other.stdout is not None and other.stdout.readline() == b"held\n"
-        yield other
-    finally:
-        other.kill()
-        other.wait()
+def writers_lock_held(settings: Settings) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    """Another process holds the writers' lock of the app's SQLite file."""
+    return lock_held(settings.database_url.removeprefix("sqlite:///") + "-writer.lock")
 
 
 def _take(engine: Engine, settings: Settings) -> claims.Taken:
