@@ -47,9 +47,13 @@ class AshaScheduler(Scheduler):
 
     In ``pause`` mode :meth:`promotions` resumes a paused trial once it ranks among the best
     ``floor(n / eta)`` of the rung it waits at, the highest rung first (Li et al., Algorithm 2:
-    a free worker takes a promotion before a new configuration). At the end of a study
-    (``final``) the cut is ``ceil(n / eta)``: a rung's last, incomplete group of ``eta`` also
-    sends its best on, so a small study still trains some trials in full.
+    a free worker takes a promotion before a new configuration). With ``eager_top`` (pause
+    mode only) the top rung, the last before ``max_resource``, keeps ``max(1, floor(n /
+    eta))``: while it has fewer than ``eta`` records, a trial that is the best there goes on at
+    once, as stop mode's early arrivals do, instead of waiting for ``eta`` of them.
+
+    At the end of a study (``final``) the cut is ``ceil(n / eta)``: a rung's last, incomplete
+    group of ``eta`` also sends its best on, so a small study still trains some trials in full.
 
     The state is the stored records: pass them back in insertion order and a fresh object
     decides exactly as the old one did. A repeated report at a rung the trial already has a
@@ -62,6 +66,11 @@ class AshaScheduler(Scheduler):
         max_resource: epochs a trial trains at most (> min_resource).
         direction: which values are better.
         mode: ``"stop"`` (the default) or ``"pause"``, see :class:`AshaMode`.
+        eager_top: pause mode's top rung lets its best early arrival go on (default False).
+            Why: in pause mode the first trial to train in full starts only after ``eta**k``
+            trials reached rung 0, ``eta**(k-1)`` rung 1, ... and ``eta`` the top rung ``k``;
+            waiting at the top rung is the largest part of that wait, while the lower rungs'
+            full groups already keep hopeless early arrivals out.
     """
 
     def __init__(
@@ -71,6 +80,7 @@ class AshaScheduler(Scheduler):
         max_resource: int = 27,
         direction: Direction = Direction.MINIMIZE,
         mode: AshaMode | str = AshaMode.STOP,
+        eager_top: bool = False,
     ) -> None:
         self.min_resource = _positive_int("min_resource", min_resource, 1)
         self.reduction_factor = _positive_int("reduction_factor", reduction_factor, 2)
@@ -82,6 +92,12 @@ class AshaScheduler(Scheduler):
             allowed = ", ".join(repr(m.value) for m in AshaMode)
             raise ValueError(f"mode: got {mode!r}, allowed: one of {allowed}") from None
         self.pauses = self.mode is AshaMode.PAUSE
+        if not isinstance(eager_top, bool):
+            raise ValueError(f"eager_top: got {eager_top!r}, allowed: true or false")
+        if eager_top and not self.pauses:
+            raise ValueError("eager_top: got true with mode 'stop', allowed: true only with "
+                             "mode 'pause' (stop mode lets early arrivals go on at every rung)")
+        self.eager_top = eager_top
 
     def rung_resources(self) -> tuple[int, ...]:
         """Epochs of the rungs, ``min_resource * eta**k < max_resource``; index = rung."""
@@ -112,14 +128,16 @@ class AshaScheduler(Scheduler):
         if mine:
             # A replayed report (worker retry, restart): same answer, nothing new to store.
             upto = at_rung[: mine[0] + 1]
-            return SchedulerStep(self._decide(upto[-1].value, [r.value for r in upto]))
+            return SchedulerStep(self._decide(upto[-1].value, [r.value for r in upto], rung))
         record = RungRecord(trial.number, rung, float(value))
         values = [r.value for r in at_rung] + [record.value]
-        return SchedulerStep(self._decide(record.value, values), (record,))
+        return SchedulerStep(self._decide(record.value, values, rung), (record,))
 
-    def _decide(self, value: float, rung_values: list[float]) -> Decision:
+    def _decide(self, value: float, rung_values: list[float], rung: int) -> Decision:
         """CONTINUE iff ``value`` ranks within the best ``floor(n / eta)`` of ``rung_values``."""
         n_promote = len(rung_values) // self.reduction_factor
+        if self.eager_top and rung == len(self.rung_resources()) - 1:
+            n_promote = max(1, n_promote)
         if self.mode is AshaMode.PAUSE:
             # Fewer than eta records promote nobody yet: the trial waits for later arrivals.
             return Decision.CONTINUE if self._within(value, rung_values, n_promote) else (
@@ -170,5 +188,6 @@ class AshaScheduler(Scheduler):
         return (
             f"AshaScheduler(min_resource={self.min_resource}, "
             f"reduction_factor={self.reduction_factor}, max_resource={self.max_resource}, "
-            f"direction={self.direction.value!r}, mode={self.mode.value!r})"
+            f"direction={self.direction.value!r}, mode={self.mode.value!r}, "
+            f"eager_top={self.eager_top})"
         )

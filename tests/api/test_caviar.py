@@ -181,6 +181,8 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"scheduler": {"name": "asha", "reduction_factor": 1}}, "scheduler"),
     ({"scheduler": {"name": "asha", "direction": "minimize"}}, "scheduler"),
     ({"scheduler": {"name": "asha", "min_resource": 4}}, "scheduler"),
+    ({"scheduler": {"name": "asha", "eager_top": True}}, "scheduler.eager_top"),
+    ({"scheduler": {"name": "asha", "mode": "pause", "eager_top": 1}}, "scheduler.eager_top"),
     ({"budget": {"trials": 3, "epochs": 9}}, "budget"),
     ({"budget": {"epochs": 0}}, "budget.epochs"),
 ]

@@ -97,6 +97,19 @@ def test_a_trial_waits_at_its_rung_is_promoted_later_and_the_rest_end_pruned(
     assert sorted(e.trial_id for e in pruned) == sorted([a, c, d])
 
 
+def test_eager_top_sends_the_top_rungs_first_arrival_on(client: TestClient, db: DB) -> None:
+    study = caviar_study(client, scheduler={**PAUSE_ASHA, "eager_top": True},
+                         budget={"trials": 4})
+    assert study["scheduler_settings"]["eager_top"] is True
+    (a, att_a), (b, att_b) = claim_one(client), claim_one(client)
+    assert epoch_report(client, a, att_a, 1, 0.5) == "pause"  # rung 0 waits as in pause mode
+    park(client, a, att_a, 1)
+    assert epoch_report(client, b, att_b, 1, 0.9) == "continue"
+    # Rung 1 (epoch 2) is the top rung of 4-epoch trials: n=1 keeps max(1, 0) = 1.
+    assert epoch_report(client, b, att_b, 2, 0.95) == "continue"
+    assert states(client, study["id"]) == {0: "paused", 1: "running", 2: "queued"}
+
+
 def test_a_trial_paused_by_a_user_is_never_promoted_or_pruned(
     client: TestClient, db: DB
 ) -> None:

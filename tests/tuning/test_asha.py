@@ -269,6 +269,64 @@ def test_stop_mode_never_pauses_or_promotes() -> None:
     assert asha.promotions([RungRecord(0, 0, 0.1)] * 3, {0}, final=True) == []
 
 
+# -- pause mode with eager_top ---------------------------------------------------------------
+
+# The same reports with eager_top: rung 1 (epoch 3) is the top rung below max_resource 9, and
+# it keeps max(1, floor(n / 3)). Rung 0 decides as above. Rung 1:
+#   t2 0.38  n=1 keep 1: {0.38}                       -> CONTINUE (pause mode: PAUSE)
+#   t4 0.25  n=2 keep 1: {0.25}                       -> CONTINUE (pause mode: PAUSE)
+#   t7 0.15  n=3 keep 1: {0.15}                       -> CONTINUE
+#   t8 0.33  n=4 keep 1 -> PAUSE;  t6 0.30  n=5 keep 1 -> PAUSE
+# No promotion follows; at the end (final) rung 1 keeps ceil(5 / 3) = 2, t7 and t4, neither
+# waiting, so nothing more trains.
+EAGER_EVENTS = [*PAUSE_EVENTS[:15], (2, 3, 0.38, C), (4, 3, 0.25, C), *PAUSE_EVENTS[17:]]
+
+
+def test_eager_top_hand_worked_example() -> None:
+    records: list[RungRecord] = []
+    waiting: set[int] = set()
+    asha = AshaScheduler(1, 3, 9, mode="pause", eager_top=True)
+    decisions, promoted = pause_run(asha, EAGER_EVENTS, records, waiting)
+    assert decisions == [e[3] for e in EAGER_EVENTS]
+    assert promoted == PROMOTED_AFTER
+    assert waiting == {0, 1, 3, 5, 9, 10, 11, 12, 13, 14, 8, 6}
+    assert asha.promotions(records, waiting, final=True) == []
+
+
+def test_eager_top_leaves_the_lower_rungs_as_in_pause_mode() -> None:
+    # Rungs at epochs 1, 3 and 9 (max 27): the first arrival at rung 0 or rung 1 still waits,
+    # the first arrival at rung 2 goes on.
+    asha = AshaScheduler(1, 3, 27, mode="pause", eager_top=True)
+    for epoch in (1, 3):
+        assert asha.on_report(running(0), epoch, 0.5, [], []).decision is P
+    assert asha.on_report(running(0), 9, 0.5, [], []).decision is C
+
+
+@pytest.mark.parametrize("restart_at", range(0, len(EAGER_EVENTS) + 1, 4))
+def test_eager_top_after_a_restart_continues_the_same_way(restart_at: int) -> None:
+    records: list[RungRecord] = []
+    waiting: set[int] = set()
+    asha = AshaScheduler(1, 3, 9, mode="pause", eager_top=True)
+    before = pause_run(asha, EAGER_EVENTS[:restart_at], records, waiting)
+    fresh = make_scheduler("asha", **SETTINGS, mode="pause", eager_top=True)
+    assert isinstance(fresh, AshaScheduler) and fresh.eager_top
+    after = pause_run(fresh, EAGER_EVENTS[restart_at:], list(records), set(waiting), restart_at)
+    assert before[0] + after[0] == [e[3] for e in EAGER_EVENTS]
+    assert {**before[1], **after[1]} == PROMOTED_AFTER
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"eager_top": True}, "eager_top: got true with mode 'stop', allowed: true only with"),
+        ({"mode": "pause", "eager_top": "yes"}, "eager_top: got 'yes', allowed: true or false"),
+    ],
+)
+def test_eager_top_is_validated(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        AshaScheduler(**kwargs)  # type: ignore[arg-type]
+
+
 def test_mode_is_validated() -> None:
     with pytest.raises(ValueError, match="mode: got 'later', allowed: one of 'stop', 'pause'"):
         AshaScheduler(mode="later")
