@@ -174,9 +174,12 @@ function body() {
     out.parallelism = number(document.getElementById("parallelism"), "parallelism");
     out.sampler = document.getElementById("sampler").value;
     const scheduler = document.getElementById("scheduler").value;
-    // "asha-pause" is ASHA whose trials below a rung's cut wait there for a later promotion.
+    // "asha-pause": ASHA whose trials below a rung's cut wait there for a later promotion;
+    // "asha-eager": the same, except that the top rung sends its best early arrival on.
     if (scheduler === "asha-pause") out.scheduler = { name: "asha", mode: "pause" };
-    else if (scheduler) out.scheduler = scheduler;
+    else if (scheduler === "asha-eager") {
+      out.scheduler = { name: "asha", mode: "pause", eager_top: true };
+    } else if (scheduler) out.scheduler = scheduler;
   }
   return out;
 }

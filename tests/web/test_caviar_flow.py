@@ -98,21 +98,23 @@ def test_coarse_to_fine_from_the_browser(page: Any, api: httpx.Client, shot: Any
     shot("study-caviar-round-2")
 
 
+@pytest.mark.parametrize(("option", "eager_top"), [("asha-pause", False), ("asha-eager", True)])
 def test_asha_pause_mode_from_the_form_parks_promotes_and_ends(
-    page: Any, api: httpx.Client
+    page: Any, api: httpx.Client, option: str, eager_top: bool
 ) -> None:
     page.goto("/studies/new")
     page.check("input[name=mode][value=caviar]")
-    page.fill("#name", "digits, ASHA pause mode")
+    page.fill("#name", f"digits, {option}")
     page.fill("#epochs", "4")  # rungs at epochs 1 and 3 (eta 3)
     page.fill("#budget", "6")
     page.fill("#parallelism", "2")
-    page.select_option("#scheduler", "asha-pause")
+    page.select_option("#scheduler", option)
     page.click("#create")
     page.wait_for_url(re.compile(r"/studies/\d+$"))
     study_id = int(page.url.rsplit("/", 1)[1])
     study = api.get(f"/api/studies/{study_id}").json()
     assert study["scheduler"] == "asha" and study["scheduler_settings"]["mode"] == "pause"
+    assert study["scheduler_settings"].get("eager_top", False) is eager_top
 
     # Real workers: the first arrival at rung 0 always waits (floor(1/3) = 0 promoted).
     wait_api(lambda: api.get(f"/api/studies/{study_id}").json()["state"] == "completed",
