@@ -32,9 +32,7 @@ import search_efficiency as se  # before NumPy: it sets one BLAS thread per proc
 from threadpoolctl import threadpool_limits
 
 from app.tuning import (
-    AshaScheduler,
     Decision,
-    Direction,
     RungRecord,
     TrialStatus,
     TrialView,
@@ -57,16 +55,18 @@ class Grid:
     space: str = "notes"  # a key of search_efficiency.SPACES
 
 
-# Default: the bench's own setting, to check its goal on many seeds. ``--sensitivity``: around
-# it, the ASHA paper's usual etas (3, 4), and easier targets (plus a harder one on digits; on
+# Default: the bench's own settings (every ASHA method's eta and first rung; each mode is
+# replayed at each of them), to check its goal on many seeds. ``--sensitivity``: around it,
+# the ASHA paper's usual etas (3, 4), and easier targets (plus a harder one on digits; on
 # spirals 0.97 is already within a point of the best configurations).
-BENCH = Grid((se.EPOCHS,), (se.ASHA_REDUCTION_FACTOR,), (se.ASHA_MIN_RESOURCE,),
+BENCH = Grid((se.EPOCHS,), tuple(sorted({eta for _, eta in se.ASHA_SETTINGS.values()})),
+             tuple(sorted({r0 for r0, _ in se.ASHA_SETTINGS.values()})),
              {t: (target,) for t, (_, target) in se.TASKS.items()})
 SENSITIVITY = Grid((9, 27, LONGEST), (3, 4), (1, 3),
                    {"digits": (0.96, 0.97, 0.975), "spirals": (0.95, 0.96, 0.97)})
 Key = tuple[str, int, int, int, float]  # (method, max resource, eta, min resource, target)
-MODES = ("stop", "pause")  # AshaScheduler's modes, both replayed
-METHOD = {"stop": "asha", "pause": "asha-pause"}
+MODES = ("stop", "pause", "eager")  # search_efficiency's ASHA methods, all replayed
+METHOD = {"stop": "asha", "pause": "asha-pause", "eager": "asha-eager"}
 
 
 class _LazyTrial:
@@ -145,10 +145,10 @@ def replay_asha(
     study: _Study, epochs: int, eta: int, min_resource: int, target: float, budget: float,
     mode: str = "stop",
 ) -> float:
-    """Epochs to target of ``random+asha`` (``mode="stop"``) or ``random+asha-pause``,
-    deciding with the real scheduler at every epoch and, in pause mode, resuming the trial
-    it promotes before starting a new one (``search_efficiency.run_study``'s loop)."""
-    scheduler = AshaScheduler(min_resource, eta, epochs, Direction.MAXIMIZE, mode)
+    """Epochs to target of ``random+asha`` (``mode="stop"``), ``random+asha-pause`` or
+    ``random+asha-eager``, deciding with the real scheduler at every epoch and, in pause
+    mode, resuming the trial it promotes before starting a new one (``run_study``'s loop)."""
+    scheduler = se.asha_scheduler(f"random+{METHOD[mode]}", min_resource, eta, epochs)
     records: list[RungRecord] = []
     parked: dict[int, int] = {}  # trial number -> epochs trained when it was parked
     spent, fresh = 0.0, itertools.count()

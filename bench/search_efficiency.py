@@ -127,7 +127,6 @@ from app.tuning import (  # noqa: E402
     TrialStatus,
     TrialView,
     make_sampler,
-    make_scheduler,
     parse_space,
     trial_rng,
 )
@@ -135,8 +134,14 @@ from trainer import Action, Directive, DivergedError, TrainConfig, Trainer  # no
 from trainer.config import check_hparams  # noqa: E402
 from trainer.data import Dataset, load_task  # noqa: E402
 
-METHODS = ("random", "grid", "random+asha", "random+asha-pause", "tpe")
-ASHA_METHODS = ("random+asha", "random+asha-pause")
+METHODS = ("random", "grid", "random+asha", "random+asha-pause", "random+asha-eager", "tpe")
+# The AshaScheduler mode of each ASHA method.
+ASHA_MODES: dict[str, dict[str, Any]] = {
+    "random+asha": {"mode": "stop"},
+    "random+asha-pause": {"mode": "pause"},
+    "random+asha-eager": {"mode": "pause", "eager_top": True},
+}
+ASHA_METHODS = tuple(ASHA_MODES)
 TASKS: dict[str, tuple[dict[str, Any], float]] = {
     # task -> (task options, dev-accuracy target); why these, see the module docstring.
     "digits": ({}, 0.97),
@@ -168,6 +173,13 @@ GRID_POINTS_PER_DIM = 3
 EPOCHS = 27  # per trial, ASHA's max resource: 3**3, past where good configurations level off
 ASHA_MIN_RESOURCE = 1
 ASHA_REDUCTION_FACTOR = 3  # ASHA's standard eta (the paper uses 3 or 4)
+# (min resource, eta) per ASHA method unless --asha-* say otherwise. random+asha-eager's is
+# the setting the pilot rule picks for its mode (module docstring).
+ASHA_SETTINGS: dict[str, tuple[int, int]] = {
+    "random+asha": (ASHA_MIN_RESOURCE, ASHA_REDUCTION_FACTOR),
+    "random+asha-pause": (ASHA_MIN_RESOURCE, ASHA_REDUCTION_FACTOR),
+    "random+asha-eager": (1, 4),
+}
 ASHA_SPEEDUP_GOAL = 3.0
 _DATA: dict[str, Dataset] = {}  # per process: every trial of a task shares one data set
 
@@ -176,7 +188,7 @@ _DATA: dict[str, Dataset] = {}  # per process: every trial of a task shares one 
 class Job:
     """One study: a method on a task with a seed and an epoch budget.
 
-    ``asha_min_resource`` and ``asha_eta`` only matter to ``random+asha``; they and ``space``
+    ``asha_min_resource`` and ``asha_eta`` only matter to ASHA methods; they and ``space``
     (a key of :data:`SPACES`) travel with the job so that worker processes never depend on
     module state changed after import.
     """
@@ -296,12 +308,13 @@ def _parts(job: Job) -> tuple[Sampler, Scheduler | None]:
         return make_sampler("tpe", job.seed, direction=maximize), None
     scheduler = None
     if job.method in ASHA_METHODS:
-        scheduler = make_scheduler(
-            "asha", min_resource=job.asha_min_resource, reduction_factor=job.asha_eta,
-            max_resource=job.epochs, direction=maximize,
-            mode="pause" if job.method == "random+asha-pause" else "stop",
-        )
+        scheduler = asha_scheduler(job.method, job.asha_min_resource, job.asha_eta, job.epochs)
     return make_sampler("random", job.seed), scheduler
+
+
+def asha_scheduler(method: str, min_resource: int, eta: int, epochs: int) -> AshaScheduler:
+    """The scheduler of ASHA ``method`` (a key of :data:`ASHA_MODES`), maximising."""
+    return AshaScheduler(min_resource, eta, epochs, Direction.MAXIMIZE, **ASHA_MODES[method])
 
 
 @dataclass
@@ -491,16 +504,19 @@ def judge(per_task: Mapping[str, Mapping[str, tuple[float, float]]], budget: flo
 
 def print_setup(
     tasks: Sequence[str], methods: Sequence[str], seeds: int, epochs: int, budget_trials: int,
-    min_resource: int, eta: int, jobs: int, space: str,
+    asha: Mapping[str, tuple[int, int]], jobs: int, space: str,
 ) -> None:
     """Print every lever of the run: the same for every method, so a reader can check it."""
-    rungs = AshaScheduler(min_resource, eta, epochs).rung_resources()
     print(f"# Search efficiency: {len(tasks)} task(s) x {len(methods)} methods x {seeds} "
           f"seeds (0..{seeds - 1}), {jobs} process(es)\n")
     print(f"- epochs per trial (max resource): {epochs}; budget per study: {budget_trials} x "
           f"{epochs} = {budget_trials * epochs} epochs, for every method")
-    print(f"- random+asha (stop mode) and random+asha-pause: min_resource={min_resource}, "
-          f"reduction_factor={eta}, rungs at {', '.join(map(str, rungs))} epochs, one worker")
+    for method in (m for m in methods if m in ASHA_MODES):
+        min_resource, eta = asha[method]
+        rungs = AshaScheduler(min_resource, eta, epochs).rung_resources()
+        settings = ", ".join(f"{k}={v}" for k, v in ASHA_MODES[method].items())
+        print(f"- {method} ({settings}): min_resource={min_resource}, reduction_factor={eta}, "
+              f"rungs at {', '.join(map(str, rungs))} epochs, one worker")
     print(f"- space {space!r}: " + "; ".join(
         f"{k} {v['dist']} [{v['low']:g}, {v['high']:g}]" if isinstance(v, dict) else f"{k} {v}"
         for k, v in SPACES[space].items()
@@ -516,10 +532,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=None, help="seeds per task/method (5)")
     parser.add_argument("--epochs", type=int, default=EPOCHS,
                         help=f"epochs per trial, ASHA's max resource ({EPOCHS})")
-    parser.add_argument("--asha-min-resource", type=int, default=ASHA_MIN_RESOURCE,
-                        help=f"epochs at ASHA's first rung ({ASHA_MIN_RESOURCE})")
-    parser.add_argument("--asha-eta", type=int, default=ASHA_REDUCTION_FACTOR,
-                        help=f"ASHA's reduction factor eta ({ASHA_REDUCTION_FACTOR})")
+    parser.add_argument("--asha-min-resource", type=int, default=None,
+                        help="epochs at ASHA's first rung, every ASHA method (ASHA_SETTINGS)")
+    parser.add_argument("--asha-eta", type=int, default=None,
+                        help="ASHA's reduction factor eta, every ASHA method (ASHA_SETTINGS)")
     parser.add_argument("--budget-trials", type=int, default=GRID_POINTS_PER_DIM ** 5,
                         help="budget in full trials: budget = this x epochs (243)")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
@@ -531,10 +547,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = args.seeds or (2 if args.quick else 5)
     budget = float(args.budget_trials * args.epochs)
     # Seed-major order: a run cut short still has whole seeds for every task and method.
-    jobs = [Job(t, m, s, args.epochs, budget, args.asha_min_resource, args.asha_eta, args.space)
+    asha = {m: (args.asha_min_resource or r0, args.asha_eta or eta)
+            for m, (r0, eta) in ASHA_SETTINGS.items()}
+    jobs = [Job(t, m, s, args.epochs, budget, *asha.get(m, ASHA_SETTINGS["random+asha"]),
+                space=args.space)
             for s in range(seeds) for t in args.tasks for m in args.methods]
-    print_setup(args.tasks, args.methods, seeds, args.epochs, args.budget_trials,
-                args.asha_min_resource, args.asha_eta, args.jobs, args.space)
+    print_setup(args.tasks, args.methods, seeds, args.epochs, args.budget_trials, asha,
+                args.jobs, args.space)
     start = time.perf_counter()
     results: list[RunResult] = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
