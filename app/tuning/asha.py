@@ -152,10 +152,16 @@ class AshaScheduler(Scheduler):
 
     def _within(self, value: float, rung_values: Sequence[float], cut: int) -> bool:
         """Whether ``value`` ranks within the best ``cut`` of ``rung_values`` (ties do)."""
+        bar = self._bar(rung_values, cut)
+        return bar is not None and self.direction.key(value) <= bar
+
+    def _bar(self, rung_values: Sequence[float], cut: int) -> float | None:
+        """The key of the ``cut``-th best of ``rung_values`` (None when ``cut <= 0``): a value
+        ranks within the best ``cut`` iff its key is at most this."""
         if cut <= 0:
-            return False
+            return None
         keys = sorted(self.direction.key(v) for v in rung_values)
-        return self.direction.key(value) <= keys[min(cut, len(keys)) - 1]
+        return keys[min(cut, len(keys)) - 1]
 
     def promotions(
         self, records: Sequence[RungRecord], waiting: Collection[int], *, final: bool = False
@@ -178,9 +184,13 @@ class AshaScheduler(Scheduler):
             rows = [r for r in records if r.rung == rung]
             n = len(rows)
             cut = math.ceil(n / self.reduction_factor) if final else n // self.reduction_factor
-            values = [r.value for r in rows]
-            chosen = [(self.direction.key(r.value), i, r.trial_number) for i, r in enumerate(rows)
-                      if at.get(r.trial_number) == rung and self._within(r.value, values, cut)]
+            # One sort per rung, not one per waiting trial: a study in pause mode can hold
+            # thousands of records at rung 0.
+            bar = self._bar([r.value for r in rows], cut)
+            if bar is None:
+                continue
+            keyed = ((self.direction.key(r.value), i, r.trial_number) for i, r in enumerate(rows))
+            chosen = [k for k in keyed if k[0] <= bar and at.get(k[2]) == rung]
             out += [number for *_, number in sorted(chosen)]
         return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from app.tuning import (
@@ -251,6 +252,29 @@ def test_promotions_take_the_highest_rung_first_then_the_best() -> None:
     assert asha.promotions(records, {0, 1, 6, 7}) == [1, 6]
     assert asha.promotions(records, {7, 8}) == []
     assert asha.promotions(records, set()) == []
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("final", [False, True])
+def test_promotions_match_ranking_each_waiting_trial_on_its_own(seed: int, final: bool) -> None:
+    # The reference ranks every waiting trial against its rung separately, the rule as the
+    # docstring states it; promotions() sorts each rung once. Values on a coarse grid: ties.
+    rng = np.random.default_rng(seed)
+    asha = AshaScheduler(1, 3, 27, mode="pause")
+    records = [RungRecord(int(n), int(rung), float(rng.integers(0, 8)) / 8)
+               for rung, size in enumerate((60, 20, 7)) for n in rng.permutation(60)[:size]]
+    waiting = {int(n) for n in rng.permutation(60)[:40]}
+    at = {n: max(r.rung for r in records if r.trial_number == n) for n in waiting}
+    expected = []
+    for rung in sorted(set(at.values()), reverse=True):
+        rows = [r for r in records if r.rung == rung]
+        cut = -(-len(rows) // 3) if final else len(rows) // 3
+        keys = sorted(r.value for r in rows)
+        ok = [(r.value, i, r.trial_number) for i, r in enumerate(rows)
+              if at.get(r.trial_number) == rung and cut > 0 and r.value <= keys[cut - 1]]
+        expected += [n for *_, n in sorted(ok)]
+    assert asha.promotions(records, waiting, final=final) == expected
+    assert expected  # the draw leaves something to promote
 
 
 def test_a_repeated_report_in_pause_mode_pauses_again_without_a_record() -> None:
