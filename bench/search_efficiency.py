@@ -52,6 +52,12 @@ Methods:
   rung's cut waits there (its trainer kept in memory, as the server keeps a checkpoint) and
   each turn of the one worker goes first to a waiting trial the scheduler promotes, as the
   server's feeder does (``app/parking.py``), else to a new trial;
+* ``random+asha-eager``: pause mode with ``eager_top=True``: the top rung (the last before
+  27 epochs) sends its best early arrival on at once instead of waiting for ``eta`` of them;
+  the lower rungs wait as in pause mode. Its own setting, eta 4 from 1 epoch (rungs at 1, 4
+  and 16 epochs), is the one the pilot rule (the best worse-of-the-two-tasks ratio on study
+  seeds 100-119, ``bench/_search_curves.py --seeds 100 120 --etas 3 4 --min-resources 1 2 3``)
+  picks among this mode's settings;
 * ``tpe``: ``TpeSampler(direction=maximize)`` (10 random start-up trials) fed the finished
   trials' final dev accuracy.
 
