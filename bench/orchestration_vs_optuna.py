@@ -433,6 +433,11 @@ def report(
     print("- (info) this machine, a CPU loop in 2 processes against 1, measured before each "
           f"repeat: {', '.join(f'{c:.2f}' for c in ceilings)} (how much of the second core "
           f"is there); one process of ours keeps {busy:.2f} cores busy.")
+    # Each repeat's speed-up over the CPU loop's just before it: what our code makes of the
+    # second core the machine gave at that moment (1.0 = all of it).
+    share = [p / c for p, c in zip(pairs, ceilings, strict=True)]
+    print(f"- (info) ours' speed-up over the CPU loop's, per repeat: "
+          f"{', '.join(f'{x:.2f}' for x in share)} (median {statistics.median(share):.2f})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
