@@ -134,7 +134,8 @@ class AshaScheduler(Scheduler):
         return SchedulerStep(self._decide(record.value, values, rung), (record,))
 
     def _decide(self, value: float, rung_values: list[float], rung: int) -> Decision:
-        """CONTINUE iff ``value`` ranks within the best ``floor(n / eta)`` of ``rung_values``."""
+        """CONTINUE iff ``value`` ranks within the best ``floor(n / eta)`` of ``rung_values``
+        (``max(1, floor(n / eta))`` at the top rung with ``eager_top``)."""
         n_promote = len(rung_values) // self.reduction_factor
         if self.eager_top and rung == len(self.rung_resources()) - 1:
             n_promote = max(1, n_promote)
