@@ -215,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # Idle workers poll for work every second and migrations announce every plugin: at INFO
     # these libraries would bury what the server itself has to say.
-    for noisy in ("httpx", "alembic"):
+    for noisy in ("httpx2", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return int(args.func(args))
 

@@ -2,7 +2,7 @@
 
 Workers speak only the HTTP protocol of ``docs/contracts.md`` and never open the database, so
 the same code runs as a local process started by the dispatcher or on a remote machine
-(``pandacaviar worker --server URL``). This module imports ``trainer``, ``httpx`` and the
+(``pandacaviar worker --server URL``). This module imports ``trainer``, ``httpx2`` and the
 standard library only.
 """
 

@@ -1,6 +1,6 @@
 """The worker's side of the HTTP protocol: a retrying client and the trainer's HTTP reporter.
 
-Imports ``httpx``, ``trainer`` and the standard library only: workers never open the database.
+Imports ``httpx2``, ``trainer`` and the standard library only: workers never open the database.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 
 from trainer.reporting import Action, Directive
 
@@ -53,7 +53,7 @@ class StaleAttempt(Exception):
 class ProtocolError(RuntimeError):
     """The server rejected a request in a way retrying cannot fix (a 4xx other than 409)."""
 
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(self, response: httpx2.Response) -> None:
         super().__init__(
             f"{response.request.method} {response.request.url.path} -> "
             f"{response.status_code}: {response.text[:300]}"
@@ -92,10 +92,10 @@ class WorkerClient:
         self, server_url: str, token: str | None = None, *, stop: threading.Event | None = None
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(
+        self.http = httpx2.Client(
             base_url=server_url.rstrip("/"),
             headers=headers,
-            timeout=httpx.Timeout(60.0, connect=5.0),
+            timeout=httpx2.Timeout(60.0, connect=5.0),
         )
         self.stop = stop or threading.Event()
         self.retries = 0  # failed tries so far (an outage is visible from outside)
@@ -105,7 +105,7 @@ class WorkerClient:
 
     def request(
         self, method: str, path: str, *, stop: threading.Event | None = None, **kwargs: Any
-    ) -> httpx.Response:
+    ) -> httpx2.Response:
         """Send until the server answers something other than a transient error.
 
         Raises:
@@ -117,7 +117,7 @@ class WorkerClient:
         while True:
             try:
                 response = self.http.request(method, path, **kwargs)
-            except httpx.TransportError as exc:
+            except httpx2.TransportError as exc:
                 log.warning("%s %s: %s; retrying", method, path, exc)
             else:
                 if response.status_code == 409:

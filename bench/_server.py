@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
-import httpx
+import httpx2
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_SECONDS = 30.0
@@ -200,9 +200,9 @@ class BenchServer:
             if self.server.poll() is not None:
                 raise RuntimeError(f"server exited early; see {self.log_path}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.url}/api/health", timeout=1.0).status_code == 200:
+                if httpx2.get(f"{self.url}/api/health", timeout=1.0).status_code == 200:
                     return
-            except httpx.TransportError:
+            except httpx2.TransportError:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"server not healthy after {START_TIMEOUT_SECONDS}s: {self.log()}")
@@ -257,7 +257,7 @@ class BenchServer:
         self.stop()
 
 
-def create_study(client: httpx.Client, name: str, **fields: object) -> int:
+def create_study(client: httpx2.Client, name: str, **fields: object) -> int:
     """POST a study; returns its id (raises on a non-2xx answer)."""
     response = client.post("/api/studies", json={"name": name, **fields})
     if response.status_code != 201:
@@ -265,7 +265,7 @@ def create_study(client: httpx.Client, name: str, **fields: object) -> int:
     return int(response.json()["id"])
 
 
-def create_trial(client: httpx.Client, study_id: int, hparams: Mapping[str, object]) -> int:
+def create_trial(client: httpx2.Client, study_id: int, hparams: Mapping[str, object]) -> int:
     """POST a queued trial to a study; returns its id."""
     response = client.post(f"/api/studies/{study_id}/trials", json={"hparams": dict(hparams)})
     if response.status_code != 201:

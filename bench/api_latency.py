@@ -6,7 +6,7 @@ default). The study is built through the public API: trials are created with
 ``POST /api/studies/{id}/trials``; then ``--loaders`` processes act as workers, each claiming
 trials, reporting all of a trial's points in one batch and finishing it as completed.
 
-Then one keep-alive ``httpx.Client`` requests, sequentially, for ``--samples`` random trials
+Then one keep-alive ``httpx2.Client`` requests, sequentially, for ``--samples`` random trials
 the three calls a trial page and the study page make:
 
 * ``GET /api/trials/{id}``
@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
+import httpx2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
@@ -59,7 +59,7 @@ def load_trials(url: str, steps: int, seed: int) -> int:
     """
     rng = random.Random(seed)
     done = 0
-    with httpx.Client(base_url=url, timeout=120.0) as client:
+    with httpx2.Client(base_url=url, timeout=120.0) as client:
         while True:
             claim = client.post("/api/workers/claim", json={"worker": f"bench-loader-{seed}"})
             claim.raise_for_status()
@@ -81,7 +81,7 @@ def load_trials(url: str, steps: int, seed: int) -> int:
 
 def build_study(url: str, n_trials: int, steps: int, loaders: int) -> tuple[int, list[int]]:
     """The study and its trial ids, every trial completed with ``steps`` x 6 points."""
-    with httpx.Client(base_url=url, timeout=60.0) as client:
+    with httpx2.Client(base_url=url, timeout=60.0) as client:
         # A panda study: no sampler adds trials and no parallelism cap limits the claims.
         study = create_study(client, "bench-api-latency")
         trial_ids = [create_trial(client, study, {"seed": i}) for i in range(n_trials)]
@@ -92,7 +92,7 @@ def build_study(url: str, n_trials: int, steps: int, loaders: int) -> tuple[int,
     return study, trial_ids
 
 
-def timed_get(client: httpx.Client, path: str) -> tuple[float, int]:
+def timed_get(client: httpx2.Client, path: str) -> tuple[float, int]:
     """Seconds for one GET with the body fully read, and the body's size in bytes."""
     t0 = time.perf_counter()
     response = client.get(path)
@@ -108,7 +108,7 @@ def measure(
     """Per call label: latencies (s) and response sizes (bytes) of the counted samples."""
     rng = random.Random(seed)
     out: dict[str, tuple[list[float], list[int]]] = {}
-    with httpx.Client(base_url=url, timeout=60.0) as client:
+    with httpx2.Client(base_url=url, timeout=60.0) as client:
         for i in range(warmup + samples):
             tid = rng.choice(trial_ids)
             offset = rng.randrange(0, max(1, len(trial_ids) - 50) + 1)

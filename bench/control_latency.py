@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
@@ -119,7 +119,7 @@ def wait_for(check: Callable[[], Any], poll: float, what: str) -> tuple[Any, flo
 class TrialDriver:
     """Controls one trial over HTTP the way the dashboard does, timing each control."""
 
-    def __init__(self, client: httpx.Client, trial_id: int, poll: float) -> None:
+    def __init__(self, client: httpx2.Client, trial_id: int, poll: float) -> None:
         self.client = client
         self.id = trial_id
         self.poll = poll
@@ -175,7 +175,7 @@ class TrialDriver:
 
 
 def run_network(
-    client: httpx.Client, net: Network, reps: int, poll: float, report_seconds: float,
+    client: httpx2.Client, net: Network, reps: int, poll: float, report_seconds: float,
     rng: random.Random,
 ) -> Timings:
     """One panda trial of ``net`` on the server's worker: ``reps`` lr edits, then pauses."""
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     for report_seconds in args.report_seconds:
         env = {"PANDACAVIAR_REPORT_SECONDS": str(report_seconds)}
         with BenchServer(workers=1, env=env) as server, \
-                httpx.Client(base_url=server.url, timeout=60.0) as client:
+                httpx2.Client(base_url=server.url, timeout=60.0) as client:
             if "big" in args.networks:
                 write_big_blobs(server.upload_dir / BIG_FILE)
             for key in args.networks:

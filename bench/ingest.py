@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+import httpx2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
@@ -82,7 +82,7 @@ def run_client(
     starts together after the slowest one has claimed and warmed its connection.
     """
     names = METRIC_NAMES[:n_metrics]
-    with httpx.Client(base_url=url, timeout=60.0) as client:
+    with httpx2.Client(base_url=url, timeout=60.0) as client:
         me = {"worker": f"bench-{mp.current_process().pid}"}
         claim = client.post("/api/workers/claim", json=me)
         if claim.status_code != 200:
@@ -101,7 +101,7 @@ def run_client(
             t0 = time.perf_counter()
             try:
                 response = client.post(path, json=body)
-            except httpx.TransportError as exc:
+            except httpx2.TransportError as exc:
                 result.failed_batches += 1
                 result.errors.append(repr(exc))
                 continue
@@ -117,7 +117,7 @@ def run_client(
     return result
 
 
-def stored_points(client: httpx.Client, trial_id: int) -> int:
+def stored_points(client: httpx2.Client, trial_id: int) -> int:
     """Points of a trial as ``GET /api/trials/{id}/metrics`` returns them (no downsampling)."""
     response = client.get(f"/api/trials/{trial_id}/metrics", timeout=120.0)
     response.raise_for_status()
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     seconds = 4.0 if args.quick else args.seconds
 
-    with BenchServer() as server, httpx.Client(base_url=server.url, timeout=60.0) as client:
+    with BenchServer() as server, httpx2.Client(base_url=server.url, timeout=60.0) as client:
         # A panda study: no sampler adds trials and no parallelism cap limits the claims.
         study = create_study(client, "bench-ingest")
         trial_ids = [create_trial(client, study, {"seed": i}) for i in range(args.clients)]

@@ -8,7 +8,7 @@ What is measured (no training at all, only the bookkeeping a trial costs):
   trial is then what ``app.worker`` does for one, minus the trainer: ``WorkerClient.claim``,
   10 x ``HttpReporter.report`` of one ``dev_accuracy`` value each (an epoch end each), and
   ``HttpReporter.finish`` (completed, with the final value), one ``WorkerClient`` (a keep-alive
-  ``httpx.Client``) per client process. The reporter sends at most every ``report_seconds``
+  ``httpx2.Client``) per client process. The reporter sends at most every ``report_seconds``
   counted from the claim (0.1 s, the server's default), so here the 10 values leave with the
   finish, and the finish claims the worker's next trial, as ``app.worker``'s finish does: one
   round trip and one durable commit a trial (the WAL synced before the answer; see
@@ -59,7 +59,7 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
@@ -165,7 +165,7 @@ def ours_client(
             try:
                 claim = _ours_trial(client, me, res, batched, claim)
                 res.trials += 1
-            except (httpx.HTTPError, RuntimeError) as exc:
+            except (httpx2.HTTPError, RuntimeError) as exc:
                 claim = None
                 res.errors += 1
                 res.first_error = res.first_error or repr(exc)[:300]
@@ -309,7 +309,7 @@ def run_ours(
     server: BenchServer, setup: Setup, clients: int, warmup: int, trials: int, tag: str
 ) -> RunResult:
     """A fresh study with enough queued trials, then ``clients`` processes through it."""
-    with httpx.Client(base_url=server.url, timeout=60.0) as client:
+    with httpx2.Client(base_url=server.url, timeout=60.0) as client:
         study = create_study(client, f"orchestration-{tag}", epochs=REPORTS_PER_TRIAL)
         # +1 a process: its last finish claims one more.
         for _ in range(clients * (warmup + trials + 1)):

@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._server import (  # noqa: E402
@@ -59,7 +59,7 @@ def _server(launcher: str, workers: int) -> BenchServer:
 
 
 def _run(launcher: str, workers: int, trials: int) -> dict[str, float]:
-    with _server(launcher, workers) as server, httpx.Client(base_url=server.url,
+    with _server(launcher, workers) as server, httpx2.Client(base_url=server.url,
                                                             timeout=60.0) as http:
         body = {"name": f"scale-{launcher}-{workers}", "mode": "caviar", "task": "digits",
                 "space": SPACE, "sampler": "random", "budget": {"trials": trials},

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
@@ -50,7 +50,7 @@ READER_PAUSE_SECONDS = 1.0
 HPARAMS = {"hidden_units": 32, "num_layers": 1, "batch_size": 64, "epochs": 1}
 
 
-def _error_kind(response: httpx.Response | None, exc: Exception | None) -> str:
+def _error_kind(response: httpx2.Response | None, exc: Exception | None) -> str:
     if exc is not None:
         return f"transport: {type(exc).__name__}"
     assert response is not None
@@ -61,7 +61,7 @@ def _error_kind(response: httpx.Response | None, exc: Exception | None) -> str:
 
 def run_client(url: str, name: str, interval: float, until: float) -> dict[str, Any]:
     """One reporting client: claim a trial, report until ``until``; what it saw."""
-    http = httpx.Client(base_url=url, timeout=30.0)
+    http = httpx2.Client(base_url=url, timeout=30.0)
     errors: Counter[str] = Counter()
     latencies: list[float] = []
     claim = http.post("/api/workers/claim", json={"worker": name}).json()
@@ -77,7 +77,7 @@ def run_client(url: str, name: str, interval: float, until: float) -> dict[str, 
             response, exc = None, None
             try:
                 response = http.post(f"/api/workers/trials/{trial_id}/report", json=body)
-            except httpx.TransportError as err:
+            except httpx2.TransportError as err:
                 exc = err
             if response is not None and response.status_code == 200:
                 latencies.append(time.perf_counter() - t0)
@@ -93,7 +93,7 @@ def run_client(url: str, name: str, interval: float, until: float) -> dict[str, 
 
 
 def _hold_stream(url: str, study_id: int, until: float, frames: list[int]) -> None:
-    http = httpx.Client(base_url=url, timeout=httpx.Timeout(30.0, read=10.0))
+    http = httpx2.Client(base_url=url, timeout=httpx2.Timeout(30.0, read=10.0))
     with http, http.stream("GET", f"/api/studies/{study_id}/stream") as response:
         for line in response.iter_lines():
             frames[0] += line.startswith("data:")
@@ -106,7 +106,7 @@ def run_reader(url: str, study_id: int, trial_ids: list[int], until: float) -> d
     frames = [0]
     stream = threading.Thread(target=_hold_stream, args=(url, study_id, until, frames))
     stream.start()
-    http = httpx.Client(base_url=url, timeout=30.0)
+    http = httpx2.Client(base_url=url, timeout=30.0)
     errors: Counter[str] = Counter()
     requests, since = 0, dict.fromkeys(trial_ids, 0)
     while time.time() < until:
@@ -120,7 +120,7 @@ def run_reader(url: str, study_id: int, trial_ids: list[int], until: float) -> d
                 requests += 1
                 try:
                     response = http.get(path, params=params)
-                except httpx.TransportError as exc:
+                except httpx2.TransportError as exc:
                     errors[_error_kind(None, exc)] += 1
                     continue
                 if response.status_code != 200:
@@ -162,7 +162,7 @@ def _run_together(roles: list[tuple[Role, tuple[Any, ...]]], seconds: float) -> 
     return [result for _, result in ranked]
 
 
-def _stored(http: httpx.Client, trial_id: int, last_step: int) -> tuple[int, int]:
+def _stored(http: httpx2.Client, trial_id: int, last_step: int) -> tuple[int, int]:
     """(points stored, acknowledged points missing) of a client's trial."""
     curves = http.get(f"/api/trials/{trial_id}/metrics", params={"names": ",".join(METRICS)})
     curves.raise_for_status()
@@ -179,7 +179,7 @@ def soak(
     """Run the soak against a fresh server; the summary as a dict."""
     env = {"PANDACAVIAR_LEASE_SECONDS": "600", "PANDACAVIAR_REAPER_SECONDS": "1"}
     server = BenchServer(env=env, keep=keep)
-    with server, httpx.Client(base_url=server.url, timeout=30) as http:
+    with server, httpx2.Client(base_url=server.url, timeout=30) as http:
         study_id = create_study(http, "soak", mode="panda", task="digits", epochs=1)
         trial_ids = [create_trial(http, study_id, {**HPARAMS, "seed": i})
                      for i in range(n_clients)]  # fmt: skip

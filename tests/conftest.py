@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -170,9 +170,9 @@ def _wait_until_up(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited:\n{log.read_text()}")
         try:
-            if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
+            if httpx2.get(f"{url}/api/health", timeout=1).status_code == 200:
                 return
-        except httpx.TransportError:
+        except httpx2.TransportError:
             pass
         time.sleep(0.1)
     raise RuntimeError(f"server did not come up:\n{log.read_text()}")

@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FORBIDDEN = ["fastapi", "starlette", "sqlalchemy", "pydantic", "pydantic_settings", "httpx",
-             "uvicorn", "requests"]
+             "httpx2", "uvicorn", "requests"]
 
 PROBE = """
 import importlib, json, pkgutil, sys

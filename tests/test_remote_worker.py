@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from sklearn.datasets import load_iris
 
@@ -86,7 +86,7 @@ def test_remote_worker_trains_an_upload_from_its_cache_and_refetches_a_bad_copy(
     sha = hashlib.sha256(csv).hexdigest()
     assert upload["sha256"] == sha
     # The download route is an /api route: no token, no data set.
-    anonymous = httpx.get(f"{server.url}/api/uploads/{upload['path']}/content")
+    anonymous = httpx2.get(f"{server.url}/api/uploads/{upload['path']}/content")
     assert anonymous.status_code == 401
     study = api.create_study(task="file", task_options={"path": upload["path"]})
     home, cache = tmp_path / "elsewhere", tmp_path / "elsewhere-cache"

@@ -13,7 +13,7 @@ import socket
 import time
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from app import spread
@@ -70,7 +70,7 @@ def _claim_until_empty(url: str, worker: str) -> list[tuple[int, int]]:
     """Claim, each time on a new connection (so the kernel spreads them over the processes)."""
     won: list[tuple[int, int]] = []
     while True:
-        r = httpx.post(f"{url}/api/workers/claim", json={"worker": worker}, timeout=30)
+        r = httpx2.post(f"{url}/api/workers/claim", json={"worker": worker}, timeout=30)
         if r.status_code == 204:
             return won
         r.raise_for_status()

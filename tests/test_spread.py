@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from starlette.types import Receive, Scope, Send
 
@@ -105,8 +105,8 @@ async def test_the_answer_that_moves_a_worker_says_connection_close(
     spread.publish()
     spread.served(("127.0.0.1", 1))  # one client already
     app = SpreadMiddleware(_ok, spread)
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 2))
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+    transport = httpx2.ASGITransport(app=app, client=("127.0.0.1", 2))
+    async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
         page = await client.get("/api/studies")  # not a worker's call: left alone
         moved = await client.post("/api/workers/claim")
     assert page.headers["connection"] == "keep-alive"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing as mp
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -264,7 +264,7 @@ def test_a_stop_at_the_last_epoch_leaves_the_trial_completed(client: TestClient)
 
 def claim_all(url: str, worker: str) -> list[int]:
     won: list[int] = []
-    with httpx.Client(base_url=url, timeout=30) as http:
+    with httpx2.Client(base_url=url, timeout=30) as http:
         while (r := http.post("/api/workers/claim", json={"worker": worker})).status_code == 200:
             won.append(r.json()["trial_id"])
     return won
@@ -272,7 +272,7 @@ def claim_all(url: str, worker: str) -> list[int]:
 
 @pytest.mark.slow
 def test_two_processes_racing_never_exceed_parallelism(live_server: str) -> None:
-    with httpx.Client(base_url=live_server, timeout=30) as http:
+    with httpx2.Client(base_url=live_server, timeout=30) as http:
         body = {"name": "race", "mode": "caviar", "space": SPACE, "budget": {"trials": 3},
                 "parallelism": 3}
         study = http.post("/api/studies", json=body).json()

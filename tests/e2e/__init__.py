@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
+import httpx2
 
 from trainer import TrainConfig
 from trainer.data import load_task
@@ -112,8 +112,8 @@ class ServerProcess:
         if self.proc.poll() is not None:
             raise AssertionError(f"server exited with {self.proc.returncode}\n{self.log_tail()}")
         try:
-            return httpx.get(f"{self.url}/api/health", timeout=2.0).status_code == 200
-        except httpx.TransportError:
+            return httpx2.get(f"{self.url}/api/health", timeout=2.0).status_code == 200
+        except httpx2.TransportError:
             return False
 
     def stop(self, timeout: float = 20.0) -> None:
@@ -171,7 +171,7 @@ class Api:
 
     def __init__(self, url: str, token: str | None = None) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(base_url=url, timeout=30.0, headers=headers)
+        self.http = httpx2.Client(base_url=url, timeout=30.0, headers=headers)
 
     def close(self) -> None:
         self.http.close()

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from tests.e2e import (
@@ -74,8 +74,8 @@ class Server:
             if self.proc.poll() is not None:
                 raise AssertionError(f"server exited:\n{self.log.read_text()[-3000:]}")
             try:
-                return httpx.get(f"{self.url}/api/health", timeout=2).status_code == 200
-            except httpx.TransportError:
+                return httpx2.get(f"{self.url}/api/health", timeout=2).status_code == 200
+            except httpx2.TransportError:
                 return False
 
         wait_for(up, f"{self.url}/api/health")
@@ -121,8 +121,8 @@ def claim_report_finish(claim_url: str, report_url: str, worker: str) -> list[tu
     """Claim through one server until the queue is empty; report and finish through the
     other. The (trial, attempt) pairs won."""
     won: list[tuple[int, int]] = []
-    with httpx.Client(base_url=claim_url, timeout=60) as mine, \
-            httpx.Client(base_url=report_url, timeout=60) as other:
+    with httpx2.Client(base_url=claim_url, timeout=60) as mine, \
+            httpx2.Client(base_url=report_url, timeout=60) as other:
         while (r := mine.post("/api/workers/claim", json={"worker": worker})).status_code == 200:
             trial_id, attempt = r.json()["trial_id"], r.json()["attempt"]
             won.append((trial_id, attempt))
@@ -137,7 +137,7 @@ def claim_report_finish(claim_url: str, report_url: str, worker: str) -> list[tu
 
 
 def claim_all(url: str, worker: str) -> list[int]:
-    with httpx.Client(base_url=url, timeout=60) as http:
+    with httpx2.Client(base_url=url, timeout=60) as http:
         won = []
         while (r := http.post("/api/workers/claim", json={"worker": worker})).status_code == 200:
             won.append(r.json()["trial_id"])
@@ -228,7 +228,7 @@ def test_an_adjustment_through_one_server_reaches_the_worker_of_the_other(
 def control_race(url: str, trial_ids: list[int], value: float, barrier: Any) -> list[int]:
     """For each trial, at the same moment as the other process: adjust, then pause."""
     statuses = []
-    with httpx.Client(base_url=url, timeout=60) as http:
+    with httpx2.Client(base_url=url, timeout=60) as http:
         for trial_id in trial_ids:
             barrier.wait()
             r = http.patch(f"/api/trials/{trial_id}/hparams", json={"learning_rate": value})

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-import httpx
+import httpx2
 import numpy as np
 import pytest
 
@@ -111,14 +111,14 @@ def test_full_disk_answers_507_and_keeps_the_previous_checkpoint(
 ) -> None:
     server = ServerProcess(tmp_path / "srv", workers=0).start()
     api = Api(server.url)
-    http = httpx.Client(base_url=server.url, timeout=30.0)
+    http = httpx2.Client(base_url=server.url, timeout=30.0)
     try:
         study = api.create_study(epochs=1)
         trial_id = int(api.create_trial(study["id"], {**SLOW, "epochs": 1})["id"])
         claim = api.call("POST", "/api/workers/claim", json={"worker": "test-worker"})
         url = f"/api/workers/trials/{trial_id}/checkpoints"
 
-        def put(step: int) -> httpx.Response:
+        def put(step: int) -> httpx2.Response:
             params = {"attempt": claim["attempt"], "step": step}
             return http.put(url, params=params, content=_npz(40_000, step))  # ~320 kB
 

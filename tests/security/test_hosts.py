@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-import httpx
+import httpx2
 
 from tests.security.conftest import StartUvicorn
 
@@ -21,13 +21,13 @@ def _lan_address() -> str:
 
 
 def _study_count(url: str, **headers: str) -> int:
-    return int(httpx.get(f"{url}/api/studies", headers=headers).json()["count"])
+    return int(httpx2.get(f"{url}/api/studies", headers=headers).json()["count"])
 
 
 def test_default_hosts_accepted(start_uvicorn: StartUvicorn) -> None:
     server = start_uvicorn()
     for host in ("127.0.0.1", "localhost", "[::1]", f"localhost:{server.port}"):
-        r = httpx.get(f"{server.url}/api/studies", headers={"Host": host})
+        r = httpx2.get(f"{server.url}/api/studies", headers={"Host": host})
         assert r.status_code == 200, host
 
 
@@ -35,11 +35,11 @@ def test_rebinding_host_refused_and_nothing_written(start_uvicorn: StartUvicorn)
     server = start_uvicorn()
     for host in ("attacker.example", f"attacker.example:{server.port}", "127.0.0.1.nip.io"):
         headers = {"Host": host}
-        read = httpx.get(f"{server.url}/api/studies", headers=headers)
+        read = httpx2.get(f"{server.url}/api/studies", headers=headers)
         assert read.status_code == 400 and "host" in read.json()["detail"]
-        write = httpx.post(f"{server.url}/api/studies", json=STUDY, headers=headers)
+        write = httpx2.post(f"{server.url}/api/studies", json=STUDY, headers=headers)
         assert write.status_code == 400
-        page = httpx.get(f"{server.url}/", headers=headers)
+        page = httpx2.get(f"{server.url}/", headers=headers)
         assert page.status_code == 400
     assert _study_count(server.url) == 0
 
@@ -47,8 +47,8 @@ def test_rebinding_host_refused_and_nothing_written(start_uvicorn: StartUvicorn)
 def test_configured_host_accepted(start_uvicorn: StartUvicorn) -> None:
     server = start_uvicorn(PANDACAVIAR_ALLOWED_HOSTS="tuner.lan, Other.Lan")
     for host in ("tuner.lan", f"other.lan:{server.port}"):
-        assert httpx.get(f"{server.url}/api/studies", headers={"Host": host}).status_code == 200
-    assert httpx.get(f"{server.url}/api/studies", headers={"Host": "x.lan"}).status_code == 400
+        assert httpx2.get(f"{server.url}/api/studies", headers={"Host": host}).status_code == 200
+    assert httpx2.get(f"{server.url}/api/studies", headers={"Host": "x.lan"}).status_code == 400
 
 
 def test_no_token_means_this_machine_only(start_uvicorn: StartUvicorn) -> None:
@@ -56,9 +56,9 @@ def test_no_token_means_this_machine_only(start_uvicorn: StartUvicorn) -> None:
     # from the network is refused even though the socket accepts it.
     server = start_uvicorn(bind="0.0.0.0")
     lan = f"http://{_lan_address()}:{server.port}"
-    r = httpx.post(f"{lan}/api/studies", json=STUDY, headers={"Host": "127.0.0.1"})
+    r = httpx2.post(f"{lan}/api/studies", json=STUDY, headers={"Host": "127.0.0.1"})
     assert r.status_code == 403 and "this machine" in r.json()["detail"]
-    assert httpx.get(f"{lan}/api/studies").status_code == 403
+    assert httpx2.get(f"{lan}/api/studies").status_code == 403
     assert _study_count(server.url) == 0
 
 
@@ -66,20 +66,20 @@ def test_wide_bind_with_token_accepts_ip_hosts_not_names(start_uvicorn: StartUvi
     server = start_uvicorn(bind="0.0.0.0", PANDACAVIAR_HOST="0.0.0.0", PANDACAVIAR_TOKEN="tk")
     lan = f"http://{_lan_address()}:{server.port}"
     auth = {"Authorization": "Bearer tk"}
-    assert httpx.get(f"{lan}/api/studies", headers=auth).status_code == 200
-    assert httpx.get(f"{lan}/api/studies").status_code == 401
-    named = httpx.get(f"{lan}/api/studies", headers={**auth, "Host": "evil.example"})
+    assert httpx2.get(f"{lan}/api/studies", headers=auth).status_code == 200
+    assert httpx2.get(f"{lan}/api/studies").status_code == 401
+    named = httpx2.get(f"{lan}/api/studies", headers={**auth, "Host": "evil.example"})
     assert named.status_code == 400
 
 
 def test_no_cors_headers(start_uvicorn: StartUvicorn) -> None:
     server = start_uvicorn()
     origin = {"Origin": "https://evil.example"}
-    preflight = httpx.options(f"{server.url}/api/studies", headers={
+    preflight = httpx2.options(f"{server.url}/api/studies", headers={
         **origin, "Access-Control-Request-Method": "POST",
         "Access-Control-Request-Headers": "content-type",
     })
-    read = httpx.get(f"{server.url}/api/studies", headers=origin)
+    read = httpx2.get(f"{server.url}/api/studies", headers=origin)
     for r in (preflight, read):
         assert not [h for h in r.headers if h.lower().startswith("access-control-")]
     assert preflight.status_code in (404, 405)

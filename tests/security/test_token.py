@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
@@ -104,9 +104,9 @@ def test_serve_wide_bind_generates_the_token_file(tmp_path: Path) -> None:
         token_file = data / "token"
         token = token_file.read_text().strip()
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
-        assert httpx.get(f"{url}/api/studies").status_code == 401
+        assert httpx2.get(f"{url}/api/studies").status_code == 401
         auth = {"Authorization": f"Bearer {token}"}
-        assert httpx.get(f"{url}/api/studies", headers=auth).status_code == 200
+        assert httpx2.get(f"{url}/api/studies", headers=auth).status_code == 200
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -118,9 +118,9 @@ def _wait_for_health(url: str, proc: subprocess.Popen[bytes]) -> None:
     for _ in range(300):
         assert proc.poll() is None, "serve exited"
         try:
-            if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
+            if httpx2.get(f"{url}/api/health", timeout=1).status_code == 200:
                 return
-        except httpx.TransportError:
+        except httpx2.TransportError:
             pass
         time.sleep(0.1)
     raise AssertionError("serve did not come up")

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from playwright.sync_api import expect
 
@@ -27,11 +27,11 @@ def wait_api(probe: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
         time.sleep(0.2)
 
 
-def trials_of(api: httpx.Client, study_id: int) -> list[dict[str, Any]]:
+def trials_of(api: httpx2.Client, study_id: int) -> list[dict[str, Any]]:
     return list(api.get(f"/api/studies/{study_id}/trials?limit=1000").json()["data"])
 
 
-def test_coarse_to_fine_from_the_browser(page: Any, api: httpx.Client, shot: Any) -> None:
+def test_coarse_to_fine_from_the_browser(page: Any, api: httpx2.Client, shot: Any) -> None:
     page.goto("/studies/new")
     page.check("input[name=mode][value=caviar]")
     page.fill("#name", "digits search")
@@ -100,7 +100,7 @@ def test_coarse_to_fine_from_the_browser(page: Any, api: httpx.Client, shot: Any
 
 @pytest.mark.parametrize(("option", "eager_top"), [("asha-pause", False), ("asha-eager", True)])
 def test_asha_pause_mode_from_the_form_parks_promotes_and_ends(
-    page: Any, api: httpx.Client, option: str, eager_top: bool
+    page: Any, api: httpx2.Client, option: str, eager_top: bool
 ) -> None:
     page.goto("/studies/new")
     page.check("input[name=mode][value=caviar]")

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.slow  # a real server, real workers and a real browser
 
 
-def count_studies(api: httpx.Client) -> int:
+def count_studies(api: httpx2.Client) -> int:
     return int(api.get("/api/studies").json()["count"])
 
 
 def test_invalid_range_is_shown_next_to_its_field(
-    page: Any, api: httpx.Client, shot: Any, console: Any
+    page: Any, api: httpx2.Client, shot: Any, console: Any
 ) -> None:
     console.allow(r"status of 422")  # the browser logs the rejected request itself
     before = count_studies(api)

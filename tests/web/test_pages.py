@@ -6,7 +6,7 @@ import re
 import time
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from playwright.sync_api import expect
 
@@ -20,7 +20,7 @@ SPACE = {
 N_TRIALS = 3
 
 
-def wait_ended(api: httpx.Client, study_id: int, n: int) -> list[int]:
+def wait_ended(api: httpx2.Client, study_id: int, n: int) -> list[int]:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         trials = api.get(f"/api/studies/{study_id}/trials").json()["data"]
@@ -30,7 +30,7 @@ def wait_ended(api: httpx.Client, study_id: int, n: int) -> list[int]:
     raise AssertionError(f"trials of study {study_id} did not complete")
 
 
-def test_caviar_study_page_compare_and_list(page: Any, api: httpx.Client, shot: Any) -> None:
+def test_caviar_study_page_compare_and_list(page: Any, api: httpx2.Client, shot: Any) -> None:
     study = api.post("/api/studies", json={
         "name": "small caviar", "mode": "caviar", "task": "digits", "epochs": 2,
         "space": SPACE, "budget": {"trials": N_TRIALS}, "parallelism": 2,
@@ -105,7 +105,7 @@ def test_caviar_study_page_compare_and_list(page: Any, api: httpx.Client, shot: 
     shot("studies-list")
 
 
-def test_panda_study_page_hides_the_caviar_tools(page: Any, api: httpx.Client, shot: Any) -> None:
+def test_panda_study_page_hides_the_caviar_tools(page: Any, api: httpx2.Client, shot: Any) -> None:
     name = "<b>one</b> panda"  # markup in a name is shown as text, never rendered
     study = api.post("/api/studies", json={"name": name, "epochs": 1}).json()
     trial = api.post(f"/api/studies/{study['id']}/trials", json={"hparams": {}}).json()

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from playwright.sync_api import expect
 
@@ -39,7 +39,7 @@ def trial_id_of(url: str) -> int:
     return int(match.group(1))
 
 
-def test_babysit_a_panda_run(page: Any, api: httpx.Client, shot: Any) -> None:
+def test_babysit_a_panda_run(page: Any, api: httpx2.Client, shot: Any) -> None:
     # The first visit teaches panda and caviar.
     page.goto("/")
     expect(page.locator("#teach")).to_be_visible()
