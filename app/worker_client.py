@@ -280,21 +280,24 @@ class HttpReporter:
         self._last_flush, self._flush_next = time.monotonic(), False
         if self._upload is not None and self._upload.done():
             self.drain()  # surfaces a failed upload (a stale attempt, say) at the next report
+        points, ends, applied = (
+            list(self.points), list(self.epoch_ends), list(self.pending_applied)
+        )
         body = {
             "attempt": self.attempt,
             "step": self.step,
             "epoch": self.epoch,
-            "points": list(self.points),
-            "epoch_ends": list(self.epoch_ends),
-            "applied": list(self.pending_applied),
+            "points": points,
+            "epoch_ends": ends,
+            "applied": applied,
         }
         response = self.client.request(
             "POST", f"/api/workers/trials/{self.trial_id}/report", json=body
         )
         # Only what this request carried is acknowledged; nothing is added meanwhile.
-        del self.points[: len(body["points"])]
-        del self.epoch_ends[: len(body["epoch_ends"])]
-        del self.pending_applied[: len(body["applied"])]
+        del self.points[: len(points)]
+        del self.epoch_ends[: len(ends)]
+        del self.pending_applied[: len(applied)]
         data = response.json()
         return Directive(
             action=Action(data.get("action", Action.CONTINUE.value)),
