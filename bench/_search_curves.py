@@ -55,7 +55,7 @@ class Grid:
     space: str = "notes"  # a key of search_efficiency.SPACES
 
 
-# Default: the bench's own settings (every ASHA method's eta and first rung; each mode is
+# Default: the bench's own settings (every ASHA method's eta and first rung; each method is
 # replayed at each of them), to check its goal on many seeds. ``--sensitivity``: around it,
 # the ASHA paper's usual etas (3, 4), and easier targets (plus a harder one on digits; on
 # spirals 0.97 is already within a point of the best configurations).
@@ -65,8 +65,12 @@ BENCH = Grid((se.EPOCHS,), tuple(sorted({eta for _, eta in se.ASHA_SETTINGS.valu
 SENSITIVITY = Grid((9, 27, LONGEST), (3, 4), (1, 3),
                    {"digits": (0.96, 0.97, 0.975), "spirals": (0.95, 0.96, 0.97)})
 Key = tuple[str, int, int, int, float]  # (method, max resource, eta, min resource, target)
-MODES = ("stop", "pause", "eager")  # search_efficiency's ASHA methods, all replayed
-METHOD = {"stop": "asha", "pause": "asha-pause", "eager": "asha-eager"}
+METHODS = se.ASHA_METHODS  # search_efficiency's ASHA methods, all replayed
+
+
+def _label(method: str) -> str:
+    """A column's and a result key's name: ``random+asha-pause`` -> ``asha-pause``."""
+    return method.removeprefix("random+")
 
 
 class _LazyTrial:
@@ -143,12 +147,12 @@ def replay_random(study: _Study, epochs: int, target: float, budget: float) -> f
 
 def replay_asha(
     study: _Study, epochs: int, eta: int, min_resource: int, target: float, budget: float,
-    mode: str = "stop",
+    method: str = "random+asha",
 ) -> float:
-    """Epochs to target of ``random+asha`` (``mode="stop"``), ``random+asha-pause`` or
-    ``random+asha-eager``, deciding with the real scheduler at every epoch and, in pause
+    """Epochs to target of ASHA ``method`` (``random+asha``, ``random+asha-pause`` or
+    ``random+asha-eager``), deciding with the real scheduler at every epoch and, in pause
     mode, resuming the trial it promotes before starting a new one (``run_study``'s loop)."""
-    scheduler = se.asha_scheduler(f"random+{METHOD[mode]}", min_resource, eta, epochs)
+    scheduler = se.asha_scheduler(method, min_resource, eta, epochs)
     records: list[RungRecord] = []
     parked: dict[int, int] = {}  # trial number -> epochs trained when it was parked
     spent, fresh = 0.0, itertools.count()
@@ -186,10 +190,10 @@ def replay(args: tuple[str, int, float, Grid]) -> tuple[str, int, dict[Key, floa
         study = _Study(task, seed, grid.space)
         for target, epochs in itertools.product(grid.targets[task], grid.max_resources):
             out[("random", epochs, 0, 0, target)] = replay_random(study, epochs, target, budget)
-            for eta, r0, mode in itertools.product(grid.etas, grid.min_resources, MODES):
+            for eta, r0, method in itertools.product(grid.etas, grid.min_resources, METHODS):
                 if r0 * eta < epochs:  # at least two rungs
-                    out[(METHOD[mode], epochs, eta, r0, target)] = replay_asha(
-                        study, epochs, eta, r0, target, budget, mode)
+                    out[(_label(method), epochs, eta, r0, target)] = replay_asha(
+                        study, epochs, eta, r0, target, budget, method)
     return task, seed, out
 
 
@@ -201,7 +205,7 @@ def print_tables(
     results: Sequence[tuple[str, int, dict[Key, float]]], grid: Grid, budget: float
 ) -> None:
     """Per task: rows (target, max resource); random's median, then ASHA's and the ratio."""
-    settings = list(itertools.product(grid.etas, grid.min_resources, MODES))
+    settings = list(itertools.product(grid.etas, grid.min_resources, METHODS))
     for task, targets in grid.targets.items():
         runs = [out for t, _, out in results if t == task]
         if not runs:
@@ -210,13 +214,13 @@ def print_tables(
         print(f"\n## {task}: median epochs to target, seeds {seeds[0]}..{seeds[-1]} "
               f"({len(runs)}); random / random+asha in brackets\n")
         header = ["target", "epochs/trial", "random"]
-        header += [f"{METHOD[m]} eta={e} min={r}" for e, r, m in settings]
+        header += [f"{_label(m)} eta={e} min={r}" for e, r, m in settings]
         rows = []
         for target, epochs in itertools.product(targets, grid.max_resources):
             rnd = statistics.median(o[("random", epochs, 0, 0, target)] for o in runs)
             row = [target, epochs, _fmt(rnd, budget)]
-            for eta, r0, mode in settings:
-                key = (METHOD[mode], epochs, eta, r0, target)
+            for eta, r0, method in settings:
+                key = (_label(method), epochs, eta, r0, target)
                 if key not in runs[0]:
                     row.append("-")
                     continue
