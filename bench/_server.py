@@ -60,51 +60,6 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
     return "\n".join(lines)
 
 
-def cpu_ticks() -> tuple[int, int]:
-    """(all, idle) CPU ticks of the whole machine so far, from ``/proc/stat`` (Linux).
-
-    Idle counts ``iowait`` too: a core waiting on a disk is free for work. Two readings give
-    the busy cores in between: ``(1 - d_idle / d_all) * os.cpu_count()``.
-    """
-    with open("/proc/stat") as f:
-        ticks = [int(v) for v in f.readline().split()[1:]]
-    return sum(ticks), ticks[3] + ticks[4]
-
-
-def busy_cores(before: tuple[int, int], after: tuple[int, int]) -> float:
-    """Cores busy on average between two :func:`cpu_ticks` readings."""
-    total, idle = after[0] - before[0], after[1] - before[1]
-    return (1 - idle / max(total, 1)) * (os.cpu_count() or 1)
-
-
-def _spin(n: int) -> None:
-    total = 0
-    for i in range(n):
-        total += i
-
-
-def cpu_parallelism(n: int = 30_000_000) -> float:
-    """This machine's own 2-vs-1 throughput on a pure CPU loop: the ceiling of any speed-up.
-
-    On a shared virtual machine the second core is not always all there; a speed-up of the
-    server and workers is only meaningful next to this one, measured in the same run.
-    """
-    import multiprocessing as mp
-
-    ctx = mp.get_context("fork")
-
-    def run(k: int) -> float:
-        procs = [ctx.Process(target=_spin, args=(n,)) for _ in range(k)]
-        t0 = time.perf_counter()
-        for proc in procs:
-            proc.start()
-        for proc in procs:
-            proc.join()
-        return time.perf_counter() - t0
-
-    return 2 * run(1) / run(2)
-
-
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 

@@ -34,6 +34,12 @@ section (``/proc/stat``, every process on the machine) and gives CPU ms per tria
 x ms per trial. For ours the mean time of each call kind is shown too, next to a ``GET
 /api/health`` round trip (the HTTP + framework floor).
 
+Two controls run before each repeat (``bench/_ceiling.py``): a CPU loop in 2 processes against
+1, and the protocol's own shape with nothing of ours in it, 2 client/server chains on loopback
+against 1, one request a trial and a fixed amount of CPU work on each side. The second is what
+any one-round-trip server and worker pair could get from this machine at that moment; ours'
+speed-up is shown over it, repeat by repeat.
+
 Goals (issue 4): ours at most a third of Optuna's per-trial time (1 process), and our 2
 processes at least 1.8x one.
 
@@ -65,12 +71,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from app.worker import Assignment  # noqa: E402
 from app.worker_client import FinishStatus, HttpReporter, WorkerClient  # noqa: E402
+from bench._ceiling import (  # noqa: E402
+    ChainCeiling,
+    busy_cores,
+    chain_parallelism,
+    cpu_parallelism,
+    cpu_ticks,
+)
 from bench._server import (  # noqa: E402
     LOCKED,
     BenchServer,
-    busy_cores,
-    cpu_parallelism,
-    cpu_ticks,
     create_study,
     create_trial,
     markdown_table,
@@ -367,7 +377,7 @@ def breakdown(runs: Sequence[RunResult]) -> None:
 
 def report(
     runs: Sequence[RunResult], setups: Sequence[Setup], servers: Sequence[BenchServer],
-    trials: int, ceilings: Sequence[float],
+    trials: int, ceilings: Sequence[float], chains: Sequence[ChainCeiling],
 ) -> None:
     """Print the tables and the goals."""
     rows = []
@@ -433,10 +443,20 @@ def report(
     print("- (info) this machine, a CPU loop in 2 processes against 1, measured before each "
           f"repeat: {', '.join(f'{c:.2f}' for c in ceilings)} (how much of the second core "
           f"is there); one process of ours keeps {busy:.2f} cores busy.")
-    # Each repeat's speed-up over the CPU loop's just before it: what our code makes of the
-    # second core the machine gave at that moment (1.0 = all of it).
-    share = [p / c for p, c in zip(pairs, ceilings, strict=True)]
-    print(f"- (info) ours' speed-up over the CPU loop's, per repeat: "
+    control(pairs, chains)
+
+
+def control(pairs: Sequence[float], chains: Sequence[ChainCeiling]) -> None:
+    """Ours against the same-shape control with nothing shared (``bench/_ceiling.py``)."""
+    ups = [c.speedup for c in chains]
+    print(f"- (info) the same shape with nothing of ours (2 client/server chains on loopback, "
+          f"1 request a trial, fixed CPU work; bench/_ceiling.py), 2 vs 1, per repeat: "
+          f"{', '.join(f'{x:.2f}' for x in ups)} (median {statistics.median(ups):.2f}); busy "
+          f"cores with 2 chains: {', '.join(f'{c.busy_two:.2f}' for c in chains)}")
+    # Each repeat's speed-up over the control's just before it: what our code makes of what
+    # the machine gives this shape at that moment (1.0 = as much as nothing shared gets).
+    share = [p / c for p, c in zip(pairs, ups, strict=True)]
+    print(f"- (info) ours' speed-up over the control's, per repeat: "
           f"{', '.join(f'{x:.2f}' for x in share)} (median {statistics.median(share):.2f})")
 
 
@@ -463,9 +483,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             servers[(2, True)] = stack.enter_context(_postgres_server(2))
         storage = f"sqlite:///{Path(tmp) / 'optuna.db'}"
         ceilings: list[float] = []
+        chains: list[ChainCeiling] = []
         for rep in range(repeats):
             # Measured every repeat: how much of the second core is there moves in minutes.
             ceilings.append(cpu_parallelism())
+            chains.append(chain_parallelism(two_first=rep % 2 == 1))
             # 1 and 2 processes of a setup back to back: the speed-up compares runs under the
             # same background load, which here drifts within minutes.
             for i, setup in enumerate(setups):
@@ -480,7 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     runs.append(run)
                     print(f"repeat {rep}: {setup.label} x{clients}: {run.ms_per_trial:.2f} "
                           f"ms/trial ({run.trials} trials, {run.errors} errors)", flush=True)
-        report(runs, setups, list(servers.values()), trials, ceilings)
+        report(runs, setups, list(servers.values()), trials, ceilings, chains)
     return 0
 
 

@@ -28,12 +28,8 @@ from typing import Any
 import httpx2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._server import (  # noqa: E402
-    BenchServer,
-    cpu_parallelism,
-    markdown_table,
-    verdict,
-)
+from bench._ceiling import cpu_parallelism  # noqa: E402
+from bench._server import BenchServer, markdown_table, verdict  # noqa: E402
 
 SPACE: dict[str, Any] = {
     "learning_rate": {"dist": "log_uniform", "low": 1e-3, "high": 3e-2},
