@@ -63,9 +63,27 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     fields = [_loc(tuple(e.get("loc", ()))) for e in errors]
-    messages = [str(e.get("msg", "invalid")) for e in errors]
+    messages = [_message(e) for e in errors]
     detail = "; ".join(f"{f}: {m}" for f, m in zip(fields, messages, strict=True))
     return JSONResponse(_body(detail, fields[0] if fields else None), status_code=422)
+
+
+# Pydantic's bound errors, in the words our own checks use: "got 0, allowed: >= 1".
+_BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=",
+           "less_than": "<"}
+_BOUND_KEYS = {">=": "ge", ">": "gt", "<=": "le", "<": "lt"}
+
+
+def _message(error: Any) -> str:
+    """One pydantic error as our sentence (without the field, which the caller adds)."""
+    kind, msg, ctx = error.get("type"), str(error.get("msg", "invalid")), error.get("ctx") or {}
+    if kind == "value_error":
+        # Our validators raise ValueError with a finished sentence; pydantic prefixes it.
+        return msg.removeprefix("Value error, ")
+    op = _BOUNDS.get(str(kind))
+    if op is not None and _BOUND_KEYS[op] in ctx:
+        return f"got {error.get('input')!r}, allowed: {op} {ctx[_BOUND_KEYS[op]]}"
+    return msg
 
 
 async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -19,6 +19,8 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -36,18 +38,22 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 STATIC_DIR = ROOT / "static"
 MULTIPART_OVERHEAD = 64 * 1024  # part headers and boundaries around an uploaded file
+SWAGGER_UI = "/static/vendor/swagger-ui"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A configured app; the database, reaper and workers start with its lifespan."""
     settings = settings or get_settings()
-    app = FastAPI(title="panda-caviar", version="0.1.0", lifespan=_lifespan)
+    # /docs is ours (_api_docs); FastAPI's own pages load Swagger UI and ReDoc from a CDN.
+    app = FastAPI(title="panda-caviar", version="0.1.0", lifespan=_lifespan,
+                  docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.streams = 0
     install_error_handlers(app)
     app.include_router(api_router)
     app.include_router(uploads.router, prefix="/api")
     app.include_router(web_router)
+    _api_docs(app)
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.state.spread = Spread(settings.spread_dir) if settings.spread_dir else None
@@ -56,6 +62,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, settings=settings)
     app.add_middleware(SecurityMiddleware, settings=settings)  # outermost: refuse before reading
     return app
+
+
+def _api_docs(app: FastAPI) -> None:
+    """``GET /docs``: Swagger UI from our static files, so it works on a machine offline."""
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} API",
+            swagger_js_url=f"{SWAGGER_UI}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER_UI}/swagger-ui.css",
+            swagger_favicon_url=f"{SWAGGER_UI}/favicon-32x32.png",
+        )
 
 
 @asynccontextmanager

@@ -24,7 +24,7 @@ class HParamError(ValueError):
 
 
 class NotAdjustableError(HParamError):
-    """A hyperparameter that defines the architecture cannot change on a running trial."""
+    """A hyperparameter that defines the architecture cannot change once a trial has started."""
 
 
 class Optimizer(str, Enum):
@@ -112,7 +112,10 @@ class HParamSpec:
 
 
 def _fmt(x: float | None) -> str:
-    return "-inf" if x is None else f"{x:g}"
+    if x is None:
+        return "-inf"
+    # Whole bounds in full (a seed's 4294967295, not 4.29497e+09); others short (1e-05).
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
 
 
 def _choices(enum: type[Enum]) -> tuple[str, ...]:
@@ -185,7 +188,7 @@ def check_hparams(values: Mapping[str, Any], *, adjust: bool = False) -> dict[st
             raise HParamError(name, "unknown hyperparameter; known: " + ", ".join(HPARAM_SPECS))
         if adjust and not spec.adjustable:
             raise NotAdjustableError(
-                name, "cannot change on a running trial; start a new trial or fork instead "
+                name, "cannot change once a trial has started; start a new trial or fork instead "
                 "(adjustable: " + ", ".join(sorted(ADJUSTABLE)) + ")"
             )
         out[name] = spec.check(value)

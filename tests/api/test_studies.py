@@ -87,6 +87,20 @@ def test_create_study_invalid_range_is_named(client: TestClient) -> None:
     assert "(0, 10]" in r.json()["detail"]
 
 
+@pytest.mark.parametrize(("fields", "detail"), [
+    # Pydantic's bounds, in our words: the value and the allowed range.
+    ({"parallelism": 0}, "parallelism: got 0, allowed: >= 1"),
+    # A validator's own sentence, without pydantic's "Value error, " prefix.
+    ({"mode": "caviar", "budget": {"trials": 2, "epochs": 9}},
+     "budget: give trials or epochs, not both"),
+])
+def test_validation_error_wording(
+    client: TestClient, fields: dict[str, Any], detail: str
+) -> None:
+    r = client.post("/api/studies", json={"name": "bad", **fields})
+    assert r.status_code == 422 and r.json()["detail"] == detail, r.text
+
+
 def test_list_studies(client: TestClient) -> None:
     a = create_study(client, name="a")
     b = create_study(client, name="b")
