@@ -6,6 +6,7 @@ Imports ``httpx2``, ``trainer`` and the standard library only: workers never ope
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import os
@@ -21,6 +22,8 @@ from typing import Any
 
 import httpx2
 
+from trainer import checkpoint as ckpt
+from trainer.config import ADJUSTABLE
 from trainer.reporting import Action, Directive
 
 log = logging.getLogger(__name__)
@@ -218,6 +221,27 @@ def finite_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if math.isfinite(v)}
 
 
+def checkpoint_progress(data: bytes) -> tuple[float, dict[str, Any]]:
+    """The epoch and the adjustable hyperparameters a trainer's checkpoint was taken at.
+
+    Read from the checkpoint itself, so what the server stores with the file cannot disagree
+    with it: the last report may be at another step (reports are batched by time), and an
+    adjustment applied just after the checkpoint reaches the server before the upload does.
+
+    Raises:
+        CheckpointError: ``data`` is not a checkpoint written by the trainer.
+    """
+    state = ckpt.loads(data)
+    try:
+        epochs_done, pos = int(state.meta["epochs_done"]), int(state.meta["pos"])
+        hparams = {k: v for k, v in state.meta["hparams"].items() if k in ADJUSTABLE}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ckpt.CheckpointError(f"checkpoint metadata is incomplete ({exc})") from exc
+    # As Trainer.epoch: the order is that of the epoch under way; none between epochs.
+    n_train = 0 if state.order is None else len(state.order)
+    return (epochs_done + pos / n_train if n_train else float(epochs_done)), hparams
+
+
 class HttpReporter:
     """The trainer's :class:`~trainer.reporting.Reporter` over HTTP for one (trial, attempt).
 
@@ -345,10 +369,14 @@ class HttpReporter:
         self._upload = self._uploader.submit(self._put_checkpoint, step, data)
 
     def _put_checkpoint(self, step: int, data: bytes) -> None:
+        # Decoded here, in the upload thread: training does not wait for it.
+        epoch, hparams = checkpoint_progress(data)
+        params = {"attempt": self.attempt, "step": step, "epoch": repr(epoch),
+                  "hparams": json.dumps(hparams, sort_keys=True)}
         self.client.request(
             "PUT",
             f"/api/workers/trials/{self.trial_id}/checkpoints",
-            params={"attempt": self.attempt, "step": step},
+            params=params,
             content=data,
             headers={"Content-Type": "application/octet-stream"},
         )

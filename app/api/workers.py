@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import logging
+import math
 import os
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
+from pydantic import BeforeValidator
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -35,12 +39,70 @@ from app.schemas import (
 )
 from app.schemas.common import MAX_INT32
 from app.serialize import trial_out, trial_public
+from trainer.config import HParamError, check_combination, check_hparams
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 router = APIRouter(prefix="/workers", tags=["workers"])
 ZIP_MAGIC = b"PK\x03\x04"  # an .npz is a zip archive
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def _epoch(value: Any) -> float:
+    """A checkpoint's epoch from its query string: finite, in [0, MAX_INT32], else a 422."""
+    try:
+        epoch = float(value)
+    except (TypeError, ValueError):
+        epoch = math.nan
+    if not 0 <= epoch <= MAX_INT32:  # NaN fails every comparison
+        raise ValueError(f"got {value!r}, allowed: a finite number in [0, {MAX_INT32}]")
+    return epoch
+
+
+def _hparams(text: str | None) -> dict[str, Any] | None:
+    """The ``hparams`` query: a JSON object of adjustable values, checked like an adjustment.
+
+    Raises:
+        Invalid: not a JSON object, or a name or value an adjustment could not have set.
+    """
+    if text is None:
+        return None
+    try:
+        values = json.loads(text)
+    except ValueError:
+        values = None
+    if not isinstance(values, dict):
+        raise Invalid(
+            f"hparams: got {text[:100]!r}, allowed: a JSON object of adjustable hyperparameters",
+            field="hparams",
+        )
+    try:
+        return check_hparams(values, adjust=True)
+    except HParamError as exc:
+        raise Invalid.from_hparam(exc, "hparams.") from None
+
+
+# The epoch arrives in the query string, beside attempt and step: the body is the raw .npz.
+# The bounds repeat _epoch's for the OpenAPI schema; _epoch's message names them first.
+EpochQuery = Annotated[
+    float | None, BeforeValidator(_epoch),
+    Query(ge=0, le=MAX_INT32, description="the trainer's epoch at `step`"),
+]
+HParamsQuery = Annotated[
+    str | None,
+    Query(max_length=4000, description="JSON: the adjustable hyperparameters in force"),
+]
+
+
+@dataclass(frozen=True)
+class _Taken:
+    """Where a checkpoint was taken, as its worker says: ``None`` where an older worker
+    said nothing (see :func:`_record`)."""
+
+    attempt: int
+    step: int
+    epoch: float | None
+    hparams: dict[str, Any] | None
 
 
 class StorageError(DomainError):
@@ -167,10 +229,16 @@ async def upload(
     step: Annotated[int, Query(ge=0, le=MAX_INT32)],
     request: Request,
     settings: SettingsDep,
+    epoch: EpochQuery = None,
+    hparams: HParamsQuery = None,
 ) -> CheckpointOut:
-    """Store raw ``.npz`` bytes durably (temp file, fsync, rename), then record the row."""
+    """Store raw ``.npz`` bytes durably (temp file, fsync, rename), then record the row.
+
+    ``epoch`` and ``hparams`` (JSON, the adjustable ones) are the trainer's at ``step``.
+    """
     engine: Engine = request.app.state.engine
-    await run_in_threadpool(_check_writer, engine, trial_id, attempt)
+    taken = _Taken(attempt, step, epoch, _hparams(hparams))
+    await run_in_threadpool(_check_writer, engine, trial_id, taken)
     try:
         path, sha256, size = await _receive(request, settings.checkpoint_dir)
     except OSError as exc:
@@ -178,20 +246,26 @@ async def upload(
         raise StorageError.from_os_error(exc) from exc
     try:
         return await run_in_threadpool(
-            _record, engine, settings, trial_id, attempt, step, (path, sha256, size)
+            _record, engine, settings, trial_id, taken, (path, sha256, size)
         )
     except BaseException:
         path.unlink(missing_ok=True)
         raise
 
 
-def _check_writer(engine: Engine, trial_id: int, attempt: int) -> None:
-    # Refuse a stale or unknown writer before accepting up to max_checkpoint_bytes from it.
+def _check_writer(engine: Engine, trial_id: int, taken: _Taken) -> None:
+    # Refuse a stale or unknown writer, or values no fork could start from, before accepting
+    # up to max_checkpoint_bytes from it.
     with Session(read_engine(engine)) as session:
         trial = session.get(Trial, trial_id)
         if trial is None:
             raise NotFound(f"trial {trial_id} not found")
-        protocol.check_attempt(trial, attempt)
+        protocol.check_attempt(trial, taken.attempt)
+        if taken.hparams is not None:
+            try:
+                check_combination({**trial.hparams, **taken.hparams})
+            except HParamError as exc:
+                raise Invalid.from_hparam(exc, "hparams.") from None
 
 
 async def _receive(request: Request, directory: Path) -> tuple[Path, str, int]:
@@ -232,7 +306,7 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def _record(
-    engine: Engine, settings: Settings, trial_id: int, attempt: int, step: int,
+    engine: Engine, settings: Settings, trial_id: int, taken: _Taken,
     stored: tuple[Path, str, int],
 ) -> CheckpointOut:
     """The checkpoint row, committed only after the file is on disk; a retry replaces it."""
@@ -242,18 +316,24 @@ def _record(
         trial = locks.get_trial(session, trial_id, lock=True)
         if trial is None:
             raise NotFound(f"trial {trial_id} not found")
-        protocol.check_attempt(trial, attempt)
-        ckpt = crud.get_checkpoint(session, trial_id=trial_id, step=step)
+        protocol.check_attempt(trial, taken.attempt)
+        ckpt = crud.get_checkpoint(session, trial_id=trial_id, step=taken.step)
         # A retried step keeps its row (forks point at it by id) and gets the new file.
         old_path = ckpt.path if ckpt is not None else None
         if ckpt is None:
-            ckpt = Checkpoint(trial_id=trial_id, step=step)
+            ckpt = Checkpoint(trial_id=trial_id, step=taken.step)
             session.add(ckpt)
-        ckpt.epoch, ckpt.hparams = trial.epoch, dict(trial.hparams)
+        # The trial's epoch and hparams are those of the last report that reached the server:
+        # reports are batched by time and an applied adjustment may overtake this upload, so
+        # they can belong to another step. Only an older worker omits its own; for it they
+        # stay the best guess (exact when its last report was at this step, as before a
+        # pause): steps per epoch depend on the data set and on batch sizes changed mid-run.
+        ckpt.epoch = trial.epoch if taken.epoch is None else taken.epoch
+        ckpt.hparams = {**trial.hparams, **(taken.hparams or {})}
         ckpt.path, ckpt.bytes, ckpt.sha256, ckpt.created_at = str(path), size, sha256, utcnow()
-        protocol.checkpoint_taken(session, trial, step, settings)
+        protocol.checkpoint_taken(session, trial, taken.step, settings)
         session.flush()
-        out = CheckpointOut(id=ckpt.id, step=step, sha256=sha256, bytes=size)
+        out = CheckpointOut(id=ckpt.id, step=taken.step, sha256=sha256, bytes=size)
         session.commit()
     if old_path is not None:
         Path(old_path).unlink(missing_ok=True)
