@@ -32,6 +32,10 @@ export function smooth(points, weight) {
   });
 }
 
+// A series with this few finite points draws a symbol on each: a line needs two points, so a
+// lone value (a trial pruned after its first epoch) would otherwise not show at all.
+export const FEW_POINTS = 5;
+
 // A line chart of [[step, value], ...] series with vertical markers at given steps.
 export class LineChart {
   constructor(node, { title, yName, yLog = false, xName = "step (optimizer updates)" }) {
@@ -76,7 +80,8 @@ export class LineChart {
     const series = this.series.map((s, i) => ({
       name: s.name,
       type: "line",
-      showSymbol: false,
+      showSymbol: s.points.filter(([, y]) => Number.isFinite(y)).length <= FEW_POINTS,
+      symbolSize: 7,
       connectNulls: false,
       data: s.points.map(([x, y]) => [x, Number.isFinite(y) ? y : null]),
       lineStyle: { width: 1.6, type: s.dashed ? "dashed" : "solid" },

@@ -6,6 +6,12 @@ const ENDED = ["completed", "failed", "stopped", "pruned"];
 const tbody = document.querySelector("#studies-table tbody");
 const status = document.getElementById("studies-status");
 
+// The first-visit panda example: learning rate 0.01 for the tour to lower to 0.001, and a run
+// long enough to pause, adjust and fork while it trains: 1000 epochs of 315 steps (batches of 4)
+// last minutes, with a checkpoint every 5 epochs (a larger batch would need many more epochs,
+// hence checkpoints, for the same time).
+const PANDA_EXAMPLE = { epochs: 1000, space: { learning_rate: 0.01, batch_size: 4 } };
+
 // The notes' caviar recipe: alpha log-uniform 1e-4..1, batch size powers of two, units 50..100.
 const CAVIAR_SPACE = {
   learning_rate: { dist: "log_uniform", low: 1e-4, high: 1.0 },
@@ -63,7 +69,7 @@ async function example(mode) {
   try {
     if (mode === "panda") {
       const study = await post("/api/studies", { name: "digits panda example", mode: "panda",
-        task: "digits", epochs: 20, space: { learning_rate: 0.001 } });
+        task: "digits", epochs: PANDA_EXAMPLE.epochs, space: PANDA_EXAMPLE.space });
       const trial = await post(`/api/studies/${study.id}/trials`, { hparams: {} });
       window.location.assign(`/trials/${trial.id}`);
     } else {

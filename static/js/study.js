@@ -21,6 +21,7 @@ const state = {
   page: 0,
   curves: new Map(), // trial id -> [[step, value]]
   brushed: {},
+  stream: "", // the stream's status: "live", "reconnecting" or "closed"
 };
 
 const curves = new LineChart(document.getElementById("chart-curves"),
@@ -399,6 +400,7 @@ async function refresh() {
   document.getElementById("study-status").textContent = page.count > page.data.length
     ? `Showing the first ${page.data.length} of ${page.count} trials.` : "";
   drawHeader();
+  drawLive();
   drawSamplerInfo();
   drawRounds();
   drawTable();
@@ -408,6 +410,13 @@ async function refresh() {
     await loadImportance();
     await loadRetest();
   }
+}
+
+// "· live" only while one of the study's trials runs: otherwise nothing new streams in.
+function drawLive() {
+  const running = state.trials.some((t) => t.state === "running");
+  const s = state.stream;
+  document.getElementById("live").textContent = !running || !s ? "" : `· ${s}`;
 }
 
 let timer = null;
@@ -448,9 +457,8 @@ async function main() {
   }
   await setupActions();
   await refresh();
-  const live = document.getElementById("live");
   stream(`${BASE}/stream`, { state: refreshSoon, metrics: onMetrics, event: refreshSoon },
-    (s) => { live.textContent = s === "live" ? "· live" : `· ${s}`; });
+    (s) => { state.stream = s; drawLive(); });
   setInterval(() => {
     const busy = state.trials.some((t) => !FINISHED.has(t.state));
     if (busy && !document.hidden) refreshSoon();

@@ -19,6 +19,8 @@ const state = {
   smoothing: 0,
   dirty: new Set(), // adjust inputs the user is editing
   parent: {}, // a fork's parent curves up to the fork step, drawn grey for context
+  fork: null, // {step, base}: the checkpoint the fork form is open for, and its values
+  stream: "", // the stream's status: "live", "reconnecting" or "closed"
 };
 
 const charts = {
@@ -163,6 +165,7 @@ function drawTrial() {
     : t.pause_requested ? " (pause requested: at the next safe point)" : "";
   document.getElementById("state").replaceChildren(stateBadge(t.state, extra));
   root.dataset.state = t.state;
+  drawLive();
   const finished = FINISHED.has(t.state);
   const pausable = (t.state === "running" || t.state === "queued") && !t.pause_requested;
   document.getElementById("pause").disabled = !pausable || t.stop_requested;
@@ -174,6 +177,13 @@ function drawTrial() {
     (t.worker ? ` · worker ${t.worker}` : "") + (t.error ? ` · error: ${t.error}` : "");
   drawAdjust();
   drawConfig();
+}
+
+// "· live" only while the trial runs: a finished or paused trial has nothing new to stream.
+function drawLive() {
+  const running = state.trial !== null && state.trial.state === "running";
+  const s = state.stream;
+  document.getElementById("live").textContent = !running || !s ? "" : `· ${s}`;
 }
 
 function drawAdjust() {
@@ -223,29 +233,50 @@ async function control(action) {
   }
 }
 
-function changedValues() {
-  const t = state.trial;
+// The values of a form's fields that differ from `base` (name -> value), or an error naming
+// the first field that is not a number.
+function changedValues(form, base) {
   const out = {};
-  for (const input of document.querySelectorAll("#adjust-form [name]")) {
+  for (const input of form.querySelectorAll("[name]")) {
     const name = input.name;
-    const current = t.pending_hparams[name] !== undefined ? t.pending_hparams[name] : t.hparams[name];
     const value = input.dataset.kind === "choice" ? input.value : Number(input.value);
     if (input.dataset.kind !== "choice" && (input.value.trim() === "" || !Number.isFinite(value))) {
       throw Object.assign(new Error(`${name}: enter a number`), { field: name });
     }
-    if (value !== current) out[name] = value;
+    if (value !== base[name]) out[name] = value;
   }
   return out;
+}
+
+function clearErrors(form) {
+  form.querySelectorAll(".error").forEach((p) => { p.textContent = ""; });
+  form.querySelectorAll("[aria-invalid]").forEach((n) => n.removeAttribute("aria-invalid"));
+}
+
+// The server's message next to the field it names ("hparams.learning_rate: ..."), or in the
+// form's general slot.
+function showError(form, err) {
+  const name = (err.field || "").replace(/^hparams\./, "");
+  const slot = (name && form.querySelector(`[data-error-for="${CSS.escape(name)}"]`)) ||
+    form.querySelector('[data-error-for="hparams"]');
+  slot.textContent = err.message;
+  const input = name && form.querySelector(`[name="${CSS.escape(name)}"]`);
+  if (input) { input.setAttribute("aria-invalid", "true"); input.focus(); }
+}
+
+// The values the adjust form starts from: pending adjustments first, then those in force.
+function currentValues() {
+  const t = state.trial;
+  return { ...t.hparams, ...t.pending_hparams };
 }
 
 async function submitAdjust(event) {
   event.preventDefault();
   const form = event.target;
-  form.querySelectorAll(".error").forEach((p) => { p.textContent = ""; });
-  form.querySelectorAll("[aria-invalid]").forEach((n) => n.removeAttribute("aria-invalid"));
+  clearErrors(form);
   const status = document.getElementById("adjust-status");
   try {
-    const values = changedValues();
+    const values = changedValues(form, currentValues());
     if (Object.keys(values).length === 0) {
       status.textContent = "Nothing changed.";
       return;
@@ -258,12 +289,7 @@ async function submitAdjust(event) {
     refreshEvents();
   } catch (err) {
     status.textContent = "";
-    const name = (err.field || "").replace(/^hparams\./, "");
-    const slot = form.querySelector(`[data-error-for="${CSS.escape(name)}"]`) ||
-      form.querySelector('[data-error-for="hparams"]');
-    slot.textContent = err.message;
-    const input = form.querySelector(`[name="${CSS.escape(name)}"]`);
-    if (input) { input.setAttribute("aria-invalid", "true"); input.focus(); }
+    showError(form, err);
   }
 }
 
@@ -271,25 +297,75 @@ async function submitAdjust(event) {
 
 function drawCheckpoints() {
   const list = document.getElementById("checkpoints");
+  // Redrawn only when something changed, so a focused button is not replaced every poll.
+  const key = JSON.stringify([state.checkpoints.map((c) => [c.step, c.bytes]),
+    state.fork && state.fork.step]);
+  if (list.dataset.key === key) return;
+  list.dataset.key = key;
   if (state.checkpoints.length === 0) {
     list.replaceChildren(el("li", { class: "muted" }, "No checkpoint yet (one every few epochs, " +
       "at every pause and before every adjustment)."));
     return;
   }
-  list.replaceChildren(...state.checkpoints.map((c) => el("li", { "data-step": String(c.step) },
-    el("span", { class: "step" }, `step ${c.step}`), ` · epoch ${fmt(c.epoch, 3)} · `,
-    `${(c.bytes / 1024).toFixed(0)} KiB `,
-    el("button", { type: "button", class: "small fork", "data-step": String(c.step),
-      onclick: () => fork(c.step) }, "Fork from here"))));
+  list.replaceChildren(...state.checkpoints.map((c) => {
+    const chosen = state.fork !== null && state.fork.step === c.step;
+    return el("li", { "data-step": String(c.step), class: chosen ? "selected" : null },
+      el("span", { class: "step" }, `step ${c.step}`), ` · epoch ${fmt(c.epoch, 3)} · `,
+      `${(c.bytes / 1024).toFixed(0)} KiB `,
+      el("button", { type: "button", class: "small fork", "data-step": String(c.step),
+        "aria-controls": "fork-form", "aria-expanded": chosen ? "true" : "false",
+        onclick: () => openFork(c) }, "Fork from here"));
+  }));
 }
 
-async function fork(step) {
-  flash("");
+// "Fork from here" opens the fork form under the timeline, filled in with the values in force
+// at that checkpoint; only the fields the user changes are sent as overrides.
+function openFork(ckpt) {
+  const form = document.getElementById("fork-form");
+  const base = { ...state.trial.hparams, ...(ckpt.hparams || {}) };
+  state.fork = { step: ckpt.step, base };
+  clearErrors(form);
+  document.getElementById("fork-status").textContent = "";
+  document.getElementById("fork-title").textContent =
+    `Fork from step ${ckpt.step} (epoch ${fmt(ckpt.epoch, 3)})`;
+  for (const input of form.querySelectorAll("[name]")) {
+    const value = base[input.name];
+    input.value = value === undefined || value === null ? "" : String(value);
+  }
+  form.hidden = false;
+  drawCheckpoints();
+  const first = form.querySelector("[name]");
+  if (first) first.focus();
+  form.scrollIntoView({ block: "nearest" });
+}
+
+function closeFork() {
+  const step = state.fork && state.fork.step;
+  state.fork = null;
+  document.getElementById("fork-form").hidden = true;
+  drawCheckpoints();
+  const button = document.querySelector(`#checkpoints button.fork[data-step="${step}"]`);
+  if (button) button.focus();
+}
+
+async function submitFork(event) {
+  event.preventDefault();
+  const form = event.target;
+  if (state.fork === null) return;
+  const { step, base } = state.fork;
+  clearErrors(form);
+  const status = document.getElementById("fork-status");
+  const submit = document.getElementById("fork-submit");
   try {
-    const child = await post(`${BASE}/fork`, { step });
+    const hparams = changedValues(form, base);
+    status.textContent = `Forking from step ${step}…`;
+    submit.disabled = true;
+    const child = await post(`${BASE}/fork`, { step, hparams });
     window.location.assign(`/trials/${child.id}`);
   } catch (err) {
-    flash(`Could not fork from step ${step}: ${err.message}`);
+    status.textContent = "";
+    submit.disabled = false;
+    showError(form, err);
   }
 }
 
@@ -379,7 +455,6 @@ async function main() {
     flash(err.status === 404 ? `Trial ${TRIAL_ID} does not exist.` : err.message);
     return;
   }
-  const live = document.getElementById("live");
   stream(`${BASE}/stream`, {
     metrics: onMetrics,
     state: safely(async () => { await refreshTrial(); await refreshEvents(); }),
@@ -388,7 +463,7 @@ async function main() {
       drawEvents();
       await refreshTrial();
     }),
-  }, (s) => { live.textContent = s === "live" ? "· live" : `· ${s}`; });
+  }, (s) => { state.stream = s; drawLive(); });
   const [study, metrics, specs] = await Promise.all([get(`/api/studies/${trial.study_id}`),
     get(`${BASE}/metrics?max_points=1000`), get("/api/hparams")]);
   state.study = study;
@@ -415,6 +490,8 @@ document.getElementById("pause").addEventListener("click", () => control("pause"
 document.getElementById("resume").addEventListener("click", () => control("resume"));
 document.getElementById("stop").addEventListener("click", () => control("stop"));
 document.getElementById("adjust-form").addEventListener("submit", submitAdjust);
+document.getElementById("fork-form").addEventListener("submit", submitFork);
+document.getElementById("fork-cancel").addEventListener("click", closeFork);
 document.getElementById("adjust-form").addEventListener("input", (e) => state.dirty.add(e.target.name));
 document.getElementById("revert").addEventListener("click", () => { state.dirty.clear(); drawAdjust(); });
 document.getElementById("smoothing").addEventListener("input", (e) => {

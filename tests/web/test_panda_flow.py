@@ -118,8 +118,10 @@ def test_babysit_a_panda_run(page: Any, api: httpx2.Client, shot: Any) -> None:
     )
     shot("trial-resumed-marker")
 
-    # Fork from the pause checkpoint and land on the child's page.
+    # Fork from the pause checkpoint (the form holds its values) and land on the child's page.
     page.locator(f'#checkpoints li[data-step="{pause_step}"] button.fork').click()
+    expect(page.locator("#fork-learning_rate")).to_have_value("0.001")
+    page.click("#fork-submit")
     page.wait_for_url(lambda url: not url.endswith(f"/trials/{trial_id}"))
     child_id = trial_id_of(page.url)
     assert child_id != trial_id
