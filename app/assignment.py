@@ -18,12 +18,14 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app import crud, locks
+from app.caviar_config import scheduler_for
 from app.claims import Taken
 from app.config import Settings
 from app.control import close_events, pending_hparams, pending_of
 from app.db import read_engine
-from app.models import Checkpoint, Event, EventKind, Trial, TrialState
+from app.models import Checkpoint, Event, EventKind, StudyMode, Trial, TrialState
 from app.schemas import CheckpointRef, ClaimOut
+from app.tuning.base import DecisionPoints
 from trainer.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -126,7 +128,19 @@ def _out(trial: Trial, ckpt: Checkpoint | None, settings: Settings) -> ClaimOut:
         split_seed=study.seed, report_seconds=settings.report_seconds,
     )
     ref = CheckpointRef(id=ckpt.id, step=ckpt.step, sha256=ckpt.sha256) if ckpt else None
+    points = _decision_points(trial)
     return ClaimOut(
         trial_id=trial.id, attempt=trial.attempt, config=config.to_dict(), checkpoint=ref,
         lease_seconds=settings.lease_seconds, report_seconds=settings.report_seconds,
+        decide_epochs=list(points.epochs), decide_from=points.every_from,
     )
+
+
+def _decision_points(trial: Trial) -> DecisionPoints:
+    """Where the study's scheduler may stop or pause this trial (app.caviar.on_report)."""
+    study = trial.study
+    # Only caviar trials are scheduled, and never a re-test (it must train to the end).
+    if study.mode is not StudyMode.CAVIAR or trial.retest_of_id is not None:
+        return DecisionPoints()
+    scheduler = scheduler_for(study)
+    return scheduler.decision_points() if scheduler is not None else DecisionPoints()

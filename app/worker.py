@@ -54,6 +54,9 @@ class Assignment:
     checkpoint: dict[str, Any] | None
     lease_seconds: float
     report_seconds: float | None
+    # Epoch ends where the server's scheduler may stop or pause the trial (sent at once).
+    decide_epochs: tuple[int, ...] = ()
+    decide_from: int | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Assignment:
@@ -64,6 +67,8 @@ class Assignment:
             checkpoint=data.get("checkpoint"),
             lease_seconds=float(data.get("lease_seconds") or 30.0),
             report_seconds=data.get("report_seconds"),
+            decide_epochs=tuple(int(e) for e in data.get("decide_epochs") or ()),
+            decide_from=None if data.get("decide_from") is None else int(data["decide_from"]),
         )
 
 
@@ -179,7 +184,10 @@ def run_trial(
     name) claims the next trial with the finish, unless the worker began to stop.
     """
     a = assignment
-    reporter = HttpReporter(client, a.trial_id, a.attempt, min_interval=a.report_seconds or 0.0)
+    reporter = HttpReporter(
+        client, a.trial_id, a.attempt, min_interval=a.report_seconds or 0.0,
+        decide_epochs=a.decide_epochs, decide_from=a.decide_from,
+    )
     try:
         outcome = _train(client, a, reporter, datasets)
         # Points a failure left unsent go with the finish: the curve is kept up to it.

@@ -14,7 +14,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from enum import StrEnum
 from pathlib import Path
@@ -251,7 +251,8 @@ class HttpReporter:
     """
 
     def __init__(
-        self, client: WorkerClient, trial_id: int, attempt: int, *, min_interval: float = 0.0
+        self, client: WorkerClient, trial_id: int, attempt: int, *, min_interval: float = 0.0,
+        decide_epochs: Collection[int] = (), decide_from: int | None = None,
     ) -> None:
         self.client = client
         self.trial_id = trial_id
@@ -261,6 +262,10 @@ class HttpReporter:
         # buffered and sent at most every ``min_interval`` seconds (the server's report
         # interval, which also bounds how long a directive waits).
         self.min_interval = min_interval
+        # Except at the epoch ends where the study's scheduler decides (the claim says which):
+        # those go at once, so a stop or pause lands at that epoch, not an interval later.
+        self.decide_epochs = frozenset(decide_epochs)
+        self.decide_from = decide_from
         # The interval counts from the claim, which renewed the lease and answered any
         # directive: a trial shorter than one interval then costs two round trips.
         self._last_flush = time.monotonic()
@@ -285,9 +290,13 @@ class HttpReporter:
         """Buffer the metrics at ``step``, send everything buffered, return the directive."""
         self.step, self.epoch = step, epoch
         self.points.extend([step, name, v] for name, v in sorted(finite_metrics(metrics).items()))
+        decides = False
         if epoch >= 1 and epoch == int(epoch):
             self.epoch_ends.append([step, int(epoch)])
-        due = self._flush_next or time.monotonic() - self._last_flush >= self.min_interval
+            decides = int(epoch) in self.decide_epochs or (
+                self.decide_from is not None and epoch >= self.decide_from)
+        due = (decides or self._flush_next
+               or time.monotonic() - self._last_flush >= self.min_interval)
         if not (due or self.client.stop.is_set()):
             return Directive()  # buffered; sent with the next due report
         directive = self.flush()

@@ -28,6 +28,10 @@ class ClaimOut(BaseModel):
     checkpoint: CheckpointRef | None
     lease_seconds: float
     report_seconds: float
+    # Epoch ends where the study's scheduler may stop or pause the trial: the worker reports
+    # at once there instead of batching (app.tuning.base.DecisionPoints).
+    decide_epochs: list[int] = Field(default_factory=list)
+    decide_from: int | None = None
 
 
 class Applied(Strict):

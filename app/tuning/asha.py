@@ -8,6 +8,7 @@ from enum import Enum
 
 from app.tuning.base import (
     Decision,
+    DecisionPoints,
     Direction,
     RungRecord,
     Scheduler,
@@ -106,6 +107,10 @@ class AshaScheduler(Scheduler):
             out.append(r)
             r *= self.reduction_factor
         return tuple(out)
+
+    def decision_points(self) -> DecisionPoints:
+        """Only a rung decides."""
+        return DecisionPoints(epochs=self.rung_resources())
 
     def rung_of(self, resource: int) -> int | None:
         """The rung at exactly ``resource`` epochs, or None."""

@@ -94,6 +94,23 @@ class RungRecord:
 
 
 @dataclass(frozen=True)
+class DecisionPoints:
+    """The epoch ends at which a scheduler may answer something other than CONTINUE.
+
+    A worker sends its report at once at these (its reports are otherwise batched by time),
+    so that a stop or a pause takes effect at the epoch it was decided for, not one report
+    interval later: a small network trains several epochs in one interval. ``epochs`` lists
+    them; ``every_from`` adds every epoch from that one on.
+    """
+
+    epochs: tuple[int, ...] = ()
+    every_from: int | None = None
+
+    def includes(self, epoch: int) -> bool:
+        return epoch in self.epochs or (self.every_from is not None and epoch >= self.every_from)
+
+
+@dataclass(frozen=True)
 class SchedulerStep:
     """A scheduler's answer: the decision plus records the server must persist."""
 
@@ -156,6 +173,10 @@ class Scheduler(ABC):
 
     #: Whether ``on_report`` may answer PAUSE; only then does the server ask ``promotions``.
     pauses: bool = False
+
+    def decision_points(self) -> DecisionPoints:
+        """Where ``on_report`` may stop or pause a trial: every epoch unless said otherwise."""
+        return DecisionPoints(every_from=1)
 
     @abstractmethod
     def on_report(

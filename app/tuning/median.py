@@ -9,6 +9,7 @@ import numpy as np
 
 from app.tuning.base import (
     Decision,
+    DecisionPoints,
     Direction,
     RungRecord,
     Scheduler,
@@ -46,6 +47,10 @@ class MedianStoppingScheduler(Scheduler):
         self.grace = grace
         self.min_trials = min_trials
         self.direction = Direction(direction)
+
+    def decision_points(self) -> DecisionPoints:
+        """Every epoch from ``grace`` on (the first epoch end is 1)."""
+        return DecisionPoints(every_from=max(1, self.grace))
 
     def on_report(
         self,

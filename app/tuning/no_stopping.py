@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from app.tuning.base import Decision, RungRecord, Scheduler, SchedulerStep, TrialView
+from app.tuning.base import (
+    Decision,
+    DecisionPoints,
+    RungRecord,
+    Scheduler,
+    SchedulerStep,
+    TrialView,
+)
 
 
 class NoStoppingScheduler(Scheduler):
     """Always CONTINUE; no records."""
+
+    def decision_points(self) -> DecisionPoints:
+        return DecisionPoints()  # never decides: reports stay batched
 
     def on_report(
         self,
