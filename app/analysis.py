@@ -22,6 +22,7 @@ from trainer.config import HPARAM_SPECS
 
 FINAL_METRICS = ("dev_loss", "dev_accuracy", "test_loss", "test_accuracy")
 TRIAL_COLUMNS = ("id", "number", "round", "state", "retest_of")
+FEW_TRIALS = 10  # below this (or 2 per ranged hyperparameter), importance comes with a warning
 VALUE_COLUMNS = (*FINAL_METRICS, "value", "best_value")
 
 
@@ -56,13 +57,22 @@ def _first_space(session: Session, study: Study) -> dict[str, Any]:
 def importance_of(session: Session, study: Study) -> ImportancePublic:
     """Random-forest importance of each ranged hyperparameter for the final objective."""
     space = parse_space(_first_space(session, study))
+    # Re-tests repeat configurations already counted: they would weigh those twice.
+    trials = caviar.views(session, study.id, originals=True)
     try:
-        result = importance(space, caviar.views(session, study.id), seed=study.seed)
+        result = importance(space, trials, seed=study.seed)
     except ValueError as exc:
         raise Conflict(f"importance needs at least 2 completed trials with a value of "
                        f"{study.objective_metric}: {exc}") from None
+    # A forest on a handful of trials ranks noise; say so rather than refuse (Optuna and W&B
+    # show a ranking from 2 trials without a word).
+    enough = max(FEW_TRIALS, 2 * len(space.ranged))
+    warning = None if result.n_trials >= enough else (
+        f"fitted on {result.n_trials} trials: with fewer than {enough} the ranking is "
+        "mostly noise; run more trials before trusting it")
     return ImportancePublic(method=result.method, scores=result.scores,
-                            n_trials=result.n_trials, metric=study.objective_metric)
+                            n_trials=result.n_trials, metric=study.objective_metric,
+                            warning=warning)
 
 
 def _grid_info(session: Session, study: Study) -> tuple[dict[str, int], int] | None:

@@ -89,8 +89,11 @@ def _view_rows(*where: Any) -> Select[Any]:
     return select(*_VIEW_COLUMNS).outerjoin(Round, Round.id == Trial.round_id).where(*where)
 
 
-def views(session: Session, study_id: int) -> list[TrialView]:
-    """Every trial of the study as the algorithms see it; value = the final objective."""
+def views(session: Session, study_id: int, *, originals: bool = False) -> list[TrialView]:
+    """Every trial of the study as the algorithms see it; value = the final objective.
+
+    ``originals`` leaves re-tests out: each repeats a configuration already in the study.
+    """
     inter: dict[int, dict[int, float]] = {}
     q = (
         select(IntermediateValue.trial_id, IntermediateValue.resource, IntermediateValue.value)
@@ -99,7 +102,8 @@ def views(session: Session, study_id: int) -> list[TrialView]:
     )
     for trial_id, resource, value in session.execute(q):
         inter.setdefault(trial_id, {})[resource] = value
-    rows = session.execute(_view_rows(Trial.study_id == study_id).order_by(Trial.number))
+    where = [Trial.study_id == study_id] + ([Trial.retest_of_id.is_(None)] if originals else [])
+    rows = session.execute(_view_rows(*where).order_by(Trial.number))
     return [_view(tuple(row), inter.get(row[0], {})) for row in rows]
 
 

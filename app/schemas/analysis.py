@@ -23,3 +23,5 @@ class ImportancePublic(BaseModel):
     scores: dict[str, float] = Field(description="name -> share of importance; sums to 1")
     n_trials: int
     metric: str
+    warning: str | None = Field(
+        default=None, description="set when too few trials make the ranking unreliable")

@@ -343,7 +343,8 @@ async function loadImportance() {
     const res = await get(`${BASE}/importance`);
     const scores = res.scores || res.importance || {};
     method.textContent = `${res.method || "method not named"}` +
-      (res.n_trials !== undefined ? `, fitted on ${res.n_trials} trials` : "");
+      (res.n_trials !== undefined ? `, fitted on ${res.n_trials} trials` : "") +
+      (res.warning ? `. Caution: ${res.warning}.` : "");
     drawImportance(document.getElementById("chart-importance"), scores);
   } catch (err) {
     method.textContent = err.status === 404 || err.status === 405

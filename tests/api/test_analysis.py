@@ -52,6 +52,22 @@ def test_importance_scores_each_ranged_hyperparameter(client: TestClient) -> Non
     assert "random-forest" in body["method"] and body["n_trials"] == 6
     assert set(body["scores"]) == {"learning_rate", "hidden_units", "momentum"}
     assert sum(body["scores"].values()) == pytest.approx(1.0)
+    assert "fitted on 6 trials: with fewer than 10" in body["warning"]
+
+
+def test_importance_leaves_retests_out_and_trusts_ten_trials(client: TestClient) -> None:
+    sid = caviar_study(client, budget={"trials": 10})["id"]
+    for i in range(10):
+        complete(client, 0.1 + 0.08 * i)
+    r = client.post(f"/api/studies/{sid}/retest", json={"top": 2, "seeds": 2})
+    assert r.status_code in (200, 201), r.text
+    for _ in range(4):  # the re-tests, values far from their originals'
+        complete(client, 0.01)
+    rows = client.get(f"/api/studies/{sid}/export", params={"format": "json"}).json()
+    rows = rows["data"]
+    assert sum(r["retest_of"] is not None and r["state"] == "completed" for r in rows) == 4
+    body = client.get(f"/api/studies/{sid}/importance").json()
+    assert body["n_trials"] == 10 and body["warning"] is None, body
 
 
 @pytest.mark.parametrize("path", ["best", "importance", "export", "export?format=json"])
