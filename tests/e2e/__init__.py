@@ -273,3 +273,15 @@ def final_dev_loss(api: Api, trial_id: int) -> tuple[int, float]:
     """(step, value) of the last dev loss point: compared exactly between equal runs."""
     step, value = api.metrics(trial_id, "dev_loss")["dev_loss"][-1]
     return int(step), float(value)
+
+
+def adjust_when_running(api: Api, trial_id: int, hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """Once the trial runs (step >= 50), PATCH ``hparams``; the adjust event once applied."""
+    api.wait_trial(trial_id, lambda t: t["state"] == "running" and t["step"] >= 50, "running")
+    api.call("PATCH", f"/api/trials/{trial_id}/hparams", json=dict(hparams))
+
+    def applied() -> dict[str, Any] | None:
+        adjusts = [e for e in api.events(trial_id) if e["kind"] == "adjust"]
+        return adjusts[0] if adjusts and adjusts[0]["applied_step"] is not None else None
+
+    return wait_for(applied, "the adjustment to be applied")

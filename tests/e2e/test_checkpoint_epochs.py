@@ -13,7 +13,17 @@ from typing import Any
 
 import pytest
 
-from tests.e2e import FAST, NEW_LR, OLD_LR, SLOW, Api, StartServer, total_steps, wait_for
+from tests.e2e import (
+    FAST,
+    NEW_LR,
+    OLD_LR,
+    SLOW,
+    Api,
+    StartServer,
+    adjust_when_running,
+    total_steps,
+    wait_for,
+)
 from trainer.data import load_task
 
 pytestmark = pytest.mark.slow
@@ -80,14 +90,7 @@ def test_mid_epoch_checkpoints_carry_their_epoch_and_the_values_before_an_adjust
     server = start_server(workers=1)
     api = Api(server.url)
     trial_id = start_trial(api, {**SLOW, "learning_rate": OLD_LR}, epochs=30)
-    api.wait_trial(trial_id, lambda t: t["state"] == "running" and t["step"] >= 50, "running")
-    api.call("PATCH", f"/api/trials/{trial_id}/hparams", json={"learning_rate": NEW_LR})
-
-    def applied() -> dict[str, Any] | None:
-        adjusts = [e for e in api.events(trial_id) if e["kind"] == "adjust"]
-        return adjusts[0] if adjusts and adjusts[0]["applied_step"] is not None else None
-
-    before = int(wait_for(applied, "the adjustment to be applied")["applied_step"]) - 1
+    before = int(adjust_when_running(api, trial_id, {"learning_rate": NEW_LR})["applied_step"]) - 1
     # Taken just before the change; its upload may land after the report that applied it.
     wait_for(lambda: before in by_step(api, trial_id), "the checkpoint before the adjustment")
     api.call("POST", f"/api/trials/{trial_id}/pause")

@@ -18,6 +18,7 @@ from tests.e2e import (
     REPORT_EVERY,
     SLOW,
     Api,
+    adjust_when_running,
     assert_whole_curve,
     final_dev_loss,
     total_steps,
@@ -83,14 +84,7 @@ def test_pause_adjust_resume_completes(api: Api) -> None:
 
 def test_live_adjustment_applies_at_a_safe_point(api: Api) -> None:
     trial_id = start_trial(api, {**SLOW, "learning_rate": OLD_LR}, epochs=30)
-    api.wait_trial(trial_id, lambda t: t["state"] == "running" and t["step"] >= 50, "running")
-    api.call("PATCH", f"/api/trials/{trial_id}/hparams", json={"learning_rate": NEW_LR})
-
-    def applied() -> dict[str, Any] | None:
-        adjusts = [e for e in api.events(trial_id) if e["kind"] == "adjust"]
-        return adjusts[0] if adjusts and adjusts[0]["applied_step"] is not None else None
-
-    event = wait_for(applied, "the adjustment to be applied")
+    event = adjust_when_running(api, trial_id, {"learning_rate": NEW_LR})
     first = int(event["applied_step"])
     # The checkpoint taken just before applying lets a rewind land on the old values. It
     # uploads in the background, so it may land just after the report that applied the change.
