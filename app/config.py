@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # (bench/control_latency.py).
     report_seconds: float = 0.1
     reaper_seconds: float = 2.0
+    # With `serve --processes N`, the supervisor replaces a server process that does not
+    # answer its ping for this long (uvicorn's timeout_worker_healthcheck).
+    process_healthcheck_seconds: int = Field(5, ge=1)
     max_attempts: int = Field(3, ge=1)
     max_body_bytes: int = Field(1 * MIB, gt=0)
     max_checkpoint_bytes: int = Field(512 * MIB, gt=0)

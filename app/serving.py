@@ -11,6 +11,8 @@ import socket
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from app.config import get_settings
+
 APP = "app.main:create_app"
 
 
@@ -36,7 +38,15 @@ def run(host: str, port: int, *, processes: int = 1, access_log: bool = False) -
     if processes == 1:
         uvicorn.run(APP, factory=True, host=host, port=port, access_log=access_log)
         return
-    config = NoDelayConfig(
-        APP, factory=True, host=host, port=port, access_log=access_log, workers=processes
-    )
+    config = multiprocess_config(host, port, processes=processes, access_log=access_log)
     Multiprocess(config, sockets=[config.bind_socket()]).run()
+
+
+def multiprocess_config(
+    host: str, port: int, *, processes: int, access_log: bool = False
+) -> NoDelayConfig:
+    """The supervisor's config for ``processes`` server processes sharing one port."""
+    return NoDelayConfig(
+        APP, factory=True, host=host, port=port, access_log=access_log, workers=processes,
+        timeout_worker_healthcheck=get_settings().process_healthcheck_seconds,
+    )

@@ -17,7 +17,7 @@ import httpx2
 import pytest
 
 from app import spread
-from app.serving import NoDelayConfig
+from app.serving import NoDelayConfig, multiprocess_config
 from app.worker_client import WorkerClient
 from tests.e2e import FAST, Api, ServerProcess, wait_for
 
@@ -148,7 +148,10 @@ def _established(pid: int, port: int) -> int:
 
 @pytest.mark.slow
 def test_worker_connections_move_to_an_idle_server_process(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path, processes=2).start()
+    # The idle process stays stopped a few seconds: past uvicorn's default 5 s health check on
+    # a loaded machine, the supervisor would kill and replace it mid-test.
+    env = {"PANDACAVIAR_PROCESS_HEALTHCHECK_SECONDS": "60"}
+    server = ServerProcess(tmp_path, processes=2, env=env).start()
     clients: list[WorkerClient] = []
     try:
         assert server.proc is not None
@@ -174,3 +177,12 @@ def test_worker_connections_move_to_an_idle_server_process(tmp_path: Path) -> No
         for c in clients:
             c.close()
         server.stop()
+
+
+def test_the_supervisor_health_check_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert multiprocess_config("127.0.0.1", 0, processes=2).timeout_worker_healthcheck == 5
+    monkeypatch.setenv("PANDACAVIAR_PROCESS_HEALTHCHECK_SECONDS", "60")
+    assert multiprocess_config("127.0.0.1", 0, processes=2).timeout_worker_healthcheck == 60
+    monkeypatch.setenv("PANDACAVIAR_PROCESS_HEALTHCHECK_SECONDS", "0")
+    with pytest.raises(ValueError, match="process_healthcheck_seconds"):
+        multiprocess_config("127.0.0.1", 0, processes=2)
