@@ -231,14 +231,14 @@ def checkpoint_progress(data: bytes) -> tuple[float, dict[str, Any]]:
     Raises:
         CheckpointError: ``data`` is not a checkpoint written by the trainer.
     """
-    state = ckpt.loads(data)
+    meta, n_order = ckpt.peek(data)  # the weights stay undecoded: only the metadata counts
     try:
-        epochs_done, pos = int(state.meta["epochs_done"]), int(state.meta["pos"])
-        hparams = {k: v for k, v in state.meta["hparams"].items() if k in ADJUSTABLE}
+        epochs_done, pos = int(meta["epochs_done"]), int(meta["pos"])
+        hparams = {k: v for k, v in meta["hparams"].items() if k in ADJUSTABLE}
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ckpt.CheckpointError(f"checkpoint metadata is incomplete ({exc})") from exc
     # As Trainer.epoch: the order is that of the epoch under way; none between epochs.
-    n_train = 0 if state.order is None else len(state.order)
+    n_train = n_order or 0
     return (epochs_done + pos / n_train if n_train else float(epochs_done)), hparams
 
 

@@ -66,27 +66,50 @@ def loads(data: bytes) -> CheckpointState:
         CheckpointError: the bytes are not a complete npz, hold pickled objects, or were not
             written by this product (format name or version differ).
     """
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"not a readable checkpoint file ({exc})") from exc
-    if "__meta__" not in arrays:
-        raise CheckpointError("not a panda-caviar checkpoint: no __meta__ entry")
-    try:
-        meta = json.loads(str(arrays.pop("__meta__")))
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"checkpoint metadata is not JSON ({exc})") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError("not a panda-caviar checkpoint: wrong format name")
-    if meta.get("version") != VERSION:
-        raise CheckpointError(f"checkpoint version {meta.get('version')} is not {VERSION}")
+    arrays = _read(data, None)
+    meta = _meta(arrays.pop("__meta__"))
     return CheckpointState(
         meta=meta,
         model={k[6:]: v for k, v in arrays.items() if k.startswith("model/")},
         optimizer={k[6:]: v for k, v in arrays.items() if k.startswith("optim/")},
         order=arrays.get("order"),
     )
+
+
+def peek(data: bytes) -> tuple[dict[str, Any], int | None]:
+    """The metadata and the epoch order's length, without decoding the weights.
+
+    Raises:
+        CheckpointError: as :func:`loads`.
+    """
+    arrays = _read(data, ("__meta__", "order"))
+    order = arrays.get("order")
+    return _meta(arrays["__meta__"]), None if order is None else len(order)
+
+
+def _read(data: bytes, names: tuple[str, ...] | None) -> dict[str, NDArray[Any]]:
+    """The npz entries ``names`` (all when None) that exist; ``__meta__`` must."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            wanted = npz.files if names is None else [n for n in names if n in npz.files]
+            arrays = {name: npz[name] for name in wanted}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"not a readable checkpoint file ({exc})") from exc
+    if "__meta__" not in arrays:
+        raise CheckpointError("not a panda-caviar checkpoint: no __meta__ entry")
+    return arrays
+
+
+def _meta(raw: NDArray[Any]) -> dict[str, Any]:
+    try:
+        meta = json.loads(str(raw))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"checkpoint metadata is not JSON ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError("not a panda-caviar checkpoint: wrong format name")
+    if meta.get("version") != VERSION:
+        raise CheckpointError(f"checkpoint version {meta.get('version')} is not {VERSION}")
+    return meta
 
 
 def check_identity(meta: Mapping[str, Any], identity: Mapping[str, Any]) -> None:
