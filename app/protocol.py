@@ -139,11 +139,13 @@ def finish(session: Session, trial: Trial, body: FinishIn) -> None:
     # The points still buffered by the worker come first: the final metrics win a tie.
     points = [*body.points, *final]
     crud.upsert_metrics(session, trial_id=trial.id, points=points)
-    _record_objective(trial, trial.study, points)
     for step, epoch in _epoch_ends(body.epoch_ends):
         caviar.on_report(session, trial, step, epoch, body.points)
-    trial.step, trial.epoch = body.step, body.epoch
+    # Read before the trial's own changes: the read's autoflush then writes only what the
+    # scheduler added (a prune), and the trial's row is written once, at the commit.
     pending = pending_of(session, trial)
+    _record_objective(trial, trial.study, points)
+    trial.step, trial.epoch = body.step, body.epoch
     if body.status == REQUEUE and not kinds_of(pending) & (ENDING | {EventKind.PAUSE}):
         _hand_back(session, trial, pending, body.step)
         return
