@@ -1,125 +1,26 @@
-"""The worker protocol of docs/contracts.md: claim, report, checkpoint up/download, finish."""
+"""The worker protocol of docs/contracts.md: claim, report, finish (checkpoints:
+app.api.checkpoints)."""
 
 from __future__ import annotations
 
-import errno
-import hashlib
-import json
-import logging
-import math
-import os
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
-from pydantic import BeforeValidator
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app import claims, crud, locks, protocol
+from app import claims, locks, protocol
 from app.assignment import assignment
 from app.config import Settings
-from app.db import read_engine, utcnow
-from app.deps import SessionDep, SettingsDep
-from app.errors import DomainError, Invalid, NotFound
-from app.models import Checkpoint, Trial
-from app.schemas import (
-    CheckpointOut,
-    ClaimIn,
-    ClaimOut,
-    DirectiveOut,
-    FinishIn,
-    FinishOut,
-    ReportIn,
-)
-from app.schemas.common import MAX_INT32
+from app.errors import NotFound
+from app.models import Trial
+from app.schemas import ClaimIn, ClaimOut, DirectiveOut, FinishIn, FinishOut, ReportIn
 from app.serialize import trial_out, trial_public
-from trainer.config import HParamError, check_combination, check_hparams
 
-log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 router = APIRouter(prefix="/workers", tags=["workers"])
-ZIP_MAGIC = b"PK\x03\x04"  # an .npz is a zip archive
-NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-
-
-def _epoch(value: Any) -> float:
-    """A checkpoint's epoch from its query string: finite, in [0, MAX_INT32], else a 422."""
-    try:
-        epoch = float(value)
-    except (TypeError, ValueError):
-        epoch = math.nan
-    if not 0 <= epoch <= MAX_INT32:  # NaN fails every comparison
-        raise ValueError(f"got {value!r}, allowed: a finite number in [0, {MAX_INT32}]")
-    return epoch
-
-
-def _hparams(text: str | None) -> dict[str, Any] | None:
-    """The ``hparams`` query: a JSON object of adjustable values, checked like an adjustment.
-
-    Raises:
-        Invalid: not a JSON object, or a name or value an adjustment could not have set.
-    """
-    if text is None:
-        return None
-    try:
-        values = json.loads(text)
-    except ValueError:
-        values = None
-    if not isinstance(values, dict):
-        raise Invalid(
-            f"hparams: got {text[:100]!r}, allowed: a JSON object of adjustable hyperparameters",
-            field="hparams",
-        )
-    try:
-        return check_hparams(values, adjust=True)
-    except HParamError as exc:
-        raise Invalid.from_hparam(exc, "hparams.") from None
-
-
-# The epoch arrives in the query string, beside attempt and step: the body is the raw .npz.
-# The bounds repeat _epoch's for the OpenAPI schema; _epoch's message names them first.
-EpochQuery = Annotated[
-    float | None, BeforeValidator(_epoch),
-    Query(ge=0, le=MAX_INT32, description="the trainer's epoch at `step`"),
-]
-HParamsQuery = Annotated[
-    str | None,
-    Query(max_length=4000, description="JSON: the adjustable hyperparameters in force"),
-]
-
-
-@dataclass(frozen=True)
-class _Taken:
-    """Where a checkpoint was taken, as its worker says: ``None`` where an older worker
-    said nothing (see :func:`_record`)."""
-
-    attempt: int
-    step: int
-    epoch: float | None
-    hparams: dict[str, Any] | None
-
-
-class StorageError(DomainError):
-    """The checkpoint could not be stored: 503, or 507 when the disk (or quota) is full.
-
-    Never a 2xx: the worker keeps its bytes and retries, and the previous checkpoint stays
-    the trial's latest.
-    """
-
-    status_code = 503
-
-    @classmethod
-    def from_os_error(cls, exc: OSError) -> StorageError:
-        err = cls(f"checkpoint not stored: {exc.strerror or exc}; retry later")
-        if exc.errno in NO_SPACE:
-            err.status_code = 507
-        return err
 
 
 # The three calls every trial makes are async handlers that do all their work in ONE thread
@@ -203,138 +104,3 @@ def _finish(session: Session, settings: Settings, body: FinishIn, trial: Trial) 
     # Read out of the writers' turn, like the answer above.
     claimed = assignment(_engine(session), taken, settings) if taken else None
     return FinishOut.model_construct(**dict(out), next=claimed)
-
-
-@router.get("/checkpoints/{checkpoint_id}", response_class=FileResponse)
-def download(checkpoint_id: int, session: SessionDep) -> FileResponse:
-    """The checkpoint's ``.npz`` bytes; the sha256 is in ``X-Checkpoint-Sha256``."""
-    ckpt = session.get(Checkpoint, checkpoint_id)
-    if ckpt is None or not Path(ckpt.path).is_file():
-        raise NotFound(f"checkpoint {checkpoint_id} not found")
-    return FileResponse(
-        ckpt.path, media_type="application/octet-stream",
-        headers={"X-Checkpoint-Sha256": ckpt.sha256},
-    )
-
-
-@router.put(
-    "/trials/{trial_id}/checkpoints",
-    response_model=CheckpointOut,
-    status_code=status.HTTP_201_CREATED,
-    openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}}},
-)
-async def upload(
-    trial_id: int,
-    attempt: Annotated[int, Query(ge=1, le=MAX_INT32)],
-    step: Annotated[int, Query(ge=0, le=MAX_INT32)],
-    request: Request,
-    settings: SettingsDep,
-    epoch: EpochQuery = None,
-    hparams: HParamsQuery = None,
-) -> CheckpointOut:
-    """Store raw ``.npz`` bytes durably (temp file, fsync, rename), then record the row.
-
-    ``epoch`` and ``hparams`` (JSON, the adjustable ones) are the trainer's at ``step``.
-    """
-    engine: Engine = request.app.state.engine
-    taken = _Taken(attempt, step, epoch, _hparams(hparams))
-    await run_in_threadpool(_check_writer, engine, trial_id, taken)
-    try:
-        path, sha256, size = await _receive(request, settings.checkpoint_dir)
-    except OSError as exc:
-        log.error("trial %s: checkpoint at step %s not stored: %s", trial_id, step, exc)
-        raise StorageError.from_os_error(exc) from exc
-    try:
-        return await run_in_threadpool(
-            _record, engine, settings, trial_id, taken, (path, sha256, size)
-        )
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-
-
-def _check_writer(engine: Engine, trial_id: int, taken: _Taken) -> None:
-    # Refuse a stale or unknown writer, or values no fork could start from, before accepting
-    # up to max_checkpoint_bytes from it.
-    with Session(read_engine(engine)) as session:
-        trial = session.get(Trial, trial_id)
-        if trial is None:
-            raise NotFound(f"trial {trial_id} not found")
-        protocol.check_attempt(trial, taken.attempt)
-        if taken.hparams is not None:
-            try:
-                check_combination({**trial.hparams, **taken.hparams})
-            except HParamError as exc:
-                raise Invalid.from_hparam(exc, "hparams.") from None
-
-
-async def _receive(request: Request, directory: Path) -> tuple[Path, str, int]:
-    """Stream the body to ``<uuid>.npz`` under ``directory`` (size limit: the middleware)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    name = uuid.uuid4().hex
-    tmp, final = directory / f".{name}.tmp", directory / f"{name}.npz"
-    digest, size, head = hashlib.sha256(), 0, b""
-    try:
-        with open(tmp, "wb") as fh:
-            async for chunk in request.stream():
-                fh.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
-                head = (head + chunk)[:4] if len(head) < 4 else head
-            fh.flush()
-            os.fsync(fh.fileno())
-        if head != ZIP_MAGIC:
-            raise Invalid("body: not an .npz file (a zip archive was expected)", field="body")
-        os.replace(tmp, final)
-        _fsync_dir(directory)
-    except BaseException:
-        # Whatever failed (a full disk included), no half-stored file stays behind.
-        final.unlink(missing_ok=True)
-        raise
-    finally:
-        tmp.unlink(missing_ok=True)
-    return final, digest.hexdigest(), size
-
-
-def _fsync_dir(directory: Path) -> None:
-    # The rename is durable only once the directory entry is on disk too.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _record(
-    engine: Engine, settings: Settings, trial_id: int, taken: _Taken,
-    stored: tuple[Path, str, int],
-) -> CheckpointOut:
-    """The checkpoint row, committed only after the file is on disk; a retry replaces it."""
-    path, sha256, size = stored
-    with Session(engine, expire_on_commit=False) as session:
-        # Locked (PostgreSQL) before the attempt is checked: a requeue on another server waits.
-        trial = locks.get_trial(session, trial_id, lock=True)
-        if trial is None:
-            raise NotFound(f"trial {trial_id} not found")
-        protocol.check_attempt(trial, taken.attempt)
-        ckpt = crud.get_checkpoint(session, trial_id=trial_id, step=taken.step)
-        # A retried step keeps its row (forks point at it by id) and gets the new file.
-        old_path = ckpt.path if ckpt is not None else None
-        if ckpt is None:
-            ckpt = Checkpoint(trial_id=trial_id, step=taken.step)
-            session.add(ckpt)
-        # The trial's epoch and hparams are those of the last report that reached the server:
-        # reports are batched by time and an applied adjustment may overtake this upload, so
-        # they can belong to another step. Only an older worker omits its own; for it they
-        # stay the best guess (exact when its last report was at this step, as before a
-        # pause): steps per epoch depend on the data set and on batch sizes changed mid-run.
-        ckpt.epoch = trial.epoch if taken.epoch is None else taken.epoch
-        ckpt.hparams = {**trial.hparams, **(taken.hparams or {})}
-        ckpt.path, ckpt.bytes, ckpt.sha256, ckpt.created_at = str(path), size, sha256, utcnow()
-        protocol.checkpoint_taken(session, trial, taken.step, settings)
-        session.flush()
-        out = CheckpointOut(id=ckpt.id, step=taken.step, sha256=sha256, bytes=size)
-        session.commit()
-    if old_path is not None:
-        Path(old_path).unlink(missing_ok=True)
-    return out
