@@ -1,7 +1,8 @@
 """HTML routes: each renders one template with ids; the page's JavaScript fetches the JSON API.
 
 Only presentation data is prepared here: the hyperparameter catalogue in the order of the course
-notes, with the hint and the pre-filled search range each row of the new-study form shows.
+notes, with the hint and the pre-filled search range each row of the new-study form shows. A
+study or trial page first checks that its id exists, and answers 404 with a page saying so.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app import security
+from app.deps import SessionDep
+from app.models import Study, Trial
 from trainer.config import ADJUSTABLE, HPARAM_SPECS, HParamSpec
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parents[2] / "templates")
@@ -54,6 +59,8 @@ RANGES: dict[str, dict[str, Any]] = {
 RANGED_BY_DEFAULT = frozenset({"learning_rate", "batch_size", "hidden_units"})
 # Study-level fields rather than rows of the hyperparameter table.
 NOT_IN_FORM = frozenset({"epochs"})
+# Primary keys are 64-bit: a longer id names no row, and binding it would raise OverflowError.
+ID_RANGE = range(-(2**63), 2**63)
 
 
 @dataclass(frozen=True)
@@ -90,8 +97,20 @@ def hparam_rows() -> list[HParamRow]:
     return sorted(rows, key=lambda r: r.rank or 99)
 
 
-def _render(request: Request, name: str, **context: Any) -> HTMLResponse:
-    return TEMPLATES.TemplateResponse(request, name, context)
+def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    return TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def _exists(session: Session, model: type[Study] | type[Trial], id_: int) -> bool:
+    """Whether the row exists; only its id is read, the page's JavaScript loads the rest."""
+    if id_ not in ID_RANGE:
+        return False
+    return session.scalar(select(model.id).where(model.id == id_)) is not None
+
+
+def _not_found(request: Request, kind: str, id_: int) -> HTMLResponse:
+    """404 with a page naming what is missing; without it the page would say "Loading…" forever."""
+    return _render(request, "not_found.html", status_code=404, kind=kind, id=id_)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -112,14 +131,18 @@ def new_study_page(request: Request) -> HTMLResponse:
 
 
 @router.get("/studies/{study_id}", response_class=HTMLResponse)
-def study_page(request: Request, study_id: int) -> HTMLResponse:
+def study_page(request: Request, study_id: int, session: SessionDep) -> HTMLResponse:
     """One study: trials table, curves, parallel coordinates, scatter, importance."""
+    if not _exists(session, Study, study_id):
+        return _not_found(request, "Study", study_id)
     return _render(request, "study.html", study_id=study_id)
 
 
 @router.get("/trials/{trial_id}", response_class=HTMLResponse)
-def trial_page(request: Request, trial_id: int) -> HTMLResponse:
+def trial_page(request: Request, trial_id: int, session: SessionDep) -> HTMLResponse:
     """The panda cockpit of one trial."""
+    if not _exists(session, Trial, trial_id):
+        return _not_found(request, "Trial", trial_id)
     adjustable = [spec for name, spec in HPARAM_SPECS.items() if name in ADJUSTABLE]
     return _render(request, "trial.html", trial_id=trial_id, adjustable=adjustable)
 
@@ -151,9 +174,8 @@ async def login(request: Request) -> HTMLResponse | RedirectResponse:
     form = await request.form()
     given, next_ = str(form.get("token", "")).strip(), _local(str(form.get("next", "/")))
     if token and not security.token_matches(token, given):
-        page = _render(request, "login.html", next=next_, error="That is not the API token.")
-        page.status_code = 401
-        return page
+        error = "That is not the API token."
+        return _render(request, "login.html", status_code=401, next=next_, error=error)
     done = RedirectResponse(next_, status_code=303)
     if token:
         secure = request.url.scheme == "https"

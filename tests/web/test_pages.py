@@ -122,8 +122,8 @@ def test_panda_study_page_hides_the_caviar_tools(page: Any, api: httpx2.Client, 
 def test_unknown_ids_say_so(page: Any, shot: Any, console: Any) -> None:
     console.allow(r"status of 404")
     page.goto("/trials/999999")
-    expect(page.locator("#flash")).to_contain_text("Trial 999999 does not exist")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Trial 999999 not found")
     page.goto("/studies/999999")
-    expect(page.locator("#flash")).to_contain_text("Study 999999 does not exist")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Study 999999 not found")
     page.goto("/compare")
     expect(page.locator("#compare-status")).to_contain_text("No trials given")
