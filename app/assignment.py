@@ -4,8 +4,8 @@ Read after the claim's commit, out of the writers' turn: on SQLite every write o
 server process waits for that one turn, so the less a claim holds it, the better a second
 worker scales. The usual claim, a first attempt with no adjustment pending, is only read (a
 deferred transaction). A resumed trial checks its checkpoints' files (a bad one is logged and
-forgotten) and pending adjustments change the trial's hparams: those write, in a transaction
-of their own.
+forgotten), its step and epoch go back to the checkpoint's, and pending adjustments change
+the trial's hparams: those write, in a transaction of their own.
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ def assignment(engine: Engine, taken: Taken, settings: Settings) -> ClaimOut | N
         if trial is None or trial.attempt != taken.attempt or trial.state != TrialState.RUNNING:
             return None
         ckpt = None if first else resume_point(session, trial)
+        if not first:
+            _rewind(trial, ckpt)
         adjusts = _adjusts(session, trial)
         if adjusts:
             # Adjustments made while it was queued apply from its first step.
@@ -117,6 +119,16 @@ def resume_point(session: Session, trial: Trial) -> Checkpoint | None:
     return None
 
 
+def _rewind(trial: Trial, ckpt: Checkpoint | None) -> None:
+    """Set the trial's progress to where the worker restarts it: ``ckpt``, else the start.
+
+    Until its first report the dashboard shows this row. A trial paused (or requeued) after
+    reporting beyond its last checkpoint redoes those steps, and a fork whose parent file was
+    rejected starts over: either way the last reported step and epoch are no longer true.
+    """
+    trial.step, trial.epoch = (ckpt.step, ckpt.epoch) if ckpt is not None else (0, 0.0)
+
+
 def _adjusts(session: Session, trial: Trial) -> list[Event]:
     return [e for e in pending_of(session, trial) if e.kind is EventKind.ADJUST]
 
@@ -127,7 +139,9 @@ def _out(trial: Trial, ckpt: Checkpoint | None, settings: Settings) -> ClaimOut:
         task=study.task, hparams=trial.hparams, task_options=study.task_options,
         split_seed=study.seed, report_seconds=settings.report_seconds,
     )
-    ref = CheckpointRef(id=ckpt.id, step=ckpt.step, sha256=ckpt.sha256) if ckpt else None
+    ref = None
+    if ckpt is not None:
+        ref = CheckpointRef(id=ckpt.id, step=ckpt.step, epoch=ckpt.epoch, sha256=ckpt.sha256)
     points = _decision_points(trial)
     return ClaimOut(
         trial_id=trial.id, attempt=trial.attempt, config=config.to_dict(), checkpoint=ref,

@@ -71,6 +71,18 @@ class Assignment:
             decide_from=None if data.get("decide_from") is None else int(data["decide_from"]),
         )
 
+    def start(self) -> tuple[int, float]:
+        """The ``(step, epoch)`` the trial restarts from: its checkpoint's, else ``(0, 0.0)``.
+
+        What the worker reports before its trainer is restored (lease renewals, a hand-back):
+        the server shows the trial there, and a made-up epoch 0 would show until the next
+        real report.
+        """
+        if not self.checkpoint:
+            return 0, 0.0
+        # A server older than the checkpoint's epoch sends none: 0 until the first report.
+        return int(self.checkpoint["step"]), float(self.checkpoint.get("epoch", 0.0))
+
 
 @dataclass(frozen=True)
 class _Outcome:
@@ -108,9 +120,8 @@ def _keep_lease(
 ) -> None:
     """Empty reports every third of the lease until ``done``: a slow start (imports, data,
     checkpoint download) must not look like a dead worker. Sets ``stale`` on a 409."""
-    step = int(a.checkpoint["step"]) if a.checkpoint else 0
-    # The epoch is unknown before the checkpoint is loaded; the first real report fixes it.
-    body = {"attempt": a.attempt, "step": step, "epoch": 0.0, "points": [], "applied": []}
+    step, epoch = a.start()
+    body = {"attempt": a.attempt, "step": step, "epoch": epoch, "points": [], "applied": []}
     while not done.wait(max(0.1, a.lease_seconds / 3)):
         try:
             client.request(
@@ -208,10 +219,10 @@ def run_trial(
 def hand_back(client: WorkerClient, claim: dict[str, Any]) -> None:
     """Return a claimed, untouched trial to the queue (the worker stops before training it)."""
     a = Assignment.from_json(claim)
-    step = a.checkpoint["step"] if a.checkpoint else 0
+    step, epoch = a.start()
     reporter = HttpReporter(client, a.trial_id, a.attempt)
     try:
-        reporter.finish(FinishStatus.REQUEUE, step, 0.0)
+        reporter.finish(FinishStatus.REQUEUE, step, epoch)
     except (StaleAttempt, ProtocolError, InterruptedError):
         log.warning("trial %s: not handed back; its lease will requeue it", a.trial_id)
     finally:

@@ -16,8 +16,13 @@ class ClaimIn(Strict):
 
 
 class CheckpointRef(BaseModel):
+    """The checkpoint a claimed trial resumes from: where it restarts and how to verify it."""
+
     id: int
     step: int
+    # The trainer's epoch at ``step`` (fractional mid-epoch), as the checkpoint row stores it:
+    # what the worker reports until its restored trainer says otherwise.
+    epoch: float
     sha256: str
 
 

@@ -249,7 +249,8 @@ def test_fork_from_checkpoint(client: TestClient, db: DB) -> None:
     assert child["hparams"]["learning_rate"] == 0.01 and child["hparams"]["momentum"] == 0.8
     got = claim(client)
     assert got["trial_id"] == child["id"]
-    assert got["checkpoint"] == {"id": ckpt["id"], "step": 10, "sha256": ckpt["sha256"]}
+    assert got["checkpoint"] == {"id": ckpt["id"], "step": 10, "epoch": 0.0,
+                                 "sha256": ckpt["sha256"]}
     assert got["config"]["hparams"]["momentum"] == 0.8
     kinds = [e["kind"] for e in client.get(f"/api/trials/{tid}/events").json()]
     assert kinds[-1] == "fork"

@@ -73,7 +73,7 @@ def test_worker_lifecycle_pause_resume_complete(client: TestClient, db: DB) -> N
     assert client.post(f"/api/trials/{tid}/resume").json()["state"] == "queued"
     second = claim(client, "w2")
     assert second["trial_id"] == tid and second["attempt"] == 2
-    assert second["checkpoint"] == {"id": up.json()["id"], "step": 20,
+    assert second["checkpoint"] == {"id": up.json()["id"], "step": 20, "epoch": 0.2,
                                     "sha256": up.json()["sha256"]}
 
     before = db.snapshot()
