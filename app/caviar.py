@@ -10,7 +10,9 @@ change that can free a slot (a finish, a reaped lease, a stop or pause of a queu
 new round) calls :func:`settle`, which samples the next trials of the first round with budget
 left and marks the study completed once every trial has ended and no budget is left. The
 claim caps the running trials per study at ``parallelism`` too (see ``claims.claim_next``), so
-trials added by hand or by a re-test never run more at once.
+trials added by hand or by a re-test never run more at once. A panda study is never fed:
+:func:`settle` only keeps its state (completed once none of its trials is queued, running or
+paused, active again as soon as one is).
 
 Concurrency: on PostgreSQL, where two servers may share the database, :func:`settle` and the
 scheduler's decision in :func:`on_report` lock the study's row first (``locks.lock_study``), so
@@ -26,7 +28,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session
 
 from app import crud, locks, parking
@@ -228,12 +230,20 @@ def feed(session: Session, study: Study, scheduler: Scheduler | None) -> int:
 
 
 def settle(session: Session, study: Study) -> None:
-    """Feed a caviar study, then mark it completed when nothing is left to run.
+    """Bring the study's state up to date after its trials changed; feed a caviar study first.
 
-    When nothing runs and nothing new may start, trials parked at a rung get a last
-    promotion (the rung's last, incomplete group counts); those it leaves end as pruned.
+    Called wherever a trial is added, queued again or ends (creation, fork, resume, pause,
+    stop, finish, the reaper). A study is completed when none of its trials is queued,
+    running or paused, and active again as soon as one is. A caviar study is fed before that
+    is decided; when nothing runs and nothing new may start, trials parked at a rung get a
+    last promotion (the rung's last, incomplete group counts); those it leaves end as pruned.
     """
     if study.mode is not StudyMode.CAVIAR:
+        # A panda study has nothing to feed: its state alone follows its trials. This runs in
+        # every panda finish, so it costs one indexed EXISTS (the study's row lock is a no-op
+        # on SQLite, and on PostgreSQL keeps a concurrent new trial from being missed).
+        locks.lock_study(session, study)
+        _set_state(session, study)
         return
     session.flush()
     locks.lock_study(session, study)
@@ -247,8 +257,21 @@ def settle(session: Session, study: Study) -> None:
         if not promoted:
             parking.end_parked(session, study, left)
         session.flush()
-    still_open = _count(session, Trial.study_id == study.id, Trial.state.in_(OPEN_STATES))
-    study.state = StudyState.ACTIVE if still_open else StudyState.COMPLETED
+    _set_state(session, study)
+
+
+def _set_state(session: Session, study: Study) -> None:
+    """Active while any trial is queued, running or paused, else completed.
+
+    The callers' trial changes are flushed first, so the query sees them (the flush writes
+    what the commit would have); the study's row is written only when its state changes.
+    """
+    session.flush()
+    still_open = session.scalar(select(exists().where(
+        Trial.study_id == study.id, Trial.state.in_(OPEN_STATES))))
+    state = StudyState.ACTIVE if still_open else StudyState.COMPLETED
+    if study.state is not state:
+        study.state = state
 
 
 # -- early stopping --------------------------------------------------------------------------

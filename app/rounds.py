@@ -15,13 +15,20 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
 from app import caviar, caviar_config, crud
 from app.errors import Conflict
 from app.models import Direction, Round, RoundKind, Study, StudyMode, Trial, TrialState
-from app.schemas import Budget, RetestCreate, RetestGroup, RoundCreate, RoundPublic
+from app.schemas import (
+    Budget,
+    RetestCreate,
+    RetestGroup,
+    RetestShape,
+    RoundCreate,
+    RoundPublic,
+)
 from app.tuning import Direction as TuningDirection
 from app.tuning import check_within, completed_trials, narrow_from_top, parse_space, trial_rng
 
@@ -56,13 +63,38 @@ def round_numbers(session: Session, round_ids: Iterable[int]) -> dict[int, int]:
     return {round_id: number for round_id, number in session.execute(q)}
 
 
-def round_public(rnd: Round, counts: dict[str, int]) -> RoundPublic:
+def retest_shapes(session: Session, study_id: int) -> dict[int, RetestShape]:
+    """Re-test round id -> its top k and seeds each, read from its trials in one query.
+
+    Not stored on the round: each re-test trial names the configuration it re-runs, so k is
+    the number of distinct ones and the seeds are the trials per configuration.
+    """
+    q = (
+        select(Trial.round_id, func.count(distinct(Trial.retest_of_id)), func.count())
+        .join(Round, Round.id == Trial.round_id)
+        .where(Round.study_id == study_id, Round.kind == RoundKind.RETEST,
+               Trial.retest_of_id.is_not(None))
+        .group_by(Trial.round_id)
+    )
+    out: dict[int, RetestShape] = {}
+    for round_id, top, n in session.execute(q):
+        if round_id is not None and top:  # never None (inner join); typed optional
+            out[round_id] = RetestShape(top=top, seeds=n // top)
+    return out
+
+
+def round_public(
+    rnd: Round, counts: dict[str, int], retest: RetestShape | None = None
+) -> RoundPublic:
+    """The round as the API shows it; ``retest``: a re-test round's shape (see
+    :func:`retest_shapes`)."""
     return RoundPublic(
         id=rnd.id, study_id=rnd.study_id, number=rnd.number, kind=rnd.kind, space=rnd.space,
         parent_round_id=rnd.parent_round_id,
         budget=Budget(trials=rnd.budget_trials, epochs=rnd.budget_epochs),
         from_top=rnd.from_top, margin=rnd.margin, outside_parent=list(rnd.outside_parent or []),
-        counts=counts, created_at=rnd.created_at,
+        counts=counts, retest=retest if rnd.kind is RoundKind.RETEST else None,
+        created_at=rnd.created_at,
     )
 
 

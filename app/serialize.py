@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from app import crud, parking
 from app.control import pending_hparams
-from app.models import Checkpoint, Event, EventKind, Study, Trial, TrialState
+from app.models import (
+    FINISHED_STATES,
+    Checkpoint,
+    Event,
+    EventKind,
+    Round,
+    Study,
+    Trial,
+    TrialState,
+)
 from app.rounds import round_numbers
 from app.schemas import (
     Budget,
     CheckpointPublic,
     EventPublic,
     ObjectivePublic,
+    Progress,
     SamplerInfo,
     StudyPublic,
     TrialPublic,
@@ -60,9 +71,14 @@ def curve(points: Sequence[tuple[int, float]]) -> list[Point]:
 
 
 def study_public(
-    study: Study, counts: dict[str, int], sampler_info: SamplerInfo | None = None
+    study: Study, counts: dict[str, int], sampler_info: SamplerInfo | None = None, *,
+    unstarted: int,
 ) -> StudyPublic:
-    """The study with its budget (in trials or in epochs) and its algorithms' settings."""
+    """The study with its budget (in trials or in epochs) and its algorithms' settings.
+
+    ``counts``: its trials per state; ``unstarted``: the trials its rounds' budgets still plan
+    but have not created (see :func:`unstarted_trials`).
+    """
     return StudyPublic(
         id=study.id,
         name=study.name,
@@ -83,7 +99,66 @@ def study_public(
         state=study.state,
         created_at=study.created_at,
         counts=counts,
+        progress=progress(counts, unstarted),
     )
+
+
+_FINISHED = frozenset(s.value for s in FINISHED_STATES)
+
+
+def progress(counts: dict[str, int], unstarted: int) -> Progress:
+    """Ended trials out of the trials created (``counts``, per state) plus ``unstarted``."""
+    ended = sum(n for state, n in counts.items() if state in _FINISHED)
+    return Progress(ended=ended, planned=sum(counts.values()) + max(unstarted, 0))
+
+
+def unstarted_trials(session: Session, study_ids: Iterable[int]) -> dict[int, int]:
+    """Per study, the trials its rounds' budgets still plan but have not created: one query.
+
+    Only a round budgeted in trials plans ahead (``budget - created``, never below 0: trials
+    added by hand or forked may pass it); a budget in epochs has no trial count to plan, and a
+    round that can sample no more (``exhausted``) plans nothing beyond what it created. A
+    re-test round creates all its trials at once. Studies with nothing left are left out.
+    """
+    ids = list(study_ids)
+    if not ids:
+        return {}
+    created = (
+        select(Trial.round_id, func.count().label("n"))
+        .where(Trial.study_id.in_(ids), Trial.round_id.is_not(None))
+        .group_by(Trial.round_id)
+        .subquery()
+    )
+    left = Round.budget_trials - func.coalesce(created.c.n, 0)
+    q = (
+        select(Round.study_id, func.sum(case((left > 0, left), else_=0)))
+        .outerjoin(created, created.c.round_id == Round.id)
+        .where(Round.study_id.in_(ids), Round.budget_trials.is_not(None),
+               Round.exhausted.is_(False))
+        .group_by(Round.study_id)
+    )
+    return {study_id: int(n or 0) for study_id, n in session.execute(q)}
+
+
+def study_out(
+    session: Session, study: Study, sampler_info: SamplerInfo | None = None
+) -> StudyPublic:
+    """One study with its trial counts and progress (two queries)."""
+    return studies_out(session, [study], sampler_info)[0]
+
+
+def studies_out(
+    session: Session, studies: Sequence[Study], sampler_info: SamplerInfo | None = None
+) -> list[StudyPublic]:
+    """Studies with their trial counts and progress: two grouped queries whatever the count.
+
+    ``sampler_info`` goes to every study: pass it for a single study only.
+    """
+    ids = [s.id for s in studies]
+    counts = crud.state_counts(session, ids)
+    unstarted = unstarted_trials(session, ids)
+    return [study_public(s, counts[s.id], sampler_info, unstarted=unstarted.get(s.id, 0))
+            for s in studies]
 
 
 def trial_public(

@@ -6,16 +6,25 @@ from fastapi import APIRouter, status
 
 from app import rounds
 from app.deps import SessionDep, StudyDep
-from app.schemas import RetestCreate, RetestPublic, RoundCreate, RoundPublic, RoundsPublic
+from app.schemas import (
+    RetestCreate,
+    RetestPublic,
+    RetestShape,
+    RoundCreate,
+    RoundPublic,
+    RoundsPublic,
+)
 
 router = APIRouter(prefix="/studies", tags=["rounds"])
 
 
 @router.get("/{study_id}/rounds", response_model=RoundsPublic)
 def list_rounds(study: StudyDep, session: SessionDep) -> RoundsPublic:
-    """The study's rounds, first to last, with their spaces, budgets and trial counts."""
+    """The study's rounds, first to last, with their spaces, budgets and trial counts; a
+    re-test round also with its ``retest`` shape (top k, seeds each)."""
     counts = rounds.counts_by_round(session, study.id)
-    data = [rounds.round_public(r, counts.get(r.id, {}))
+    retests = rounds.retest_shapes(session, study.id)
+    data = [rounds.round_public(r, counts.get(r.id, {}), retests.get(r.id))
             for r in rounds.list_rounds(session, study.id)]
     return RoundsPublic(data=data, count=len(data))
 
@@ -45,7 +54,8 @@ def create_retest(study: StudyDep, body: RetestCreate, session: SessionDep) -> R
     round of kind ``retest``; ``GET .../retest`` summarises them. 409 with too few trials.
     """
     rnd = rounds.add_retest(session, study, body)
-    out = rounds.round_public(rnd, rounds.counts_by_round(session, study.id).get(rnd.id, {}))
+    out = rounds.round_public(rnd, rounds.counts_by_round(session, study.id).get(rnd.id, {}),
+                              RetestShape(top=body.top, seeds=body.seeds))
     session.commit()
     return out
 

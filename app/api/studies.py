@@ -21,7 +21,7 @@ from app.schemas import (
     TrialPublic,
     TrialsPublic,
 )
-from app.serialize import study_public, trial_out, trials_out
+from app.serialize import studies_out, study_out, trial_out, trials_out
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/studies", tags=["studies"])
@@ -31,17 +31,15 @@ Offset = Annotated[int, Query(ge=0)]
 
 
 def _study_out(session: Session, study: Study) -> StudyPublic:
-    """One study with its counts and the distinct values its sampler tried."""
-    counts = crud.state_counts(session, [study.id])[study.id]
-    return study_public(study, counts, analysis.sampler_info(session, study))
+    """One study with its counts, progress and the distinct values its sampler tried."""
+    return study_out(session, study, analysis.sampler_info(session, study))
 
 
 @router.get("", response_model=StudiesPublic)
 def list_studies(session: SessionDep, limit: Limit = 100, offset: Offset = 0) -> StudiesPublic:
     """List studies, newest first."""
     studies, count = crud.list_studies(session, limit=limit, offset=offset)
-    counts = crud.state_counts(session, [s.id for s in studies])
-    return StudiesPublic(data=[study_public(s, counts[s.id]) for s in studies], count=count)
+    return StudiesPublic(data=studies_out(session, studies), count=count)
 
 
 @router.post("", response_model=StudyPublic, status_code=status.HTTP_201_CREATED)

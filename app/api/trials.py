@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Query, status
 from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
-from app import control, crud
+from app import caviar, control, crud
 from app.deps import SessionDep, TrialDep
 from app.errors import NotFound
 from app.models import Trial
@@ -100,6 +100,9 @@ def pause_trial(trial: TrialDep, session: SessionDep) -> TrialPublic:
 def resume_trial(trial: TrialDep, session: SessionDep) -> TrialPublic:
     """Resume a paused trial from its latest checkpoint (it is queued again)."""
     control.resume(session, trial)
+    # The trial is open again: a study completed meanwhile becomes active (control.resume
+    # itself does not settle).
+    caviar.settle(session, trial.study)
     return _commit(session, trial)
 
 

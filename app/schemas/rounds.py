@@ -34,6 +34,13 @@ class RoundCreate(Strict):
         return self
 
 
+class RetestShape(BaseModel):
+    """What a re-test round re-runs: the ``top`` best configurations, ``seeds`` times each."""
+
+    top: int
+    seeds: int
+
+
 class RoundPublic(BaseModel):
     id: int
     study_id: int
@@ -48,6 +55,10 @@ class RoundPublic(BaseModel):
         description="dimensions of an explicit space that leave the parent round's ranges"
     )
     counts: dict[str, int] = Field(description="number of trials per state")
+    retest: RetestShape | None = Field(
+        None, description="a re-test round's top k configurations and seeds each (read-only); "
+        "null for a search round"
+    )
     created_at: datetime
 
 

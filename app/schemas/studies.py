@@ -94,6 +94,19 @@ class SamplerInfo(BaseModel):
     trials: int = Field(description="trials sampled so far, re-tests left out")
 
 
+class Progress(BaseModel):
+    """How far the study is: trials ended out of every trial it plans to run.
+
+    ``planned`` counts each round's budget in trials (or, for a budget in epochs or a round
+    that can sample no more, the trials it created), every trial a later round or a re-test
+    added, and trials added by hand or forked; so ``ended <= planned`` always holds.
+    """
+
+    ended: int = Field(description="trials completed, pruned, stopped or failed")
+    planned: int = Field(description="trials created so far plus those the rounds' budgets "
+                         "in trials have still to create")
+
+
 class StudyPublic(BaseModel):
     id: int
     name: str
@@ -116,6 +129,7 @@ class StudyPublic(BaseModel):
     state: StudyState
     created_at: datetime
     counts: dict[str, int] = Field(description="number of trials per state")
+    progress: Progress
 
 
 class StudiesPublic(BaseModel):

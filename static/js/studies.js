@@ -2,7 +2,6 @@
 
 import { el, fmt, get, post, progressBar, stateBadge, timeText, flash } from "./api.js";
 
-const ENDED = ["completed", "failed", "stopped", "pruned"];
 const tbody = document.querySelector("#studies-table tbody");
 const status = document.getElementById("studies-status");
 
@@ -30,9 +29,9 @@ function row(study, top) {
   // A panda run also links straight to the cockpit of its (best) trial.
   const cockpit = study.mode === "panda" && top
     ? [" · ", el("a", { href: `/trials/${top.id}` }, `cockpit of trial ${top.id}`)] : [];
-  const ended = ENDED.reduce((n, s) => n + (study.counts[s] || 0), 0);
-  const total = Object.values(study.counts).reduce((a, b) => a + b, 0);
-  const budget = study.budget.trials || total; // a budget in epochs: trials created so far
+  // Ended out of every trial the study plans: round 1's budget, later rounds and re-tests,
+  // trials added by hand (the server counts them; round 1's budget alone went past 100 %).
+  const { ended, planned } = study.progress;
   const running = study.counts.running || 0;
   const objective = `${study.objective.metric} (${study.objective.direction})`;
   return el("tr", { "data-study-id": String(study.id) },
@@ -41,7 +40,7 @@ function row(study, top) {
     el("td", {}, study.task),
     el("td", {}, stateBadge(study.state, running ? `, ${running} running` : "")),
     el("td", { title: study.budget.epochs ? `budget: ${study.budget.epochs} epochs` : null },
-      progressBar(budget ? ended / budget : 0, `${ended} / ${budget}`)),
+      progressBar(planned ? Math.min(1, ended / planned) : 0, `${ended} / ${planned}`)),
     el("td", { title: objective }, best === null ? "–" : `${fmt(best)} ${study.objective.metric}`),
     el("td", {}, timeText(study.created_at)));
 }

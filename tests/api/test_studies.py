@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import Engine, event, select
 
+from app.main import reap_once
 from app.models import Checkpoint, Metric, Round, Study, Trial
+from tests.api.test_caviar import caviar_study, complete
 from tests.conftest import DB
-from tests.factories import claim, create_study, create_trial, report, running_trial, upload
+from tests.factories import (
+    claim,
+    create_study,
+    create_trial,
+    finish,
+    report,
+    running_trial,
+    upload,
+)
 
 
 def test_create_study(client: TestClient, db: DB) -> None:
@@ -272,3 +286,181 @@ def test_list_trials_invalid(client: TestClient, params: dict[str, Any], named: 
     study = create_study(client)
     r = client.get(f"/api/studies/{study['id']}/trials", params=params)
     assert r.status_code == 422 and named in r.json()["detail"]
+
+
+# -- progress: ended trials out of every trial the study plans --------------------------------
+
+
+def progress_of(client: TestClient, study_id: int) -> dict[str, int]:
+    """The study's progress as GET shows it, checked equal to what the list shows."""
+    got = client.get(f"/api/studies/{study_id}").json()["progress"]
+    listed = {s["id"]: s["progress"] for s in client.get("/api/studies").json()["data"]}
+    assert listed[study_id] == got
+    assert 0 <= got["ended"] <= got["planned"]
+    return dict(got)
+
+
+def test_progress_counts_later_rounds_retests_and_trials_added_by_hand(
+    client: TestClient,
+) -> None:
+    sid = caviar_study(client, budget={"trials": 4})["id"]  # parallelism 2: 2 sampled so far
+    assert progress_of(client, sid) == {"ended": 0, "planned": 4}
+    for value in (0.5, 0.9, 0.7, 0.6):
+        complete(client, value)
+    assert progress_of(client, sid) == {"ended": 4, "planned": 4}
+    # Round 2 plans 3 trials at once, though only 2 are sampled (parallelism).
+    r = client.post(f"/api/studies/{sid}/rounds", json={"from_top": 2, "trials": 3})
+    assert r.status_code == 201, r.text
+    assert progress_of(client, sid) == {"ended": 4, "planned": 7}  # round 1 alone said 4
+    for value in (0.8, 0.4, 0.3):
+        complete(client, value)
+    assert progress_of(client, sid) == {"ended": 7, "planned": 7}
+    r = client.post(f"/api/studies/{sid}/retest", json={"top": 2, "seeds": 2})
+    assert r.status_code == 201, r.text
+    assert progress_of(client, sid) == {"ended": 7, "planned": 11}
+    # A trial added by hand joins round 2, whose budget is spent: it adds one to the plan.
+    create_trial(client, sid)
+    assert progress_of(client, sid) == {"ended": 7, "planned": 12}
+    for value in (0.81, 0.82, 0.83, 0.84, 0.85):
+        complete(client, value)
+    study = client.get(f"/api/studies/{sid}").json()
+    assert study["progress"] == {"ended": 12, "planned": 12} and study["state"] == "completed"
+
+
+def test_progress_of_an_epoch_budget_and_a_spent_grid_counts_created_trials(
+    client: TestClient,
+) -> None:
+    by_epochs = caviar_study(client, budget={"epochs": 8})["id"]  # 2 trials of 4 epochs
+    assert progress_of(client, by_epochs) == {"ended": 0, "planned": 2}
+    complete(client, 0.5)
+    complete(client, 0.6)
+    assert progress_of(client, by_epochs) == {"ended": 2, "planned": 2}
+    # 2 points on each of 3 ranges: the grid is spent after 8 of the 10 trials budgeted.
+    grid = caviar_study(client, budget={"trials": 10},
+                        sampler={"name": "grid", "points_per_dim": 2})["id"]
+    assert progress_of(client, grid) == {"ended": 0, "planned": 10}
+    for i in range(8):
+        complete(client, 0.1 * i)
+    study = client.get(f"/api/studies/{grid}").json()
+    assert study["progress"] == {"ended": 8, "planned": 8} and study["state"] == "completed"
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[list[str]]:
+    """The SQL statements the server runs on ``engine`` inside the block."""
+    seen: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+
+def test_list_studies_progress_takes_the_same_queries_for_one_study_or_many(
+    client: TestClient, app: FastAPI
+) -> None:
+    caviar_study(client, budget={"trials": 4})
+    with statements(app.state.engine) as one:
+        assert client.get("/api/studies").json()["count"] == 1
+    for _ in range(3):
+        caviar_study(client, budget={"trials": 4})
+    with statements(app.state.engine) as four:
+        listed = client.get("/api/studies").json()["data"]
+    assert [s["progress"] for s in listed] == [{"ended": 0, "planned": 4}] * 4
+    assert len(four) == len(one)
+
+
+# -- a panda study's state follows its trials ------------------------------------------------
+
+
+def state_of(client: TestClient, study_id: int) -> str:
+    got = client.get(f"/api/studies/{study_id}").json()["state"]
+    (listed,) = [s["state"] for s in client.get("/api/studies").json()["data"]
+                 if s["id"] == study_id]
+    assert listed == got
+    return str(got)
+
+
+def running_trial_of(client: TestClient, study_id: int) -> tuple[int, int]:
+    """A trial of ``study_id`` claimed by a worker: ``(trial_id, attempt)``."""
+    trial = create_trial(client, study_id)
+    got = claim(client)
+    assert got["trial_id"] == trial["id"]
+    return trial["id"], got["attempt"]
+
+
+def test_panda_study_completes_when_its_trials_end_and_reopens_on_a_new_one(
+    client: TestClient,
+) -> None:
+    sid = create_study(client, epochs=1)["id"]
+    assert state_of(client, sid) == "active"  # nothing has run yet
+    first = create_trial(client, sid)["id"]
+    got = claim(client)
+    upload(client, first, got["attempt"], 10)
+    assert finish(client, first, got["attempt"], "completed", 20).status_code == 200
+    assert state_of(client, sid) == "completed"
+    # A fork is a new trial: the study is active until it ends too.
+    fork = client.post(f"/api/trials/{first}/fork", json={"step": 10})
+    assert fork.status_code == 201, fork.text
+    assert state_of(client, sid) == "active"
+    got = claim(client)
+    assert got["trial_id"] == fork.json()["id"]
+    finish(client, got["trial_id"], got["attempt"], "failed", 11, error="diverged")
+    assert state_of(client, sid) == "completed"
+    # A trial added by hand; a queued one stopped before it ran ends too.
+    queued = create_trial(client, sid)["id"]
+    assert state_of(client, sid) == "active"
+    assert client.post(f"/api/trials/{queued}/stop").status_code == 200
+    assert state_of(client, sid) == "completed"
+
+
+def test_panda_study_with_a_paused_trial_stays_active_until_it_is_resumed_and_ends(
+    client: TestClient,
+) -> None:
+    sid = create_study(client, epochs=1)["id"]
+    tid, attempt = running_trial_of(client, sid)
+    client.post(f"/api/trials/{tid}/pause")
+    upload(client, tid, attempt, 5)
+    assert finish(client, tid, attempt, "paused", 5).json()["state"] == "paused"
+    assert state_of(client, sid) == "active"  # a paused trial may still be resumed
+    assert client.post(f"/api/trials/{tid}/resume").json()["state"] == "queued"
+    assert state_of(client, sid) == "active"
+    got = claim(client)
+    assert finish(client, tid, got["attempt"], "stopped", 6).status_code == 200
+    assert state_of(client, sid) == "completed"
+
+
+def test_panda_study_completes_when_the_reaper_fails_its_last_trial(
+    client: TestClient, app: FastAPI
+) -> None:
+    app.state.settings.lease_seconds = 0.001
+    app.state.settings.max_attempts = 1
+    sid = create_study(client, epochs=1)["id"]
+    tid, _ = running_trial_of(client, sid)
+    time.sleep(0.01)  # let the 1 ms lease run out
+    assert reap_once(app) == 1
+    assert client.get(f"/api/trials/{tid}").json()["state"] == "failed"
+    assert state_of(client, sid) == "completed"
+
+
+def test_panda_finish_reads_the_open_trials_once_and_writes_the_study_only_on_change(
+    client: TestClient, app: FastAPI
+) -> None:
+    sid = create_study(client, epochs=1)["id"]
+    first, attempt = running_trial_of(client, sid)
+    create_trial(client, sid)  # still queued when the first ends
+    with statements(app.state.engine) as seen:
+        finish(client, first, attempt, "completed", 1)
+    assert state_of(client, sid) == "active"
+    lowered = [s.lower() for s in seen]
+    assert sum("exists" in s for s in lowered) == 1
+    assert not [s for s in lowered if s.startswith("update studies")]
+    second = claim(client)
+    with statements(app.state.engine) as seen:
+        finish(client, second["trial_id"], second["attempt"], "completed", 1)
+    assert state_of(client, sid) == "completed"
+    assert len([s for s in seen if s.lower().startswith("update studies")]) == 1
