@@ -1,19 +1,19 @@
-"""What a study found: the best trial, hyperparameter importance, CSV/JSON export."""
+"""What a study found: the best trial, objective by epoch, importance, CSV/JSON export."""
 
 from __future__ import annotations
 
 import csv
 import io
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from app import analysis
+from app import analysis, curves
 from app.deps import SessionDep, StudyDep
 from app.schemas import BestPublic, ImportancePublic
-from app.serialize import trial_out
+from app.serialize import finite, trial_out
 
 router = APIRouter(prefix="/studies", tags=["analysis"])
 
@@ -32,6 +32,25 @@ def get_best(study: StudyDep, session: SessionDep) -> BestPublic:
     return BestPublic(metric=study.objective_metric, direction=study.direction,
                       value=trial.last_value, hparams=trial.hparams,
                       trial=trial_out(session, trial))
+
+
+@router.get("/{study_id}/curves")
+def get_curves(
+    study: StudyDep,
+    session: SessionDep,
+    trials: Annotated[str | None, Query(pattern=r"^\d{1,9}(,\d{1,9})*$")] = None,
+    max_points: Annotated[int | None, Query(ge=2, le=100_000)] = None,
+) -> dict[str, Any]:
+    """The objective by epoch of the study's trials (``trials=3,5``: those only), as
+    ``data: [{trial_id, points: [[epoch, value], ...]}]``: one x-axis whatever the batch size.
+    """
+    ids = [int(t) for t in trials.split(",")] if trials else None
+    series = curves.objective_by_epoch(session, study, ids, max_points)
+    data = [
+        {"trial_id": tid, "points": [[epoch, finite(v)] for epoch, v in points]}
+        for tid, points in sorted(series.items())
+    ]
+    return {"metric": study.objective_metric, "data": data, "count": len(data)}
 
 
 @router.get("/{study_id}/importance", response_model=ImportancePublic)

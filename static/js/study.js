@@ -2,10 +2,11 @@
 // brushing into the next round, scatter per hyperparameter, importance, re-test and export.
 
 import {
-  FINISHED, el, flash, fmt, get, hasRoute, num, post, progressBar, stateBadge, stream,
+  FINISHED, el, flash, fmt, get, hasRoute, post, progressBar, stateBadge, stream,
 } from "./api.js";
-import { LineChart } from "./charts.js";
-import { Parallel, drawImportance, drawScatter, rangedNames } from "./study_charts.js";
+import {
+  EpochCurves, Parallel, drawImportance, drawScatter, rangedNames,
+} from "./study_charts.js";
 
 const root = document.getElementById("study-root");
 const STUDY_ID = Number(root.dataset.studyId);
@@ -19,13 +20,11 @@ const state = {
   selected: new Set(),
   sort: { key: "number", desc: false },
   page: 0,
-  curves: new Map(), // trial id -> [[step, value]]
   brushed: {},
   stream: "", // the stream's status: "live", "reconnecting" or "closed"
 };
 
-const curves = new LineChart(document.getElementById("chart-curves"),
-  { title: "Objective by step", yName: "objective" });
+const curves = new EpochCurves(document.getElementById("chart-curves"), STUDY_ID);
 const parallel = new Parallel(document.getElementById("chart-parallel"), onBrush);
 
 // The API gives each trial its round's number (1, 2, ...); a panda trial has none.
@@ -92,15 +91,33 @@ function rangeText(dist) {
   return `${dist.dist} [${fmt(dist.low)}, ${fmt(dist.high)}]`;
 }
 
+// "Round 3 · re-test: top 3 × 2 seeds" or "Round 2"; a re-test has no ranges of its own.
+function roundTitle(r) {
+  if (r.kind !== "retest") return `Round ${r.number}`;
+  const shape = r.retest ? `: top ${r.retest.top} × ${r.retest.seeds} ` +
+    `seed${r.retest.seeds === 1 ? "" : "s"}` : "";
+  return `Round ${r.number} · re-test${shape}`;
+}
+
+// A search round lists its ranges; a re-test re-runs chosen configurations with fresh seeds,
+// so the space it copied from the round before it would mislead.
+function roundBody(r) {
+  if (r.kind === "retest") {
+    return el("p", { class: "hint" }, "Re-runs the best configurations with fresh seeds; " +
+      "their values are under Re-test results.");
+  }
+  return el("dl", { class: "kv" }, rangedNames(r.space).flatMap((n) =>
+    [el("dt", {}, n), el("dd", {}, rangeText(r.space[n]))]));
+}
+
 function drawRounds() {
   const box = document.getElementById("rounds");
   const rounds = state.rounds || [{ number: 1, space: state.study.space }];
   box.className = "";
   box.replaceChildren(...rounds.map((r) => el("div", { "data-round": String(r.number) },
-    el("h3", {}, `Round ${r.number}${r.kind === "retest" ? " (re-test)" : ""}`,
+    el("h3", {}, roundTitle(r),
       r.counts ? ` · ${Object.entries(r.counts).map(([k, v]) => `${v} ${k}`).join(", ")}` : ""),
-    el("dl", { class: "kv" }, rangedNames(r.space).flatMap((n) =>
-      [el("dt", {}, n), el("dd", {}, rangeText(r.space[n]))])))));
+    roundBody(r))));
   if (!state.rounds) {
     box.append(el("p", { class: "hint" }, "Later rounds appear here once the server lists them."));
   }
@@ -210,26 +227,11 @@ function curveTrials() {
 }
 
 async function loadCurves() {
-  const metric = state.study.objective.metric;
-  const wanted = curveTrials();
-  await Promise.all(wanted.filter((t) => !state.curves.has(t.id)).map(async (t) => {
-    const m = await get(`/api/trials/${t.id}/metrics?names=${metric}&max_points=300`);
-    state.curves.set(t.id, (m[metric] || []).map(([s, v]) => [s, num(v)]));
-  }));
-  drawCurves();
-}
-
-function drawCurves() {
-  curves.setSeries(curveTrials().map((t) => ({ name: `#${t.number}`,
-    points: state.curves.get(t.id) || [] })));
+  await curves.load(curveTrials());
 }
 
 function onMetrics(frame) {
-  const pts = frame.points[state.study.objective.metric];
-  const have = state.curves.get(frame.trial_id);
-  if (!pts || !have) return;
-  for (const [s, v] of pts) have.push([s, num(v)]);
-  drawCurves();
+  curves.onMetrics(frame, state.study.objective.metric);
 }
 
 // -- analysis charts -------------------------------------------------------------------------

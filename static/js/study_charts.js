@@ -1,6 +1,57 @@
-// Caviar charts: parallel coordinates with brushing, per-hyperparameter scatter, importance bars.
+// Study charts: objective by epoch; for caviar, parallel coordinates with brushing,
+// per-hyperparameter scatter, importance bars.
 
-import { formatNumber, makeChart, palette } from "./charts.js";
+import { FINISHED, flash, get, num } from "./api.js";
+import { LineChart, formatNumber, makeChart, palette } from "./charts.js";
+
+// The trials' objective on one epoch axis. By step they would not compare: a batch of 32 takes
+// 8 times the steps per epoch of a batch of 256. Epochs are what the study's budget, epochs and
+// early stopping count in. One request fetches every trial it needs.
+export class EpochCurves {
+  constructor(node, studyId) {
+    this.line = new LineChart(node, { title: "Objective by epoch", yName: "objective",
+      xName: "epoch (passes over the training data)" });
+    this.chart = this.line.chart;
+    this.chart.setOption({ xAxis: { minInterval: 1 } });
+    this.url = `/api/studies/${studyId}/curves`;
+    this.loaded = new Map(); // trial id -> {state, points: [[epoch, value]]} as last fetched
+    this.trials = [];
+    this.seq = 0; // the latest request: an older answer arriving after it is dropped
+    this.timer = null;
+  }
+
+  // Draw `trials` ({id, number, state}), fetching those not loaded yet or loaded while open.
+  async load(trials) {
+    this.trials = trials;
+    const stale = trials.filter((t) => {
+      const have = this.loaded.get(t.id);
+      return !have || !FINISHED.has(have.state);
+    });
+    if (stale.length) {
+      const seq = ++this.seq;
+      const ids = stale.map((t) => t.id).join(",");
+      const res = await get(`${this.url}?trials=${ids}&max_points=300`);
+      if (seq !== this.seq) return;
+      const states = new Map(stale.map((t) => [t.id, t.state]));
+      for (const c of res.data) {
+        this.loaded.set(c.trial_id, { state: states.get(c.trial_id),
+          points: c.points.map(([x, v]) => [x, num(v)]) });
+      }
+    }
+    this.line.setSeries(this.trials.map((t) => ({ name: `#${t.number}`,
+      points: (this.loaded.get(t.id) || { points: [] }).points })));
+  }
+
+  // A live `metrics` frame with the objective of a drawn trial: fetch again within a second.
+  onMetrics(frame, metric) {
+    if (!frame.points[metric] || !this.trials.some((t) => t.id === frame.trial_id)) return;
+    if (this.timer !== null) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.load(this.trials).catch((err) => flash(`Curves: ${err.message}`));
+    }, 1000);
+  }
+}
 
 // How a ranged hyperparameter is drawn: the value on its sampling scale and the axis type.
 export function scaleOf(name, dist) {
