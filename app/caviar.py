@@ -28,7 +28,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, exists, func, select
+from sqlalchemy import Select, bindparam, exists, func, select
 from sqlalchemy.orm import Session
 
 from app import crud, locks, parking
@@ -260,6 +260,11 @@ def settle(session: Session, study: Study) -> None:
     _set_state(session, study)
 
 
+_ANY_OPEN = select(
+    exists().where(Trial.study_id == bindparam("study_id"), Trial.state.in_(OPEN_STATES))
+)
+
+
 def _set_state(session: Session, study: Study) -> None:
     """Active while any trial is queued, running or paused, else completed.
 
@@ -267,8 +272,8 @@ def _set_state(session: Session, study: Study) -> None:
     what the commit would have); the study's row is written only when its state changes.
     """
     session.flush()
-    still_open = session.scalar(select(exists().where(
-        Trial.study_id == study.id, Trial.state.in_(OPEN_STATES))))
+    # On the Core connection, built once: every panda finish runs it, inside the writers' turn.
+    still_open = session.connection().execute(_ANY_OPEN, {"study_id": study.id}).scalar()
     state = StudyState.ACTIVE if still_open else StudyState.COMPLETED
     if study.state is not state:
         study.state = state
