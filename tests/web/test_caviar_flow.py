@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx2
 import pytest
 from playwright.sync_api import expect
 
+from tests.web import trials_of, wait_api
+
 pytestmark = pytest.mark.slow  # a real server, real workers and a real browser
 
 N_TRIALS, PARALLELISM, NEXT_TRIALS = 8, 2, 4
-
-
-def wait_api(probe: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.2)
-
-
-def trials_of(api: httpx2.Client, study_id: int) -> list[dict[str, Any]]:
-    return list(api.get(f"/api/studies/{study_id}/trials?limit=1000").json()["data"])
 
 
 def test_coarse_to_fine_from_the_browser(page: Any, api: httpx2.Client, shot: Any) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.web.test_caviar_flow import trials_of, wait_api
+from tests.web import trials_of, wait_api
 
 pytestmark = pytest.mark.slow  # a real server, real workers and a real browser
 

@@ -3,13 +3,13 @@ re-test round by what it re-runs (top k x seeds), not by the ranges it copied.""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx2
 import pytest
 from playwright.sync_api import expect
+
+from tests.web import trials_of, wait_api
 
 pytestmark = pytest.mark.slow  # a real server, real workers and a real browser
 
@@ -18,21 +18,6 @@ SPACE = {"learning_rate": {"dist": "log_uniform", "low": 1e-3, "high": 0.5},
 ROUND_1, ROUND_2 = 6, 3
 # Round 2's trials train long enough to be still running (or queued) while the page is read.
 LONG_EPOCHS = 2000
-
-
-def wait_api(probe: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.2)
-
-
-def trials_of(api: httpx2.Client, study_id: int) -> list[dict[str, Any]]:
-    return list(api.get(f"/api/studies/{study_id}/trials?limit=1000").json()["data"])
 
 
 def stop_open_trials(api: httpx2.Client, study_id: int) -> bool:
