@@ -47,19 +47,22 @@ function drawHeader() {
   document.getElementById("study-meta").replaceChildren(stateBadge(s.state), ` ${s.mode} · task `,
     `${s.task} · objective ${s.objective.metric} (${s.objective.direction}) · budget `,
     budgetText(s),
-    `, ${s.parallelism} at once · sampler ${algo(s.sampler)}`,
+    `, ${s.parallelism} at once · ${s.progress.ended} / ${s.progress.planned} trials ended`,
+    ` · sampler ${algo(s.sampler)}`,
     s.scheduler ? ` · early stopping ${algo(s.scheduler)}` : "", ` · ${counts}`);
   document.getElementById("export-csv").href = `${BASE}/export?format=csv`;
   document.getElementById("export-json").href = `${BASE}/export?format=json`;
   curves.chart.setOption({ yAxis: { name: s.objective.metric } });
 }
 
-// The first round's budget; in epochs, with the epochs its trials have trained so far.
+// The first round's budget, named as such once later rounds add their own; in epochs, with
+// the epochs its trials have trained so far.
 function budgetText(s) {
-  if (s.budget.trials) return `${s.budget.trials} trials`;
+  const first = (state.rounds || []).length > 1 ? " in round 1" : "";
+  if (s.budget.trials) return `${s.budget.trials} trials${first}`;
   const trained = state.trials.filter((t) => roundOf(t) === 1)
     .reduce((sum, t) => sum + t.epoch, 0);
-  return `${s.budget.epochs} epochs (${fmt(trained, 3)} trained)`;
+  return `${s.budget.epochs} epochs${first} (${fmt(trained, 3)} trained)`;
 }
 
 // One line on how many distinct values of each hyperparameter the search tries: the notes'
@@ -396,8 +399,8 @@ async function loadRounds() {
 }
 
 async function refresh() {
-  if (state.study && state.study.mode === "caviar") await loadRounds();
   const [study, page] = await Promise.all([get(BASE), get(`${BASE}/trials?limit=1000`)]);
+  if (study.mode === "caviar") await loadRounds(); // the header and panels need them at once
   state.study = study;
   state.trials = page.data;
   document.getElementById("study-status").textContent = page.count > page.data.length

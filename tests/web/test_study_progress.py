@@ -54,6 +54,10 @@ def test_list_progress_counts_later_rounds_and_retests(page: Any, api: httpx2.Cl
     expect(retest.locator("h3")).to_contain_text("Round 3 · re-test: top 2 × 1 seed")
     expect(retest.locator("dl")).to_have_count(0)  # no ranges: it re-runs configurations
     expect(page.locator('#rounds [data-round="2"] dl')).to_contain_text("learning_rate")
+    # The header names round 1's budget as such and counts every planned trial.
+    meta = page.locator("#study-meta")
+    expect(meta).to_contain_text(f"budget {ROUND_1} trials in round 1")
+    expect(meta).to_contain_text(f"{ROUND_1} / {ROUND_1 + ROUND_2 + 2} trials ended")
 
     # Stopped trials have ended: the study completes at every planned trial, never past it.
     wait_api(lambda: stop_open_trials(api, sid), "every trial to end", timeout=90)
