@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx2
 import pytest
 from playwright.sync_api import expect
 
+from tests.web import wait_api
+
 pytestmark = pytest.mark.slow
 
 # Small digits model with tiny batches: ~630 steps an epoch, so there is time to act mid-run.
 EPOCHS = 40
 NEW_LR = 0.0003
-
-
-def wait_api(probe: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.1)
 
 
 def dev_points(page: Any) -> int:
