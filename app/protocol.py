@@ -177,6 +177,12 @@ def _hand_back(session: Session, trial: Trial, pending: list[Event], step: int) 
     caviar.settle(session, trial.study)
 
 
+def any_expired(session: Session, now: datetime) -> bool:
+    """Whether any running trial's lease expired before ``now`` (a read, for the reaper)."""
+    q = select(Trial.id).where(Trial.state == TrialState.RUNNING, Trial.lease_expires_at < now)
+    return session.scalar(q.limit(1)) is not None
+
+
 def reap_expired(session: Session, now: datetime, max_attempts: int) -> int:
     """Running trials whose lease expired: requeued, or failed after ``max_attempts``."""
     q = select(Trial).where(Trial.state == TrialState.RUNNING, Trial.lease_expires_at < now)
