@@ -13,7 +13,6 @@ import os
 import shutil
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -98,18 +97,6 @@ def _stored_token(path: Path) -> str | None:
     return token
 
 
-def _exit_with_parent(parent_pid: int) -> None:
-    """End this process once its parent (the server that spawned it) is gone."""
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(1.0)
-        # The trial in hand is not lost: its lease expires and it resumes from a checkpoint.
-        os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
 def _worker_pool(args: argparse.Namespace, token: str | None) -> int:
     """``--processes N``: N worker processes kept alive (and replaced) by a dispatcher.
 
@@ -149,15 +136,14 @@ def _worker(args: argparse.Namespace) -> int:
     # Before numpy is imported (by trainer, via app.worker): one BLAS thread per worker.
     for name, value in SINGLE_THREAD_ENV.items():
         os.environ.setdefault(name, value)
-    parent = os.environ.get(PARENT_ENV)
-    if parent and parent.isdigit():
-        _exit_with_parent(int(parent))
+    parent = os.environ.get(PARENT_ENV, "")
     from app.worker import run_worker
     from app.worker_client import ProtocolError
 
     cache = Path(args.cache_dir) if args.cache_dir else None
     try:
-        run_worker(args.server, token, once=args.once, handle_signals=True, cache_dir=cache)
+        run_worker(args.server, token, once=args.once, handle_signals=True, cache_dir=cache,
+                   parent_pid=int(parent) if parent.isdigit() else None)
     except ProtocolError as exc:  # e.g. 401: a wrong token is not worth a traceback
         print(f"pandacaviar worker: the server refused: {exc}", file=sys.stderr)
         return 1

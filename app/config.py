@@ -47,7 +47,9 @@ class Settings(BaseSettings):
     # With `serve --processes N`, the supervisor replaces a server process that does not
     # answer its ping for this long (uvicorn's timeout_worker_healthcheck).
     process_healthcheck_seconds: int = Field(5, ge=1)
-    max_attempts: int = Field(3, ge=1)
+    # A trial fails after this many attempts in a row lost with their worker (an expired
+    # lease) without a new checkpoint in between: a poison trial, not a babysitter's pauses.
+    max_failures: int = Field(3, ge=1)
     max_body_bytes: int = Field(1 * MIB, gt=0)
     max_checkpoint_bytes: int = Field(512 * MIB, gt=0)
     max_upload_bytes: int = Field(64 * MIB, gt=0)

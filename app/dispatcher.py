@@ -117,7 +117,8 @@ class Dispatcher:
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(_ROOT), os.environ.get("PYTHONPATH", "")) if p
         )
-        # Lets a worker notice that its server died (e.g. SIGKILL) and end too.
+        # Lets a worker notice that its server died (e.g. SIGKILL): it then hands its trial
+        # back to the restarted server and exits (app.worker._retire_when_orphaned).
         env[PARENT_ENV] = str(os.getpid())
         if self.cache_dir is not None:
             env[CACHE_ENV] = str(self.cache_dir)

@@ -163,12 +163,17 @@ def reap_once(app: FastAPI) -> int:
         if not protocol.any_expired(session, now):
             return 0
     with session_scope(app.state.engine) as session:
-        return protocol.reap_expired(session, now, settings.max_attempts)
+        return protocol.reap_expired(session, now, settings.max_failures)
 
 
 async def _reap_forever(app: FastAPI) -> None:
+    settings: Settings = app.state.settings
+    # A lease granted before this process started may have run out while no server
+    # answered: the workers of a restarted server get one lease to re-attach first (the
+    # leases this process grants end after that anyway).
+    await asyncio.sleep(settings.lease_seconds)
     while True:
-        await asyncio.sleep(app.state.settings.reaper_seconds)
+        await asyncio.sleep(settings.reaper_seconds)
         try:
             n = await run_in_threadpool(reap_once, app)
         except Exception:  # a locked or broken database must not end the reaper for good

@@ -170,6 +170,10 @@ class Trial(Base):
     state: Mapped[TrialState] = mapped_column(_enum(TrialState), default=TrialState.QUEUED)
     hparams: Mapped[dict[str, Any]] = mapped_column(JSON)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
+    # Attempts in a row lost with their worker (lease expired) since the last new checkpoint:
+    # the trial fails when this reaches ``Settings.max_failures``; pauses, hand-backs and
+    # server restarts never count (docs/reliability.md, "The attempt rule").
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     worker: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     step: Mapped[int] = mapped_column(Integer, default=0)

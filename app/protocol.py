@@ -125,6 +125,8 @@ def checkpoint_taken(session: Session, trial: Trial, step: int, settings: Settin
     check_attempt(trial, attempt)
     close_events(pending_of(session, trial), step=step, kinds={EventKind.CHECKPOINT})
     trial.lease_expires_at = utcnow() + timedelta(seconds=settings.lease_seconds)
+    # Progress: the next lost attempt resumes from here, so the ones before no longer count.
+    trial.failures = 0
 
 
 def finish(session: Session, trial: Trial, body: FinishIn) -> None:
@@ -183,8 +185,15 @@ def any_expired(session: Session, now: datetime) -> bool:
     return session.scalar(q.limit(1)) is not None
 
 
-def reap_expired(session: Session, now: datetime, max_attempts: int) -> int:
-    """Running trials whose lease expired: requeued, or failed after ``max_attempts``."""
+def reap_expired(session: Session, now: datetime, max_failures: int) -> int:
+    """Running trials whose lease expired: requeued, or failed as a poison trial.
+
+    The attempt rule: a lost attempt (its worker died, froze or lost the server for longer
+    than the lease) adds one to the trial's ``failures``, a new checkpoint sets it back to 0
+    (app.protocol.checkpoint_taken), and the trial fails when it reaches ``max_failures``.
+    A trial that keeps killing its workers before it checkpoints again fails; one that a
+    babysitter pauses and resumes, or whose server restarts, is no nearer to failing.
+    """
     q = select(Trial).where(Trial.state == TrialState.RUNNING, Trial.lease_expires_at < now)
     if locks.locks_rows(session):
         # Another server's reaper takes the trials this one holds, and a trial locked by a
@@ -196,7 +205,6 @@ def reap_expired(session: Session, now: datetime, max_attempts: int) -> int:
     locks.hold(session, "trials", [trial.id for trial in expired])
     for trial in expired:
         kinds = kinds_of(pending_of(session, trial))
-        payload = {"attempt": trial.attempt, "worker": trial.worker}
         if EventKind.PRUNE in kinds:
             end_trial(session, trial, TrialState.PRUNED)
         elif EventKind.STOP in kinds:
@@ -204,16 +212,27 @@ def reap_expired(session: Session, now: datetime, max_attempts: int) -> int:
         elif EventKind.PAUSE in kinds:
             close_events(pending_of(session, trial), step=trial.step, kinds={EventKind.PAUSE})
             end_trial(session, trial, TrialState.PAUSED)
-        elif trial.attempt >= max_attempts:
-            trial.error = f"lease expired on attempt {trial.attempt} of {max_attempts}"
-            crud.add_event(session, trial, EventKind.FAIL, {**payload, "error": trial.error},
-                           applied=True, applied_step=trial.step)
-            end_trial(session, trial, TrialState.FAILED)
         else:
-            crud.add_event(session, trial, EventKind.REQUEUE, payload,
-                           applied=True, applied_step=trial.step)
-            end_trial(session, trial, TrialState.QUEUED)
+            _lost(session, trial, max_failures)
     # In id order: two reapers settling the same studies lock them in the same order.
     for study in sorted({trial.study for trial in expired}, key=lambda s: s.id):
         caviar.settle(session, study)
     return len(expired)
+
+
+def _lost(session: Session, trial: Trial, max_failures: int) -> None:
+    """A running attempt lost its worker: queue the trial again, or fail it at the limit."""
+    trial.failures += 1
+    payload = {"attempt": trial.attempt, "worker": trial.worker, "failures": trial.failures}
+    if trial.failures < max_failures:
+        crud.add_event(session, trial, EventKind.REQUEUE, payload,
+                       applied=True, applied_step=trial.step)
+        end_trial(session, trial, TrialState.QUEUED)
+        return
+    trial.error = (
+        f"lost its worker {trial.failures} times in a row without a new checkpoint "
+        f"(attempt {trial.attempt}; the limit is {max_failures})"
+    )
+    crud.add_event(session, trial, EventKind.FAIL, {**payload, "error": trial.error},
+                   applied=True, applied_step=trial.step)
+    end_trial(session, trial, TrialState.FAILED)

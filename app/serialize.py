@@ -182,6 +182,7 @@ def trial_public(
         step=trial.step,
         epoch=trial.epoch,
         attempt=trial.attempt,
+        failures=trial.failures,
         worker=trial.worker,
         lease_expires_at=trial.lease_expires_at,
         best_value=_opt(trial.best_value),

@@ -14,7 +14,7 @@ import signal
 import socket
 import threading
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +40,11 @@ log = logging.getLogger(__name__)
 # honest input makes a worker die reliably, and "a trial that always kills its worker" must
 # be proven with real processes. Unset in production, it changes nothing.
 FAULT_EXIT_ENV = "PANDACAVIAR_FAULT_EXIT_ON_TRIAL"
+# The same, right after the server acknowledged the first checkpoint of a listed trial's first
+# attempt: the window in which a checkpoint is stored and later points are not yet sent.
+FAULT_EXIT_AFTER_CHECKPOINT_ENV = "PANDACAVIAR_FAULT_EXIT_AFTER_CHECKPOINT"
 FAULT_EXIT_CODE = 70
+PARENT_POLL_SECONDS = 0.5
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -198,11 +202,12 @@ def run_trial(
     reporter = HttpReporter(
         client, a.trial_id, a.attempt, min_interval=a.report_seconds or 0.0,
         decide_epochs=a.decide_epochs, decide_from=a.decide_from,
+        on_checkpoint_stored=_fault_after_checkpoint(a),
     )
     try:
         outcome = _train(client, a, reporter, datasets)
         # Points a failure left unsent go with the finish: the curve is kept up to it.
-        claim_next = None if client.stop.is_set() else claim_for
+        claim_next = None if client.leaving else claim_for
         claimed = reporter.finish(outcome.status, outcome.step, outcome.epoch,
                                   outcome.metrics, outcome.error, claim_for=claim_next)
     except StaleAttempt:
@@ -229,13 +234,52 @@ def hand_back(client: WorkerClient, claim: dict[str, Any]) -> None:
         reporter.close()
 
 
+def _named_in(env: str, trial_id: int) -> bool:
+    return str(trial_id) in {n.strip() for n in os.environ.get(env, "").split(",")}
+
+
+def _crash(why: str) -> None:
+    log.error("%s: exiting without a word", why)
+    logging.shutdown()
+    os._exit(FAULT_EXIT_CODE)
+
+
 def _fault_exit(trial_id: int) -> None:
     """Exit like a crash if ``PANDACAVIAR_FAULT_EXIT_ON_TRIAL`` names this trial."""
-    names = os.environ.get(FAULT_EXIT_ENV, "").split(",")
-    if str(trial_id) in {n.strip() for n in names}:
-        log.error("%s names trial %s: exiting without a word", FAULT_EXIT_ENV, trial_id)
-        logging.shutdown()
-        os._exit(FAULT_EXIT_CODE)
+    if _named_in(FAULT_EXIT_ENV, trial_id):
+        _crash(f"{FAULT_EXIT_ENV} names trial {trial_id}")
+
+
+def _fault_after_checkpoint(a: Assignment) -> Callable[[int], None] | None:
+    """A crash right after the first stored checkpoint, if the fault switch names the trial."""
+    if a.attempt != 1 or not _named_in(FAULT_EXIT_AFTER_CHECKPOINT_ENV, a.trial_id):
+        return None
+
+    def crash(step: int) -> None:
+        _crash(f"{FAULT_EXIT_AFTER_CHECKPOINT_ENV}: trial {a.trial_id} checkpointed at {step}")
+
+    return crash
+
+
+def _retire_when_orphaned(client: WorkerClient, parent_pid: int) -> None:
+    """Set ``client.retire`` once the process that started this worker is gone.
+
+    A local worker outlives its server's crash on purpose: it keeps the trial in hand
+    through the outage, re-attaches to the restarted server with the same attempt, hands the
+    trial back at its next safe point (a checkpoint, no failure counted) and exits; the new
+    server's dispatcher starts workers of its own. Should the server stay away longer than
+    the lease, the client gives up (:class:`ServerGone`) and the worker exits.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            if client.stop.wait(PARENT_POLL_SECONDS):
+                return
+        log.warning("the server (pid %s) is gone: handing back the trial in hand, then "
+                    "exiting", parent_pid)
+        client.retire.set()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 @contextmanager
@@ -279,6 +323,7 @@ def run_worker(
     stop: threading.Event | None = None,
     handle_signals: bool = False,
     cache_dir: Path | None = None,
+    parent_pid: int | None = None,
 ) -> int:
     """Claim and train trials until ``stop`` is set (forever in a worker process).
 
@@ -291,6 +336,8 @@ def run_worker(
             checkpointed at its next safe point and handed back (finish "requeue").
         handle_signals: SIGTERM and SIGINT set ``stop`` (main thread of a worker process).
         cache_dir: where uploaded data sets are cached (:func:`default_cache_dir` if None).
+        parent_pid: the server that started this worker: once it is gone, the worker hands
+            its trial back to the restarted server and exits (:func:`_retire_when_orphaned`).
 
     Returns:
         The number of trials this worker ended (stale attempts not counted).
@@ -299,6 +346,8 @@ def run_worker(
     client = WorkerClient(server_url, token, stop=stop)
     datasets = DatasetCache(client, cache_dir or default_cache_dir())
     worker_name = name or default_name()
+    if parent_pid is not None:
+        _retire_when_orphaned(client, parent_pid)
     idle = Backoff(cap=IDLE_CAP_SECONDS)
     done = 0
     signals: AbstractContextManager[None] = (
@@ -307,8 +356,9 @@ def run_worker(
     try:
         with signals:
             claim: dict[str, Any] | None = None  # claimed with the last finish
-            while not stop.is_set():
+            while not client.leaving:
                 claim = claim or client.claim(worker_name)
+                client.in_hand = claim is not None
                 if claim is None:
                     stop.wait(idle.next_delay())
                     continue
@@ -321,6 +371,7 @@ def run_worker(
                 run = run_trial(client, assignment, datasets,
                                 claim_for=None if once else worker_name)
                 claim = run.next_claim
+                client.in_hand = claim is not None
                 if run.status is not None:
                     done += 1
                     log.info("trial %s ended %s", assignment.trial_id, run.status.value)

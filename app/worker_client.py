@@ -14,7 +14,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from enum import StrEnum
 from pathlib import Path
@@ -53,6 +53,11 @@ class StaleAttempt(Exception):
     """The server answered 409: this attempt was requeued or ended; drop the trial at once."""
 
 
+class ServerGone(InterruptedError):
+    """A retiring worker heard nothing from its server for longer than a lease: it gives up
+    (the trial's lease has run out too, so the server queues it again)."""
+
+
 class ProtocolError(RuntimeError):
     """The server rejected a request in a way retrying cannot fix (a 4xx other than 409)."""
 
@@ -89,6 +94,13 @@ class WorkerClient:
     Transport errors are retried forever (the server may be restarting), 5xx answers up to
     :data:`MAX_SERVER_ERRORS` times; 409 raises :class:`StaleAttempt`, other 4xx
     :class:`ProtocolError`. ``stop`` interrupts the waits (tests, shutdown).
+
+    ``retire`` is the quiet way out, set when a local worker's server process died: the
+    worker keeps its trial through the outage, hands it back at the first safe point the
+    restarted server answers, and claims nothing more. A retiring client's retries give up
+    with :class:`ServerGone` once the server has been silent for ``outage_limit`` seconds
+    (the lease: by then the trial is no longer this worker's anyway), or at once when no
+    trial is ``in_hand``.
     """
 
     def __init__(
@@ -101,7 +113,16 @@ class WorkerClient:
             timeout=httpx2.Timeout(60.0, connect=5.0),
         )
         self.stop = stop or threading.Event()
+        self.retire = threading.Event()
+        self.outage_limit = 30.0  # the server's lease, updated from every claim
+        self.in_hand = False  # a claimed trial not finished yet (the worker sets it)
         self.retries = 0  # failed tries so far (an outage is visible from outside)
+        self._last_answer = time.monotonic()
+
+    @property
+    def leaving(self) -> bool:
+        """Stopping or retiring: the trial in hand goes back at its next safe point."""
+        return self.stop.is_set() or self.retire.is_set()
 
     def close(self) -> None:
         self.http.close()
@@ -123,6 +144,7 @@ class WorkerClient:
             except httpx2.TransportError as exc:
                 log.warning("%s %s: %s; retrying", method, path, exc)
             else:
+                self._last_answer = time.monotonic()
                 if response.status_code == 409:
                     raise StaleAttempt(response.text)
                 if response.status_code < 400:
@@ -134,13 +156,28 @@ class WorkerClient:
                     raise ProtocolError(response)
                 log.warning("%s %s -> %s; retrying", method, path, response.status_code)
             self.retries += 1
-            if stop.wait(backoff.next_delay()):
+            if stop.wait(self._retry_delay(backoff)):
                 raise InterruptedError("worker stopping")
+
+    def _retry_delay(self, backoff: Backoff) -> float:
+        """The backoff's next delay; for a retiring client, never past its outage limit."""
+        delay = backoff.next_delay()
+        if not self.retire.is_set():
+            return delay
+        left = self.outage_limit - (time.monotonic() - self._last_answer)
+        if left <= 0 or not self.in_hand:
+            raise ServerGone(f"no answer from the server for {self.outage_limit:.0f} s")
+        return min(delay, left)
 
     def claim(self, name: str) -> dict[str, Any] | None:
         """One claim; the trial's assignment, or ``None`` when nothing is queued."""
         response = self.request("POST", "/api/workers/claim", json={"worker": name})
-        return None if response.status_code == 204 else dict(response.json())
+        return None if response.status_code == 204 else self.claimed(dict(response.json()))
+
+    def claimed(self, assignment: dict[str, Any]) -> dict[str, Any]:
+        """Note a claim's lease (the outage a retiring worker rides out); return the claim."""
+        self.outage_limit = float(assignment.get("lease_seconds") or self.outage_limit)
+        return assignment
 
     def download_checkpoint(self, checkpoint_id: int, sha256: str) -> bytes:
         """The checkpoint's bytes, verified against the sha256 the claim announced."""
@@ -253,6 +290,7 @@ class HttpReporter:
     def __init__(
         self, client: WorkerClient, trial_id: int, attempt: int, *, min_interval: float = 0.0,
         decide_epochs: Collection[int] = (), decide_from: int | None = None,
+        on_checkpoint_stored: Callable[[int], None] | None = None,
     ) -> None:
         self.client = client
         self.trial_id = trial_id
@@ -285,6 +323,8 @@ class HttpReporter:
         self._upload: Future[None] | None = None
         # Set once the worker began to stop and this trial is being handed back.
         self.handing_back = False
+        # Called with the step of every checkpoint the server acknowledged (fault injection).
+        self.on_checkpoint_stored = on_checkpoint_stored
 
     def report(self, step: int, epoch: float, metrics: Mapping[str, float]) -> Directive:
         """Buffer the metrics at ``step``, send everything buffered, return the directive."""
@@ -297,13 +337,13 @@ class HttpReporter:
                 self.decide_from is not None and epoch >= self.decide_from)
         due = (decides or self._flush_next
                or time.monotonic() - self._last_flush >= self.min_interval)
-        if not (due or self.client.stop.is_set()):
+        if not (due or self.client.leaving):
             return Directive()  # buffered; sent with the next due report
         directive = self.flush()
-        if self.client.stop.is_set() and directive.action in HANDS_BACK:
-            # The worker is stopping (SIGTERM): the trainer's pause path checkpoints here and
-            # returns, and the finish says "requeue", so only the steps since this safe point
-            # are lost. A pending adjustment stays pending and applies at the next claim.
+        if self.client.leaving and directive.action in HANDS_BACK:
+            # The worker is stopping (SIGTERM) or retiring (its server died): the trainer's
+            # pause path checkpoints here and returns, and the finish says "requeue", so no
+            # step is lost. A pending adjustment stays pending and applies at the next claim.
             self.handing_back = True
             return Directive(action=Action.PAUSE)
         return directive
@@ -370,11 +410,20 @@ class HttpReporter:
         self.points.clear()
         self.epoch_ends.clear()
         claimed = response.json().get("next")
-        return None if claimed is None else dict(claimed)
+        return None if claimed is None else self.client.claimed(dict(claimed))
 
     def checkpoint(self, step: int, data: bytes) -> None:
-        """Upload a checkpoint taken after ``step`` steps, in the background."""
+        """Upload a checkpoint taken after ``step`` steps, in the background.
+
+        The points buffered so far (every point up to ``step``) are sent first and must be
+        acknowledged: a resume from this checkpoint reports only the steps after it, so a
+        worker lost between the two must not take any of them with it.
+        """
         self.drain()
+        if self.points or self.epoch_ends or self.pending_applied:
+            # The answer's directive is dropped: directives live in the database, so anything
+            # pending comes back at the next report.
+            self.flush()
         self._upload = self._uploader.submit(self._put_checkpoint, step, data)
 
     def _put_checkpoint(self, step: int, data: bytes) -> None:
@@ -389,6 +438,8 @@ class HttpReporter:
             content=data,
             headers={"Content-Type": "application/octet-stream"},
         )
+        if self.on_checkpoint_stored is not None:
+            self.on_checkpoint_stored(step)
 
     def drain(self) -> None:
         """Wait for the checkpoint upload in flight; re-raise its error, if any."""

@@ -124,17 +124,24 @@ def test_a_database_of_the_first_schema_upgrades_at_start_and_keeps_its_rows(
         engine.dispose()
 
 
-def test_a_database_made_after_the_caviar_tables_is_stamped_not_altered(tmp_path: Path) -> None:
-    # Its schema is already the newest: upgrading it again would fail on existing tables.
+def test_a_database_made_after_the_caviar_tables_is_stamped_then_upgraded(
+    tmp_path: Path,
+) -> None:
+    # Its schema is revision 0002's without an alembic_version table: it is stamped there
+    # (upgrading it from 0001 would fail on existing tables), then only the later revisions run.
     engine = make_engine(f"sqlite:///{tmp_path / 'caviar.db'}")
+    created = make_engine(f"sqlite:///{tmp_path / 'created.db'}")
     try:
-        Base.metadata.create_all(engine)
-        before = _schema(engine)
+        with engine.begin() as conn:
+            command.upgrade(migrations.config(conn), migrations.LAST_UNVERSIONED)
+            conn.exec_driver_sql("DROP TABLE alembic_version")
         init_db(engine)
         assert _version(engine) == HEAD
-        assert _schema(engine) == before
+        Base.metadata.create_all(created)
+        assert _schema(engine) == _schema(created)
     finally:
         engine.dispose()
+        created.dispose()
 
 
 def test_migrations_build_exactly_the_schema_of_the_models(tmp_path: Path) -> None:

@@ -208,14 +208,14 @@ def test_the_reaper_skips_a_trial_whose_report_is_in_flight(pg: Pg) -> None:
     body = ReportIn(attempt=attempt, step=5, epoch=0.05)
     with pg.session() as a:
         protocol.report(a, locked_trial(a, trial_id), body, pg.settings)  # renews the lease
-        state, b = race(pg, a, lambda s: protocol.reap_expired(s, utcnow(), max_attempts=3))
+        state, b = race(pg, a, lambda s: protocol.reap_expired(s, utcnow(), max_failures=3))
         try:
             assert state == "done"  # skipped, not waited for
         finally:
             a.commit()
         assert b.outcome() == 0
     with pg.session() as s:
-        assert protocol.reap_expired(s, utcnow(), max_attempts=3) == 0  # the lease is fresh
+        assert protocol.reap_expired(s, utcnow(), max_failures=3) == 0  # the lease is fresh
         s.commit()
         trial = s.get_one(Trial, trial_id)
         assert (trial.state, trial.attempt, trial.step) == (TrialState.RUNNING, attempt, 5)
@@ -225,8 +225,8 @@ def test_two_reapers_requeue_an_expired_trial_once(pg: Pg) -> None:
     trial_id, _ = _expired_trial(pg)
     time.sleep(0.01)
     with pg.session() as a:
-        assert protocol.reap_expired(a, utcnow(), max_attempts=3) == 1
-        state, b = race(pg, a, lambda s: protocol.reap_expired(s, utcnow(), max_attempts=3))
+        assert protocol.reap_expired(a, utcnow(), max_failures=3) == 1
+        state, b = race(pg, a, lambda s: protocol.reap_expired(s, utcnow(), max_failures=3))
         try:
             assert state == "done"
         finally:
@@ -256,7 +256,7 @@ def test_a_report_or_finish_racing_the_reaper_is_refused(pg: Pg, call: str) -> N
         return None
 
     with pg.session() as a:
-        assert protocol.reap_expired(a, utcnow(), max_attempts=3) == 1
+        assert protocol.reap_expired(a, utcnow(), max_failures=3) == 1
         state, b = race(pg, a, late)
         a.commit()
         with pytest.raises(Conflict):
@@ -272,7 +272,7 @@ def test_a_checkpoint_of_a_requeued_attempt_is_refused(pg: Pg) -> None:
     trial_id, attempt = _expired_trial(pg)
     time.sleep(0.01)
     with pg.session() as a:
-        assert protocol.reap_expired(a, utcnow(), max_attempts=3) == 1
+        assert protocol.reap_expired(a, utcnow(), max_failures=3) == 1
 
         def record(s: Session) -> None:
             trial = s.get_one(Trial, trial_id)

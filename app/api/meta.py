@@ -32,6 +32,8 @@ def health(request: Request, session: SessionDep) -> Health:
         version=_version() or request.app.version,
         database=session.get_bind().dialect.name,
         streams=request.app.state.streams,
+        lease_seconds=request.app.state.settings.lease_seconds,
+        max_failures=request.app.state.settings.max_failures,
     )
 
 

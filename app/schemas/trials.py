@@ -35,7 +35,9 @@ class TrialPublic(BaseModel):
                          "mode): waiting at a rung until it is promoted or the study ends")
     step: int
     epoch: float
-    attempt: int
+    attempt: int = Field(description="claims so far: every resume and requeue is a new one")
+    failures: int = Field(description="attempts in a row lost with their worker since the last "
+                          "new checkpoint; the trial fails when this reaches max_failures")
     worker: str | None
     lease_expires_at: datetime | None
     best_value: float | None

@@ -173,7 +173,8 @@ function drawTrial() {
   document.getElementById("stop").disabled = finished || t.stop_requested;
   const epochs = t.hparams.epochs;
   document.getElementById("progress-line").textContent =
-    `step ${t.step} · epoch ${fmt(t.epoch, 3)} of ${epochs} · attempt ${t.attempt}` +
+    `step ${t.step} · epoch ${fmt(t.epoch, 3)} of ${epochs} · attempt ${t.attempt} · ` +
+    `${t.failures} ${t.failures === 1 ? "failure" : "failures"}` +
     (t.worker ? ` · worker ${t.worker}` : "") + (t.error ? ` · error: ${t.error}` : "");
   drawAdjust();
   drawConfig();

@@ -78,7 +78,7 @@ def test_token_required_when_configured(settings: Settings) -> None:
 
 @pytest.mark.parametrize(("fields", "named"), [
     ({"workers": -1}, "workers"), ({"lease_seconds": 0}, "lease_seconds"),
-    ({"report_seconds": float("nan")}, "report_seconds"), ({"max_attempts": 0}, "max_attempts"),
+    ({"report_seconds": float("nan")}, "report_seconds"), ({"max_failures": 0}, "max_failures"),
     ({"host": "0.0.0.0"}, "token"),
 ])
 def test_settings_fail_fast(fields: dict[str, object], named: str) -> None:

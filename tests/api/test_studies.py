@@ -438,7 +438,7 @@ def test_panda_study_completes_when_the_reaper_fails_its_last_trial(
     client: TestClient, app: FastAPI
 ) -> None:
     app.state.settings.lease_seconds = 0.001
-    app.state.settings.max_attempts = 1
+    app.state.settings.max_failures = 1
     sid = create_study(client, epochs=1)["id"]
     tid, _ = running_trial_of(client, sid)
     time.sleep(0.01)  # let the 1 ms lease run out

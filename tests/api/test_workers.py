@@ -255,13 +255,13 @@ def test_reaper_requeues_expired_lease_then_fails(
     client: TestClient, app: FastAPI, db: DB
 ) -> None:
     app.state.settings.lease_seconds = 0.001
-    app.state.settings.max_attempts = 2
+    app.state.settings.max_failures = 2
     tid, attempt = running_trial(client)
     upload(client, tid, attempt, 4)
     time.sleep(0.01)  # let the 1 ms lease run out
     assert reap_once(app) == 1
     trial = client.get(f"/api/trials/{tid}").json()
-    assert trial["state"] == "queued" and trial["worker"] is None
+    assert trial["state"] == "queued" and trial["worker"] is None and trial["failures"] == 1
     assert client.get(f"/api/trials/{tid}/events").json()[-1]["kind"] == "requeue"
     again = claim(client)
     assert again["attempt"] == 2 and again["checkpoint"]["step"] == 4
@@ -269,7 +269,10 @@ def test_reaper_requeues_expired_lease_then_fails(
     time.sleep(0.01)
     assert reap_once(app) == 1
     failed = client.get(f"/api/trials/{tid}").json()
-    assert failed["state"] == "failed" and "lease expired" in failed["error"]
+    assert failed["state"] == "failed" and failed["failures"] == 2
+    assert failed["error"] == (
+        "lost its worker 2 times in a row without a new checkpoint (attempt 2; the limit is 2)"
+    )
 
 
 def test_reaper_pauses_an_expired_trial_with_a_pending_pause(

@@ -3,7 +3,7 @@
 - a worker SIGKILLed mid-trial: the trial resumes from its last checkpoint elsewhere;
 - a worker SIGKILLed between its claim and its first report: requeued, trained from scratch;
 - every worker dead and none started: the server's own reaper requeues their trials;
-- a trial that kills every worker taking it: failed after ``max_attempts``, the rest completes;
+- a trial that kills every worker taking it: failed after ``max_failures``, the rest completes;
 - a trial that diverges: failed with "diverged at step N" on its first attempt, not retried.
 
 (A worker frozen with SIGSTOP past its lease is in tests/test_worker.py.)
@@ -112,7 +112,9 @@ def test_worker_sigkilled_between_claim_and_first_report_is_requeued(
     # Nobody reports for it: the lease runs out and the reaper puts it back in the queue.
     queued = api.wait_state(trial_id, "queued")
     assert queued["attempt"] == 1 and queued["worker"] is None
-    assert _requeues(api, trial_id) == [{"attempt": 1, "worker": "doomed-worker"}]
+    assert _requeues(api, trial_id) == [
+        {"attempt": 1, "worker": "doomed-worker", "failures": 1}
+    ]
     assert api.metrics(trial_id, "train_loss").get("train_loss", []) == []
 
     pool = WorkerProcesses(server.url, tmp_path)
@@ -149,7 +151,9 @@ def test_reaper_requeues_when_every_worker_is_dead(
         for trial_id, before in zip(ids, running, strict=True):
             queued = api.wait_state(trial_id, "queued")
             assert queued["attempt"] == 1 and queued["worker"] is None, queued
-            assert _requeues(api, trial_id) == [{"attempt": 1, "worker": before["worker"]}]
+            assert _requeues(api, trial_id) == [
+                {"attempt": 1, "worker": before["worker"], "failures": 1}
+            ]
             # What the dead attempt reported stays: only unreported steps are redone.
             assert api.metrics(trial_id, "train_loss")["train_loss"]
     finally:
@@ -163,7 +167,7 @@ def test_trial_that_kills_its_workers_fails_and_the_queue_completes(
 ) -> None:
     # Trial 1 of this fresh database kills whichever worker claims it (see app/worker.py).
     server = start_server(
-        workers=2, lease_seconds=2, reaper_seconds=0.3, max_attempts=3,
+        workers=2, lease_seconds=2, reaper_seconds=0.3, max_failures=3,
         fault_exit_on_trial=1,
     )  # fmt: skip
     api = Api(server.url)
@@ -177,7 +181,9 @@ def test_trial_that_kills_its_workers_fails_and_the_queue_completes(
 
     failed = api.wait_state(killer, "completed", "failed", "stopped", timeout=120)
     assert failed["state"] == "failed" and failed["attempt"] == 3, failed
-    assert failed["error"] == "lease expired on attempt 3 of 3"
+    assert failed["failures"] == 3 and failed["error"] == (
+        "lost its worker 3 times in a row without a new checkpoint (attempt 3; the limit is 3)"
+    )
     kinds = [e["kind"] for e in api.events(killer)]
     assert kinds.count("requeue") == 2 and kinds.count("fail") == 1, kinds
 

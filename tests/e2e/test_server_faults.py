@@ -201,3 +201,70 @@ def test_remote_worker_reconnects_after_a_server_restart(
     finally:
         pool.stop()
         api.close()
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie of a dead parent counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def _worker_pids(api: Api, trial_ids: list[int]) -> list[int]:
+    """The pids of the local workers running ``trial_ids`` (named ``host-pid``)."""
+    return [int(str(api.trial(t)["worker"]).rsplit("-", 1)[1]) for t in trial_ids]
+
+
+def test_local_workers_ride_out_a_server_sigkill_and_hand_their_trials_back(
+    start_server: StartServer,
+) -> None:
+    server = start_server(workers=2, lease_seconds=10, reaper_seconds=0.5)
+    api = Api(server.url)
+    epochs = 30
+    study = api.create_study(epochs=epochs)
+    ids = [int(api.create_trial(study["id"], {**SLOW, "epochs": epochs, "seed": s})["id"])
+           for s in (1, 2)]  # fmt: skip
+    for trial_id in ids:
+        api.wait_trial(trial_id, lambda t: t["state"] == "running" and t["step"] >= 100, "run")
+    orphans = _worker_pids(api, ids)
+    try:
+        _kill(server)  # the server alone: its workers live on, orphaned
+        assert all(_alive(pid) for pid in orphans)
+        server.start()  # the same port, database and data directory
+        # Each orphan re-attached with its attempt, handed its trial back, and exited.
+        wait_for(lambda: not any(_alive(pid) for pid in orphans), "the orphans to exit")
+        for trial_id in ids:
+            done = api.wait_state(trial_id, "completed", "failed", timeout=120)
+            assert done["state"] == "completed" and done["failures"] == 0, done
+            requeues = [e["payload"] for e in api.events(trial_id) if e["kind"] == "requeue"]
+            # Handed back, never reaped: no lease ran out, so no two workers held the trial.
+            assert [p.get("reason") for p in requeues] == ["worker stopped"], requeues
+            assert_whole_curve(api.metrics(trial_id, "train_loss")["train_loss"], done["step"])
+    finally:
+        for pid in orphans:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        api.close()
+
+
+def test_orphaned_local_workers_exit_when_their_server_stays_away(
+    start_server: StartServer,
+) -> None:
+    lease = 3
+    server = start_server(workers=1, lease_seconds=lease, reaper_seconds=0.5)
+    api = Api(server.url)
+    study = api.create_study(epochs=40)
+    trial_id = int(api.create_trial(study["id"], {**SLOW, "epochs": 40})["id"])
+    api.wait_trial(trial_id, lambda t: t["state"] == "running" and t["step"] >= 50, "run")
+    (orphan,) = _worker_pids(api, [trial_id])
+    try:
+        _kill(server)
+        # Gone after one lease without an answer (plus its last retry's wait and the poll of
+        # its parent): no worker trains on for a server that is not there.
+        wait_for(lambda: not _alive(orphan), "the orphan to give up", timeout=lease + 15)
+    finally:
+        if _alive(orphan):
+            os.kill(orphan, signal.SIGKILL)
+        api.close()

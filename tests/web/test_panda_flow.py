@@ -87,6 +87,8 @@ def test_babysit_a_panda_run(page: Any, api: httpx2.Client, shot: Any) -> None:
     # Resume: the adjustment applies at the step after the pause checkpoint, marked on the chart.
     page.click("#resume")
     expect(page.locator("#state")).not_to_contain_text("Paused", timeout=20_000)
+    # A resume is a new attempt, and no failure: the babysitter's pauses are never counted.
+    expect(page.locator("#progress-line")).to_contain_text("attempt 2 · 0 failures")
 
     def applied_adjust() -> dict[str, Any] | None:
         events = api.get(f"/api/trials/{trial_id}/events").json()
