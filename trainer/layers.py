@@ -132,18 +132,24 @@ class Dense(Layer):
 
 
 class BatchNorm(Layer):
-    """Batch norm on ``Z`` before the activation, per unit over the batch (course notes):
+    """Batch norm on ``Z`` before the activation, per unit over the batch (course notes).
 
-    ``mu = mean(z)``, ``var = mean((z - mu)**2)``, ``z_norm = (z - mu) / sqrt(var + eps)``,
-    ``out = gamma * z_norm + beta``; ``z, out: (batch, n)``, ``gamma, beta, mu, var: (n,)``.
+    In the notes' names, for the layer's input ``z`` (the Dense output ``Z``) of ``m`` rows::
 
-    Training uses the batch's ``mu``/``var`` and updates the running averages by an exponentially
-    weighted average, ``running = momentum * running + (1 - momentum) * batch`` (the notes'
-    convention: ``momentum`` weighs the OLD value, unlike PyTorch's). The running variance
-    averages the same biased batch variance used to normalise (the notes' sigma^2; PyTorch
-    averages the unbiased one). Eval uses the running averages, so a single example works.
-    ``eps`` defaults to 1e-5 (PyTorch's), inside the square root as the notes' test-time formula.
-    Running stats start at mean 0, variance 1.
+        mu = (1/m) * sum_i z[i]                 sigma2 = (1/m) * sum_i (z[i] - mu)**2
+        z_norm = (z - mu) / sqrt(sigma2 + epsilon)
+        z_tilde = gamma * z_norm + beta
+
+    ``z, z_tilde: (m, n)``; ``gamma, beta, mu, sigma2: (n,)``. The layer's ``x`` and ``y`` are
+    ``z`` and ``z_tilde``; ``epsilon`` is the attribute ``eps``.
+
+    Training uses the batch's ``mu``/``sigma2`` and updates the running averages by an
+    exponentially weighted average, ``running = momentum * running + (1 - momentum) * batch``
+    (the notes' convention: ``momentum`` weighs the OLD value, unlike PyTorch's). The running
+    variance averages the same biased batch variance ``sigma2`` used to normalise (PyTorch
+    averages the unbiased one). Eval uses the running averages in place of ``mu`` and
+    ``sigma2``, so a single example works. ``eps`` defaults to 1e-5 (PyTorch's), inside the
+    square root as the notes' test-time formula. Running stats start at mean 0, variance 1.
     """
 
     def __init__(self, n: int, *, momentum: float = 0.9, eps: float = 1e-5,
@@ -159,10 +165,10 @@ class BatchNorm(Layer):
         self.grads["beta"] = np.zeros(n, self.dtype)
         self.buffers["running_mean"] = np.zeros(n, self.dtype)
         self.buffers["running_var"] = np.ones(n, self.dtype)
-        self.batch_mean: Array | None = None
-        self.batch_var: Array | None = None
-        self._xc: Array | None = None
-        self._inv_std: Array | None = None
+        self.batch_mean: Array | None = None  # mu of the last training batch
+        self.batch_var: Array | None = None  # sigma2 of the last training batch
+        self._z_centered: Array | None = None  # z - mu
+        self._inv_std: Array | None = None  # 1 / sqrt(sigma2 + epsilon)
 
     @property
     def momentum(self) -> float:
@@ -174,43 +180,63 @@ class BatchNorm(Layer):
         self._momentum = float(HPARAM_SPECS["bn_momentum"].check(value))
 
     def forward(self, x: Array, *, training: bool) -> Array:
+        """``z = x: (m, n) -> z_tilde: (m, n)``, with the batch's ``mu`` and ``sigma2`` when
+        ``training``, else with the running averages."""
         self._check(x, self.n)
+        z = x
         gamma, beta = self.params["gamma"], self.params["beta"]
         if not training:
+            # z_tilde = gamma * (z - mu) / sqrt(sigma2 + epsilon) + beta with the running mu and
+            # sigma2, folded into one scale and one shift per unit.
             scale = gamma / np.sqrt(self.buffers["running_var"] + self.eps)
-            return x * scale + (beta - self.buffers["running_mean"] * scale)
-        m = x.shape[0]
-        mu = np.add.reduce(x, axis=0)  # ufunc methods skip np.mean's Python wrapper
+            return z * scale + (beta - self.buffers["running_mean"] * scale)
+        m = z.shape[0]
+        mu = np.add.reduce(z, axis=0)  # ufunc methods skip np.mean's Python wrapper
         mu *= 1.0 / m
-        xc = np.subtract(x, mu, out=self._buf("xc", x.shape))
-        var = np.einsum("ij,ij->j", xc, xc)  # sum of squares without an (m, n) temporary
-        var *= 1.0 / m
-        inv_std = 1.0 / np.sqrt(var + self.eps)
-        # Keep xc and inv_std instead of z_norm: out and backward both fold inv_std into
-        # per-unit factors, which saves one full pass over (m, n).
-        y: Array = np.multiply(xc, gamma * inv_std, out=self._buf("y", x.shape))
-        np.add(y, beta, out=y)
+        z_centered = np.subtract(z, mu, out=self._buf("z_centered", z.shape))
+        # sigma2 = (1/m) * sum_i (z[i] - mu)**2, without an (m, n) temporary
+        sigma2 = np.einsum("ij,ij->j", z_centered, z_centered)
+        sigma2 *= 1.0 / m
+        inv_std = 1.0 / np.sqrt(sigma2 + self.eps)
+        # z_tilde = gamma * z_norm + beta, z_norm = z_centered * inv_std. Keep z_centered and
+        # inv_std instead of z_norm: z_tilde and backward both fold inv_std into per-unit
+        # factors, which saves one full pass over (m, n).
+        z_tilde: Array = np.multiply(
+            z_centered, gamma * inv_std, out=self._buf("z_tilde", z.shape)
+        )
+        np.add(z_tilde, beta, out=z_tilde)
         mom = self._momentum
-        for buf, batch in ((self.buffers["running_mean"], mu), (self.buffers["running_var"], var)):
-            buf *= mom
-            buf += (1.0 - mom) * batch
-        self.batch_mean, self.batch_var = mu, var
-        self._xc, self._inv_std = xc, inv_std
-        return y
+        for running, batch in (
+            (self.buffers["running_mean"], mu), (self.buffers["running_var"], sigma2)
+        ):
+            running *= mom
+            running += (1.0 - mom) * batch
+        self.batch_mean, self.batch_var = mu, sigma2
+        self._z_centered, self._inv_std = z_centered, inv_std
+        return z_tilde
 
     def backward(self, dy: Array) -> Array:
-        """Fused: ``dx = gamma * inv_std / m * (m * dy - sum(dy) - z_norm * sum(dy * z_norm))``,
-        ``dbeta = sum(dy)``, ``dgamma = sum(dy * z_norm)`` (sums over the batch)."""
-        if self._xc is None or self._inv_std is None:
+        """``dy = dL/dz_tilde -> dx = dL/dz``, fused (sums over the batch)::
+
+            dbeta = sum(dy)        dgamma = sum(dy * z_norm)
+            dx = gamma * inv_std / m * (m * dy - sum(dy) - z_norm * sum(dy * z_norm))
+
+        with ``inv_std = 1 / sqrt(sigma2 + epsilon)`` and ``z_norm = (z - mu) * inv_std``."""
+        if self._z_centered is None or self._inv_std is None:
             raise RuntimeError(f"{self!r}: backward before a training forward")
-        xc, inv_std = self._xc, self._inv_std
+        z_centered, inv_std = self._z_centered, self._inv_std
         m = dy.shape[0]
         dbeta = np.add.reduce(dy, axis=0, out=self.grads["beta"])
-        dgamma = np.multiply(np.einsum("ij,ij->j", dy, xc), inv_std, out=self.grads["gamma"])
+        # dgamma = sum(dy * z_norm) = sum(dy * z_centered) * inv_std
+        dgamma = np.multiply(
+            np.einsum("ij,ij->j", dy, z_centered), inv_std, out=self.grads["gamma"]
+        )
         k = self.params["gamma"] * inv_std
-        # dx = k*dy - (k*inv_std*dgamma/m) * xc - k*dbeta/m, all factors per unit (n,).
+        # dx = k*dy - (k*inv_std*dgamma/m) * z_centered - k*dbeta/m, all factors per unit (n,).
         dx: Array = np.multiply(dy, k, out=self._buf("dx", dy.shape))
-        tmp = np.multiply(xc, k * inv_std * dgamma * (1.0 / m), out=self._buf("tmp", dy.shape))
+        tmp = np.multiply(
+            z_centered, k * inv_std * dgamma * (1.0 / m), out=self._buf("tmp", dy.shape)
+        )
         np.subtract(dx, tmp, out=dx)
         np.subtract(dx, k * dbeta * (1.0 / m), out=dx)
         return dx

@@ -5,6 +5,11 @@ Every optimizer updates the model's parameter arrays in place, keeps its per-par
 model keeps float32 moments, and exposes its hyperparameters so a running trial can change them
 between two steps (:meth:`Optimizer.set`).
 
+The update formulas are written in the course's names: ``w`` a parameter (the notes' ``W``
+or ``b``), ``dw`` its gradient (``dW``), ``alpha`` the learning rate of the step, ``v_dw`` and
+``s_dw`` the exponentially weighted averages of ``dw`` and ``dw**2`` (``v_dW``, ``s_dW``),
+``v_hat`` and ``s_hat`` their bias-corrected values (``v_dW^corrected``, ``s_dW^corrected``).
+
 The step runs every mini-batch, so it is written with in-place ufuncs (``out=``) and one
 preallocated scratch array per parameter: no array is allocated per step. Scalars are Python
 floats, which NumPy treats as "weak" and never promotes a float32 array to float64 with.
@@ -30,7 +35,9 @@ class Optimizer(ABC):
 
     Subclasses declare the names of their hyperparameters (``HPARAMS``, names of
     :data:`trainer.config.HPARAM_SPECS`) and of their per-parameter state slots (``SLOTS``),
-    and implement :meth:`_update` for one parameter.
+    and implement :meth:`_update` for one parameter. The slot names are the course's ``v``
+    (average of ``dw``) and ``s`` (average of ``dw**2``); they are the keys of
+    :meth:`state_dict` and so of checkpoints.
     """
 
     NAME: ClassVar[OptimizerName]
@@ -74,19 +81,20 @@ class Optimizer(ABC):
         Args:
             params: name -> parameter array (views into the model; modified in place).
             grads: name -> gradient of the loss, same shape and dtype as ``params[name]``.
-            lr: the learning rate of this step (after decay).
+            lr: the learning rate of this step (after decay), the course's ``alpha``.
         """
-        lr = float(lr)  # an np.float64 here would compute every update in float64
+        alpha = float(lr)  # an np.float64 here would compute every update in float64
         self.t += 1
         for name, w in params.items():
             scratch = self._scratch.get(name)
             if scratch is None:
                 scratch = self._scratch[name] = np.empty_like(w)
-            self._update(name, w, grads[name], lr, scratch)
+            self._update(name, w, grads[name], alpha, scratch)
 
     @abstractmethod
-    def _update(self, name: str, w: Array, g: Array, lr: float, tmp: Array) -> None:
-        """Update parameter ``w`` (named ``name``) with gradient ``g``; ``tmp`` is scratch."""
+    def _update(self, name: str, w: Array, dw: Array, alpha: float, tmp: Array) -> None:
+        """Update parameter ``w`` (named ``name``) with its gradient ``dw`` and learning rate
+        ``alpha``; ``tmp`` is scratch of ``w``'s shape and dtype."""
 
     def _slot(self, slot: str, name: str, like: Array) -> Array:
         """The ``slot`` moment of parameter ``name``, zeros on first use."""
@@ -138,24 +146,24 @@ class Optimizer(ABC):
 
 
 class SGD(Optimizer):
-    """Plain mini-batch gradient descent: ``w -= lr * g``."""
+    """Plain mini-batch gradient descent: ``w -= alpha * dw``."""
 
     NAME = OptimizerName.SGD
 
     def __init__(self) -> None:
         super().__init__()
 
-    def _update(self, name: str, w: Array, g: Array, lr: float, tmp: Array) -> None:
-        np.multiply(g, lr, out=tmp)
+    def _update(self, name: str, w: Array, dw: Array, alpha: float, tmp: Array) -> None:
+        np.multiply(dw, alpha, out=tmp)
         np.subtract(w, tmp, out=w)
 
 
 class Momentum(Optimizer):
     """Gradient descent with momentum, in the course's exponentially-weighted-average form.
 
-    ``v = beta * v + (1 - beta) * g``; ``w -= lr * v``. This differs from PyTorch's
-    ``v = beta * v + g`` by the factor ``1 - beta`` on the step: the same trajectory needs a
-    learning rate ``1 / (1 - beta)`` times larger here. State: ``"v/<param>"``.
+    ``v_dw = beta * v_dw + (1 - beta) * dw``; ``w -= alpha * v_dw``. This differs from
+    PyTorch's ``v = beta * v + g`` by the factor ``1 - beta`` on the step: the same trajectory
+    needs a learning rate ``1 / (1 - beta)`` times larger here. State: ``"v/<param>"`` (``v_dw``).
 
     Args:
         momentum: beta in [0, 1); 0.9 averages over roughly the last 10 gradients.
@@ -168,21 +176,23 @@ class Momentum(Optimizer):
     def __init__(self, momentum: float = 0.9) -> None:
         super().__init__(momentum=momentum)
 
-    def _update(self, name: str, w: Array, g: Array, lr: float, tmp: Array) -> None:
+    def _update(self, name: str, w: Array, dw: Array, alpha: float, tmp: Array) -> None:
         beta = self._hp["momentum"]
-        v = self._slot("v", name, w)
-        v *= beta
-        np.multiply(g, 1.0 - beta, out=tmp)
-        v += tmp
-        np.multiply(v, lr, out=tmp)
+        v_dw = self._slot("v", name, w)
+        # v_dw = beta * v_dw + (1 - beta) * dw
+        v_dw *= beta
+        np.multiply(dw, 1.0 - beta, out=tmp)
+        v_dw += tmp
+        # w -= alpha * v_dw
+        np.multiply(v_dw, alpha, out=tmp)
         np.subtract(w, tmp, out=w)
 
 
 class RMSprop(Optimizer):
     """RMSprop: divide the step by a running root mean square of the gradient.
 
-    ``s = beta2 * s + (1 - beta2) * g**2``; ``w -= lr * g / (sqrt(s) + epsilon)``.
-    No bias correction (as in the course). State: ``"s/<param>"``.
+    ``s_dw = beta2 * s_dw + (1 - beta2) * dw**2``; ``w -= alpha * dw / (sqrt(s_dw) + epsilon)``.
+    No bias correction (as in the course). State: ``"s/<param>"`` (``s_dw``).
 
     Args:
         beta2: decay of the squared-gradient average, in [0, 1).
@@ -196,17 +206,19 @@ class RMSprop(Optimizer):
     def __init__(self, beta2: float = 0.999, epsilon: float = 1e-8) -> None:
         super().__init__(beta2=beta2, epsilon=epsilon)
 
-    def _update(self, name: str, w: Array, g: Array, lr: float, tmp: Array) -> None:
-        beta2, eps = self._hp["beta2"], self._hp["epsilon"]
-        s = self._slot("s", name, w)
-        s *= beta2
-        np.multiply(g, g, out=tmp)
+    def _update(self, name: str, w: Array, dw: Array, alpha: float, tmp: Array) -> None:
+        beta2, epsilon = self._hp["beta2"], self._hp["epsilon"]
+        s_dw = self._slot("s", name, w)
+        # s_dw = beta2 * s_dw + (1 - beta2) * dw**2
+        s_dw *= beta2
+        np.multiply(dw, dw, out=tmp)
         tmp *= 1.0 - beta2
-        s += tmp
-        np.sqrt(s, out=tmp)
-        tmp += eps
-        np.divide(g, tmp, out=tmp)
-        tmp *= lr
+        s_dw += tmp
+        # w -= alpha * dw / (sqrt(s_dw) + epsilon)
+        np.sqrt(s_dw, out=tmp)
+        tmp += epsilon
+        np.divide(dw, tmp, out=tmp)
+        tmp *= alpha
         np.subtract(w, tmp, out=w)
 
 
@@ -215,14 +227,20 @@ class Adam(Optimizer):
 
     With ``t`` the 1-based step number::
 
-        v = beta1 * v + (1 - beta1) * g          s = beta2 * s + (1 - beta2) * g**2
-        v_hat = v / (1 - beta1**t)               s_hat = s / (1 - beta2**t)
-        w -= lr * v_hat / (sqrt(s_hat) + epsilon)
+        v_dw = beta1 * v_dw + (1 - beta1) * dw     s_dw = beta2 * s_dw + (1 - beta2) * dw**2
+        v_hat = v_dw / (1 - beta1**t)              s_hat = s_dw / (1 - beta2**t)
+        w -= alpha * v_hat / (sqrt(s_hat) + epsilon)
 
-    The last line is computed as ``w -= (lr * c2 / c1) * v / (sqrt(s) + epsilon * c2)`` with
-    ``c1 = 1 - beta1**t`` and ``c2 = sqrt(1 - beta2**t)``: the same value (multiply numerator
-    and denominator by ``c2``) with one pass over the arrays fewer. State: ``"v/<param>"``,
-    ``"s/<param>"`` and the step counter ``"t"``.
+    ``v_hat`` and ``s_hat`` are never stored: with the bias corrections
+    ``bias_correction1 = 1 - beta1**t`` and ``bias_correction2_sqrt = sqrt(1 - beta2**t)``
+    the last line is computed as ::
+
+        w -= (alpha * bias_correction2_sqrt / bias_correction1)
+             * v_dw / (sqrt(s_dw) + epsilon * bias_correction2_sqrt)
+
+    the same value (multiply numerator and denominator by ``bias_correction2_sqrt``) with one
+    pass over the arrays fewer. State: ``"v/<param>"`` (``v_dw``), ``"s/<param>"``
+    (``s_dw``) and the step counter ``"t"``.
 
     Args:
         beta1: decay of the gradient average, in [0, 1).
@@ -237,23 +255,26 @@ class Adam(Optimizer):
     def __init__(self, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8) -> None:
         super().__init__(beta1=beta1, beta2=beta2, epsilon=epsilon)
 
-    def _update(self, name: str, w: Array, g: Array, lr: float, tmp: Array) -> None:
-        beta1, beta2, eps = self._hp["beta1"], self._hp["beta2"], self._hp["epsilon"]
-        c1 = 1.0 - beta1**self.t
-        c2 = (1.0 - beta2**self.t) ** 0.5
-        v = self._slot("v", name, w)
-        s = self._slot("s", name, w)
-        v *= beta1
-        np.multiply(g, 1.0 - beta1, out=tmp)
-        v += tmp
-        s *= beta2
-        np.multiply(g, g, out=tmp)
+    def _update(self, name: str, w: Array, dw: Array, alpha: float, tmp: Array) -> None:
+        beta1, beta2, epsilon = self._hp["beta1"], self._hp["beta2"], self._hp["epsilon"]
+        bias_correction1 = 1.0 - beta1**self.t  # v_hat = v_dw / bias_correction1
+        bias_correction2_sqrt = (1.0 - beta2**self.t) ** 0.5  # s_hat = s_dw / it**2
+        v_dw = self._slot("v", name, w)
+        s_dw = self._slot("s", name, w)
+        # v_dw = beta1 * v_dw + (1 - beta1) * dw
+        v_dw *= beta1
+        np.multiply(dw, 1.0 - beta1, out=tmp)
+        v_dw += tmp
+        # s_dw = beta2 * s_dw + (1 - beta2) * dw**2
+        s_dw *= beta2
+        np.multiply(dw, dw, out=tmp)
         tmp *= 1.0 - beta2
-        s += tmp
-        np.sqrt(s, out=tmp)
-        tmp += eps * c2
-        np.divide(v, tmp, out=tmp)
-        tmp *= lr * c2 / c1
+        s_dw += tmp
+        # w -= alpha * v_hat / (sqrt(s_hat) + epsilon), folded as in the class docstring
+        np.sqrt(s_dw, out=tmp)
+        tmp += epsilon * bias_correction2_sqrt
+        np.divide(v_dw, tmp, out=tmp)
+        tmp *= alpha * bias_correction2_sqrt / bias_correction1
         np.subtract(w, tmp, out=w)
 
 
