@@ -16,7 +16,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from app.dispatcher import CACHE_ENV, PARENT_ENV, SINGLE_THREAD_ENV, TOKEN_ENV
+from app.launchers.local import CACHE_ENV, PARENT_ENV, SINGLE_THREAD_ENV, TOKEN_ENV
 
 ENV_PREFIX = "PANDACAVIAR_"
 DEFAULT_HOST = "127.0.0.1"
@@ -72,10 +72,10 @@ def _serve(args: argparse.Namespace) -> int:
     for name, value in settings.items():
         if value is not None:
             os.environ[ENV_PREFIX + name] = value
-    from app import serving  # only the serve path needs the web stack
+    from app.serving.run import run as run_server  # only the serve path needs the web stack
 
     try:
-        serving.run(host, port, processes=args.processes, access_log=args.access_log)
+        run_server(host, port, processes=args.processes, access_log=args.access_log)
     finally:
         lock.unlink(missing_ok=True)
         shutil.rmtree(spread, ignore_errors=True)
@@ -84,7 +84,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _stored_token(path: Path) -> str | None:
     """The token file's token (created on first run); says where it is, never what it is."""
-    from app.security import load_or_create_token
+    from app.serving.security import load_or_create_token
 
     try:
         token = load_or_create_token(path)
@@ -105,7 +105,7 @@ def _worker_pool(args: argparse.Namespace, token: str | None) -> int:
     """
     import signal
 
-    from app.dispatcher import Dispatcher
+    from app.launchers.local import Dispatcher
 
     cache = Path(args.cache_dir) if args.cache_dir else None
     pool = Dispatcher(args.server, args.processes, token=token, cache_dir=cache)
@@ -133,12 +133,12 @@ def _worker(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get(TOKEN_ENV) or None
     if args.processes > 1:
         return _worker_pool(args, token)
-    # Before numpy is imported (by trainer, via app.worker): one BLAS thread per worker.
+    # Before numpy is imported (by trainer, via app.worker.loop): one BLAS thread per worker.
     for name, value in SINGLE_THREAD_ENV.items():
         os.environ.setdefault(name, value)
     parent = os.environ.get(PARENT_ENV, "")
-    from app.worker import run_worker
-    from app.worker_client import ProtocolError
+    from app.worker.client import ProtocolError
+    from app.worker.loop import run_worker
 
     cache = Path(args.cache_dir) if args.cache_dir else None
     try:

@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     # the one holding an exclusive lock on this file launches the workers.
     launch_lock: Path | None = None
     # And they keep the workers' connections spread evenly among them through count files in
-    # this directory (app.spread).
+    # this directory (app.serving.spread).
     spread_dir: Path | None = None
 
     @field_validator("allowed_hosts", mode="before")

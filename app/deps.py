@@ -8,11 +8,11 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from app import locks
 from app.config import Settings
-from app.db import get_session, read_engine
 from app.errors import NotFound
-from app.models import Study, Trial
+from app.storage import locks
+from app.storage.db import get_session, read_engine
+from app.storage.models import Study, Trial
 
 
 def get_settings(request: Request) -> Settings:
@@ -39,7 +39,7 @@ def load_study(study_id: int, request: Request, session: SessionDep) -> Study:
 
     Adding trials or rounds numbers them after the study's last one, and a deletion checks that
     nothing runs: on PostgreSQL those reads must not race another server's writes. A deletion
-    locks the study's trials first, in the order every other path takes them (app.locks).
+    locks the study's trials first, in the order every other path takes them (app.storage.locks).
     """
     write = request.method not in READS
     if write and request.method == "DELETE":

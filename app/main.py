@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import json
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -22,23 +21,22 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.orm import Session
-from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import protocol
 from app.api import api_router, uploads
 from app.config import Settings, get_settings
-from app.db import init_db, make_engine, read_engine, session_scope, utcnow
 from app.errors import install_error_handlers
-from app.security import SecurityMiddleware
-from app.spread import Spread, SpreadMiddleware
+from app.launchers.dask import DaskLauncher
+from app.launchers.local import Dispatcher, stop_workers_first
+from app.serving.limits import BodyLimitMiddleware
+from app.serving.security import SecurityMiddleware
+from app.serving.spread import Spread, SpreadMiddleware
+from app.storage.db import init_db, make_engine
+from app.trials import leases
 from app.web import web_router
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 STATIC_DIR = ROOT / "static"
-MULTIPART_OVERHEAD = 64 * 1024  # part headers and boundaries around an uploaded file
 SWAGGER_UI = "/static/vendor/swagger-ui"
 
 
@@ -88,7 +86,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = engine
     dispatcher = await _start_launcher(settings)
     app.state.dispatcher = dispatcher
-    reaper = asyncio.create_task(_reap_forever(app))
+    reaper = asyncio.create_task(leases.reap_forever(app))
     spread: Spread | None = app.state.spread
     spreading = asyncio.create_task(spread.publish_forever()) if spread else None
     try:
@@ -127,17 +125,8 @@ def _launch_turn(settings: Settings) -> bool:
 async def _start_launcher(settings: Settings) -> Any:
     if not settings.start_dispatcher or settings.workers == 0 or not _launch_turn(settings):
         return None
-    try:
-        from app.dispatcher import Dispatcher, stop_workers_first
-    except ImportError as exc:  # a partial checkout: say what to do instead of a traceback
-        raise RuntimeError(
-            "app.dispatcher cannot be imported; run with PANDACAVIAR_WORKERS=0 "
-            "(and start `pandacaviar worker` processes yourself)"
-        ) from exc
     launcher: Any
     if settings.launcher == "dask":
-        from app.launchers.dask import DaskLauncher
-
         launcher = DaskLauncher(
             settings.server_url, settings.workers, token=settings.token,
             scheduler=settings.dask_scheduler, cache_dir=settings.worker_cache_dir,
@@ -151,84 +140,6 @@ async def _start_launcher(settings: Settings) -> Any:
     # SIGTERM: the workers hand their trials back while the server still answers.
     stop_workers_first(launcher)
     return launcher
-
-
-def reap_once(app: FastAPI) -> int:
-    """Requeue (or fail) the running trials whose lease expired; returns how many."""
-    settings: Settings = app.state.settings
-    now = utcnow()
-    # Most passes find nothing: they only read, so every server process's pass every few
-    # seconds does not take the writers' turn (nor hold it, should the process stall there).
-    with Session(read_engine(app.state.engine)) as session:
-        if not protocol.any_expired(session, now):
-            return 0
-    with session_scope(app.state.engine) as session:
-        return protocol.reap_expired(session, now, settings.max_failures)
-
-
-async def _reap_forever(app: FastAPI) -> None:
-    settings: Settings = app.state.settings
-    # A lease granted before this process started may have run out while no server
-    # answered: the workers of a restarted server get one lease to re-attach first (the
-    # leases this process grants end after that anyway).
-    await asyncio.sleep(settings.lease_seconds)
-    while True:
-        await asyncio.sleep(settings.reaper_seconds)
-        try:
-            n = await run_in_threadpool(reap_once, app)
-        except Exception:  # a locked or broken database must not end the reaper for good
-            log.exception("reaper pass failed")
-            continue
-        if n:
-            log.info("reaper: %d expired lease(s)", n)
-
-
-class BodyLimitMiddleware:
-    """413 for bodies over the limit: checkpoint uploads get a larger one than JSON."""
-
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        self.app = app
-        self.settings = settings
-
-    def _limit(self, scope: Scope) -> int:
-        path = scope.get("path", "")
-        if scope.get("method") == "PUT" and path.endswith("/checkpoints"):
-            return self.settings.max_checkpoint_bytes
-        if scope.get("method") == "POST" and path == "/api/uploads":
-            return self.settings.max_upload_bytes + MULTIPART_OVERHEAD
-        return self.settings.max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        limit = self._limit(scope)
-        detail = f"body: larger than the limit of {limit} bytes"
-        length = dict(scope.get("headers", [])).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            return await _send_json(send, 413, detail)
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    # An HTTPException passes FastAPI's body parsing untouched (-> 413).
-                    raise HTTPException(413, detail)
-            return message
-
-        await self.app(scope, limited, send)
-
-
-async def _send_json(send: Send, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def __getattr__(name: str) -> FastAPI:

@@ -5,14 +5,14 @@ What is measured (no training at all, only the bookkeeping a trial costs):
 * **ours**: a real server subprocess (``pandacaviar serve``, see ``bench/_server.py``: no
   workers of its own, a free loopback port, a temporary data directory and SQLite file). Before
   each run a fresh study is created and enough trials are queued over HTTP (not timed). One
-  trial is then what ``app.worker`` does for one, minus the trainer: ``WorkerClient.claim``,
+  trial is then what ``app.worker.loop`` does for one, minus the trainer: ``WorkerClient.claim``,
   10 x ``HttpReporter.report`` of one ``dev_accuracy`` value each (an epoch end each), and
   ``HttpReporter.finish`` (completed, with the final value), one ``WorkerClient`` (a keep-alive
   ``httpx2.Client``) per client process. The reporter sends at most every ``report_seconds``
   counted from the claim (0.1 s, the server's default), so here the 10 values leave with the
-  finish, and the finish claims the worker's next trial, as ``app.worker``'s finish does: one
+  finish, and the finish claims the worker's next trial, as ``app.worker.loop``'s finish does: one
   round trip and one durable commit a trial (the WAL synced before the answer; see
-  ``app/db.py``). The HTTP requests per trial are counted on the wire.
+  ``app/storage/db.py``). The HTTP requests per trial are counted on the wire.
 * Setups of ours: ``ours`` is ``pandacaviar serve --processes 2`` (the judged one);
   ``ours, 1 server process``; ``ours, a request per value`` sends every value at once (a
   report interval of 0), 11 round trips a trial, to show what batching saves.
@@ -69,8 +69,8 @@ import httpx2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from app.worker import Assignment  # noqa: E402
-from app.worker_client import FinishStatus, HttpReporter, WorkerClient  # noqa: E402
+from app.worker.client import FinishStatus, HttpReporter, WorkerClient  # noqa: E402
+from app.worker.loop import Assignment  # noqa: E402
 from bench._ceiling import (  # noqa: E402
     ChainCeiling,
     busy_cores,
@@ -123,7 +123,7 @@ def _ours_trial(
     client: WorkerClient, me: str, res: ClientResult, batched: bool,
     claim: dict[str, Any] | None,
 ) -> dict[str, Any] | None:
-    """One trial the way ``app.worker`` runs one: claim, 10 reports, finish.
+    """One trial the way ``app.worker.loop`` runs one: claim, 10 reports, finish.
 
     The calls are the worker's own (``WorkerClient.claim``, ``HttpReporter.report`` and
     ``HttpReporter.finish``); only the trainer is left out. As in the worker, the finish

@@ -51,7 +51,7 @@ Methods:
 * ``random+asha-pause``: the same, with ``AshaScheduler(mode="pause")``: a trial below its
   rung's cut waits there (its trainer kept in memory, as the server keeps a checkpoint) and
   each turn of the one worker goes first to a waiting trial the scheduler promotes, as the
-  server's feeder does (``app/parking.py``), else to a new trial;
+  server's feeder does (``app/search/parking.py``), else to a new trial;
 * ``random+asha-eager``: pause mode with ``eager_top=True``: the top rung (the last before
   27 epochs) sends its best early arrival on at once instead of waiting for ``eta`` of them;
   the lower rungs wait as in pause mode. Its own setting, eta 4 from 1 epoch (rungs at 1, 4

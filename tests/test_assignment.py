@@ -17,11 +17,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
 
-from app import claims
-from app.assignment import assignment
 from app.config import Settings
-from app.models import Trial, TrialState
 from app.schemas import ClaimOut
+from app.storage.models import Trial, TrialState
+from app.trials import claims
+from app.trials.assignment import assignment
 from tests.factories import claim, create_trial, finish, upload
 from tests.flock import lock_held
 

@@ -8,10 +8,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import caviar
 from app.config import Settings
 from app.main import create_app
-from app.models import Study
+from app.search import feeder
+from app.storage.models import Study
 from app.tuning import AshaScheduler, Direction, RungRecord, TrialStatus, TrialView
 from tests.api.test_caviar import SPACE, claim_one, epoch_report
 
@@ -63,8 +63,8 @@ def test_asha_decisions_survive_a_server_restart(settings: Settings) -> None:
                  for i, epoch, value in REPORTS[RESTART_AFTER:]]
         with Session(app.state.engine) as session:
             study = session.scalars(select(Study).where(Study.id == study_id)).one()
-            stored = caviar.records(session, study_id)
-            scheduler = caviar.scheduler_for(study)
+            stored = feeder.records(session, study_id)
+            scheduler = feeder.scheduler_for(study)
     assert before + after == EXPECTED == _pure_decisions()
     assert again == before
     # One record per (trial, rung) reported, in report order, nothing duplicated by the replay.
@@ -81,7 +81,7 @@ def test_stored_views_carry_round_state_value_and_curve(settings: Settings) -> N
         epoch_report(client, *running[0], 2, 0.6)
         app: Any = client.app
         with Session(app.state.engine) as session:
-            views = caviar.views(session, study_id)
+            views = feeder.views(session, study_id)
     assert [v.number for v in views] == list(range(6))
     first = views[0]
     assert first.round == 0 and first.state is TrialStatus.RUNNING and first.value is None

@@ -9,8 +9,17 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from app.db import init_db, make_engine, read_engine
-from app.models import Direction, Event, EventKind, Metric, Study, StudyMode, Trial, TrialState
+from app.storage.db import init_db, make_engine, read_engine
+from app.storage.models import (
+    Direction,
+    Event,
+    EventKind,
+    Metric,
+    Study,
+    StudyMode,
+    Trial,
+    TrialState,
+)
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from app.db import init_db, make_engine, read_engine
-from app.models import Direction, Study, StudyMode
+from app.storage.db import init_db, make_engine, read_engine
+from app.storage.models import Direction, Study, StudyMode
 
 Spy = list[str]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from app.db import make_engine, read_engine, session_scope
+from app.storage.db import make_engine, read_engine, session_scope
 from tests.flock import lock_held
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from app.dispatcher import PARENT_ENV, TOKEN_ENV, Dispatcher
+from app.launchers.local import PARENT_ENV, TOKEN_ENV, Dispatcher
 
 ROOT = Path(__file__).resolve().parent.parent
 WAIT_SECONDS = 30.0
@@ -107,7 +107,7 @@ def test_workers_end_when_their_server_is_killed(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import sys, time
-        from app.dispatcher import Dispatcher
+        from app.launchers.local import Dispatcher
         d = Dispatcher({_unused_url()!r}, 2)
         d.start()
         while len(d.pids) < 2:

@@ -7,7 +7,7 @@ import sqlite3
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from app.main import reap_once
+from app.trials.leases import reap_once
 from tests.factories import claim, create_study, create_trial
 
 

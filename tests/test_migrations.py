@@ -11,10 +11,11 @@ from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, inspect
 
-from app import migrations
 from app.config import Settings
-from app.db import Base, init_db, make_engine
 from app.main import create_app
+from app.storage import migrations
+from app.storage.db import init_db, make_engine
+from app.storage.models import Base
 from tests.api.test_caviar import caviar_study, claim_one, epoch_report
 
 SCHEMA_0001 = Path(__file__).parent / "data" / "schema_0001.sql"

@@ -24,13 +24,23 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.orm import Session
 
-from app import claims, control, locks, migrations, protocol
 from app.config import Settings
-from app.db import init_db, make_engine, utcnow
 from app.errors import Conflict
 from app.main import create_app
-from app.models import Checkpoint, Event, EventKind, Round, Study, Trial, TrialState
 from app.schemas import FinishIn, ReportIn
+from app.storage import locks, migrations
+from app.storage.db import init_db, make_engine
+from app.storage.models import (
+    Checkpoint,
+    Event,
+    EventKind,
+    Round,
+    Study,
+    Trial,
+    TrialState,
+    utcnow,
+)
+from app.trials import claims, controls, leases, worker_calls
 from tests.api.test_caviar import caviar_study, claim_one
 from tests.factories import create_study, create_trial, running_trial
 from tests.pg import PostgresServer
@@ -162,12 +172,12 @@ def test_two_claims_racing_for_the_last_slot_of_a_study_take_it_once(pg: Pg) -> 
 
 
 def test_two_pauses_of_one_trial_leave_one_pending_pause(pg: Pg) -> None:
-    """locks.get_trial(lock=True) (TrialDep) and locks.lock_trial in control.pause."""
+    """locks.get_trial(lock=True) (TrialDep) and locks.lock_trial in controls.pause."""
     trial_id, _ = running_trial(pg.client)
     with pg.session() as a:
-        control.pause(a, locked_trial(a, trial_id))
-        # B loads the trial unlocked: control.pause must lock it before reading events.
-        state, b = race(pg, a, lambda s: control.pause(s, s.get_one(Trial, trial_id)))
+        controls.pause(a, locked_trial(a, trial_id))
+        # B loads the trial unlocked: controls.pause must lock it before reading events.
+        state, b = race(pg, a, lambda s: controls.pause(s, s.get_one(Trial, trial_id)))
         a.commit()
         b.outcome()
     assert state == "blocked"
@@ -175,12 +185,12 @@ def test_two_pauses_of_one_trial_leave_one_pending_pause(pg: Pg) -> None:
 
 
 def test_two_adjustments_at_once_chain_old_to_new(pg: Pg) -> None:
-    """The trial lock in control.adjust: the second reads the first's pending value."""
+    """The trial lock in controls.adjust: the second reads the first's pending value."""
     trial_id, _ = running_trial(pg.client, learning_rate=0.1)
     with pg.session() as a:
-        control.adjust(a, locked_trial(a, trial_id), {"learning_rate": 0.01})
+        controls.adjust(a, locked_trial(a, trial_id), {"learning_rate": 0.01})
         state, b = race(
-            pg, a, lambda s: control.adjust(s, locked_trial(s, trial_id), {"learning_rate": 0.02})
+            pg, a, lambda s: controls.adjust(s, locked_trial(s, trial_id), {"learning_rate": 0.02})
         )
         a.commit()
         b.outcome()
@@ -202,20 +212,20 @@ def _expired_trial(pg: Pg) -> tuple[int, int]:
 
 
 def test_the_reaper_skips_a_trial_whose_report_is_in_flight(pg: Pg) -> None:
-    """FOR NO KEY UPDATE SKIP LOCKED in protocol.reap_expired."""
+    """FOR NO KEY UPDATE SKIP LOCKED in leases.reap_expired."""
     trial_id, attempt = _expired_trial(pg)
     time.sleep(0.01)
     body = ReportIn(attempt=attempt, step=5, epoch=0.05)
     with pg.session() as a:
-        protocol.report(a, locked_trial(a, trial_id), body, pg.settings)  # renews the lease
-        state, b = race(pg, a, lambda s: protocol.reap_expired(s, utcnow(), max_failures=3))
+        worker_calls.report(a, locked_trial(a, trial_id), body, pg.settings)  # renews the lease
+        state, b = race(pg, a, lambda s: leases.reap_expired(s, utcnow(), max_failures=3))
         try:
             assert state == "done"  # skipped, not waited for
         finally:
             a.commit()
         assert b.outcome() == 0
     with pg.session() as s:
-        assert protocol.reap_expired(s, utcnow(), max_failures=3) == 0  # the lease is fresh
+        assert leases.reap_expired(s, utcnow(), max_failures=3) == 0  # the lease is fresh
         s.commit()
         trial = s.get_one(Trial, trial_id)
         assert (trial.state, trial.attempt, trial.step) == (TrialState.RUNNING, attempt, 5)
@@ -225,8 +235,8 @@ def test_two_reapers_requeue_an_expired_trial_once(pg: Pg) -> None:
     trial_id, _ = _expired_trial(pg)
     time.sleep(0.01)
     with pg.session() as a:
-        assert protocol.reap_expired(a, utcnow(), max_failures=3) == 1
-        state, b = race(pg, a, lambda s: protocol.reap_expired(s, utcnow(), max_failures=3))
+        assert leases.reap_expired(a, utcnow(), max_failures=3) == 1
+        state, b = race(pg, a, lambda s: leases.reap_expired(s, utcnow(), max_failures=3))
         try:
             assert state == "done"
         finally:
@@ -237,7 +247,7 @@ def test_two_reapers_requeue_an_expired_trial_once(pg: Pg) -> None:
 
 @pytest.mark.parametrize("call", ["report", "finish"])
 def test_a_report_or_finish_racing_the_reaper_is_refused(pg: Pg, call: str) -> None:
-    """The trial lock in protocol.report and protocol.finish (TrialDep takes it first).
+    """The trial lock in worker_calls.report and worker_calls.finish (TrialDep takes it first).
 
     Without it the late call reads "running" from its snapshot, waits for the reaper's row
     lock, then renews the lease of (or finishes) a trial that is queued again: the worker
@@ -249,14 +259,14 @@ def test_a_report_or_finish_racing_the_reaper_is_refused(pg: Pg, call: str) -> N
     def late(s: Session) -> object:
         trial = s.get_one(Trial, trial_id)  # loaded before the lock, as a stale reader would
         if call == "report":
-            return protocol.report(s, trial, ReportIn(attempt=attempt, step=5, epoch=0.05),
+            return worker_calls.report(s, trial, ReportIn(attempt=attempt, step=5, epoch=0.05),
                                    pg.settings)
         body = FinishIn(attempt=attempt, status="completed", step=5, epoch=0.05)
-        protocol.finish(s, trial, body)
+        worker_calls.finish(s, trial, body)
         return None
 
     with pg.session() as a:
-        assert protocol.reap_expired(a, utcnow(), max_failures=3) == 1
+        assert leases.reap_expired(a, utcnow(), max_failures=3) == 1
         state, b = race(pg, a, late)
         a.commit()
         with pytest.raises(Conflict):
@@ -268,16 +278,16 @@ def test_a_report_or_finish_racing_the_reaper_is_refused(pg: Pg, call: str) -> N
 
 
 def test_a_checkpoint_of_a_requeued_attempt_is_refused(pg: Pg) -> None:
-    """protocol.checkpoint_taken checks the attempt again under the trial's lock."""
+    """worker_calls.checkpoint_taken checks the attempt again under the trial's lock."""
     trial_id, attempt = _expired_trial(pg)
     time.sleep(0.01)
     with pg.session() as a:
-        assert protocol.reap_expired(a, utcnow(), max_failures=3) == 1
+        assert leases.reap_expired(a, utcnow(), max_failures=3) == 1
 
         def record(s: Session) -> None:
             trial = s.get_one(Trial, trial_id)
-            protocol.check_attempt(trial, attempt)  # what the upload checked before the lock
-            protocol.checkpoint_taken(s, trial, 10, pg.settings)
+            worker_calls.check_attempt(trial, attempt)  # what the upload checked before the lock
+            worker_calls.checkpoint_taken(s, trial, 10, pg.settings)
 
         state, b = race(pg, a, record)
         a.commit()
@@ -299,7 +309,7 @@ def test_two_finishes_feed_a_study_in_turn(pg: Pg) -> None:
 
     def done(trial_id: int, attempt: int) -> Callable[[Session], None]:
         body = FinishIn(attempt=attempt, status="completed", step=40, epoch=4.0)
-        return lambda s: protocol.finish(s, locked_trial(s, trial_id), body)
+        return lambda s: worker_calls.finish(s, locked_trial(s, trial_id), body)
 
     with pg.session() as a:
         done(t1, a1)(a)
@@ -321,7 +331,7 @@ def test_asha_decides_two_epoch_ends_at_once_in_turn(pg: Pg) -> None:
     def epoch_end(trial_id: int, attempt: int, value: float) -> Callable[[Session], str]:
         body = ReportIn(attempt=attempt, step=10, epoch=1.0,
                         points=[(10, "dev_accuracy", value)])
-        return lambda s: protocol.report(s, locked_trial(s, trial_id), body, pg.settings).action
+        return lambda s: worker_calls.report(s, locked_trial(s, trial_id), body, pg.settings).action
 
     with pg.session() as a:
         assert epoch_end(t1, a1, 0.9)(a) == "continue"

@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from app import spread
-from app.serving import NoDelayConfig, multiprocess_config
-from app.worker_client import WorkerClient
+from app.serving import spread
+from app.serving.run import NoDelayConfig, multiprocess_config
+from app.worker.client import WorkerClient
 from tests.e2e import FAST, Api, ServerProcess, wait_for
 
 N_RACE = 60

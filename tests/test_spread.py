@@ -1,4 +1,4 @@
-"""app.spread: when a server process hands a worker connection to the others.
+"""app.serving.spread: when a server process hands a worker connection to the others.
 
 The other processes are count files written the way theirs would be; the clock is explicit.
 The end-to-end check, real processes and sockets, is in tests/test_serving.py.
@@ -13,7 +13,7 @@ import httpx2
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from app.spread import CLOSE_SECONDS, STALE, WINDOW, Spread, SpreadMiddleware
+from app.serving.spread import CLOSE_SECONDS, STALE, WINDOW, Spread, SpreadMiddleware
 
 
 class Clock:

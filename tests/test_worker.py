@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from app.worker import Assignment, hand_back, run_trial, run_worker
-from app.worker_client import FinishStatus, HttpReporter, StaleAttempt, WorkerClient
+from app.worker.client import FinishStatus, HttpReporter, StaleAttempt, WorkerClient
+from app.worker.loop import Assignment, hand_back, run_trial, run_worker
 from tests.e2e import (
     FAST,
     ROOT,
@@ -276,7 +276,7 @@ def test_token_guards_the_server_and_reaches_dispatcher_workers(
 
 def test_worker_path_imports_no_web_or_database_code() -> None:
     probe = (
-        "import sys, app.cli, app.worker, app.dispatcher; "
+        "import sys, app.cli, app.worker.loop, app.launchers.local; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & "
         "{'fastapi', 'starlette', 'sqlalchemy', 'pydantic', 'uvicorn'}))"
     )

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from app.worker_client import checkpoint_progress
+from app.worker.client import checkpoint_progress
 from tests.factories import npz_bytes
 from trainer import ADJUSTABLE, TrainConfig, Trainer
 from trainer.checkpoint import CheckpointError

@@ -10,10 +10,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from app import analysis, curves
+from app.api.serialize import finite, trial_out
 from app.deps import SessionDep, StudyDep
 from app.schemas import BestPublic, ImportancePublic
-from app.serialize import finite, trial_out
+from app.search import analysis, curves
 
 router = APIRouter(prefix="/studies", tags=["analysis"])
 

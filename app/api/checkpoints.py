@@ -25,14 +25,15 @@ from pydantic import BeforeValidator
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app import crud, locks, protocol
 from app.config import Settings
-from app.db import read_engine, utcnow
 from app.deps import SessionDep, SettingsDep
 from app.errors import DomainError, Invalid, NotFound
-from app.models import Checkpoint, Trial
 from app.schemas import CheckpointOut
 from app.schemas.common import MAX_INT32
+from app.storage import locks, queries
+from app.storage.db import read_engine
+from app.storage.models import Checkpoint, Trial, utcnow
+from app.trials import worker_calls
 from trainer.config import HParamError, check_combination, check_hparams
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ def _check_writer(engine: Engine, trial_id: int, taken: _Taken) -> None:
         trial = session.get(Trial, trial_id)
         if trial is None:
             raise NotFound(f"trial {trial_id} not found")
-        protocol.check_attempt(trial, taken.attempt)
+        worker_calls.check_attempt(trial, taken.attempt)
         if taken.hparams is not None:
             try:
                 check_combination({**trial.hparams, **taken.hparams})
@@ -226,8 +227,8 @@ def _record(
         trial = locks.get_trial(session, trial_id, lock=True)
         if trial is None:
             raise NotFound(f"trial {trial_id} not found")
-        protocol.check_attempt(trial, taken.attempt)
-        ckpt = crud.get_checkpoint(session, trial_id=trial_id, step=taken.step)
+        worker_calls.check_attempt(trial, taken.attempt)
+        ckpt = queries.get_checkpoint(session, trial_id=trial_id, step=taken.step)
         # A retried step keeps its row (forks point at it by id) and gets the new file.
         old_path = ckpt.path if ckpt is not None else None
         if ckpt is None:
@@ -241,7 +242,7 @@ def _record(
         ckpt.epoch = trial.epoch if taken.epoch is None else taken.epoch
         ckpt.hparams = {**trial.hparams, **(taken.hparams or {})}
         ckpt.path, ckpt.bytes, ckpt.sha256, ckpt.created_at = str(path), size, sha256, utcnow()
-        protocol.checkpoint_taken(session, trial, taken.step, settings)
+        worker_calls.checkpoint_taken(session, trial, taken.step, settings)
         session.flush()
         out = CheckpointOut(id=ckpt.id, step=taken.step, sha256=sha256, bytes=size)
         session.commit()

@@ -19,10 +19,10 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from sqlalchemy import ColumnElement, Engine, func, select
 from sqlalchemy.orm import Session
 
-from app.db import read_engine
+from app.api.serialize import event_public, finite
 from app.deps import StudyIdDep, TrialIdDep
-from app.models import Event, Metric, Trial
-from app.serialize import event_public, finite
+from app.storage.db import read_engine
+from app.storage.models import Event, Metric, Trial
 
 router = APIRouter(tags=["streams"])
 POLL_SECONDS = 0.5

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from app import rounds
 from app.deps import SessionDep, StudyDep
 from app.schemas import (
     RetestCreate,
@@ -14,6 +13,7 @@ from app.schemas import (
     RoundPublic,
     RoundsPublic,
 )
+from app.search import rounds
 
 router = APIRouter(prefix="/studies", tags=["rounds"])
 

@@ -9,10 +9,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 from sqlalchemy.orm import Session
 
-from app import analysis, caviar, control, crud
+from app.api.serialize import studies_out, study_out, trial_out, trials_out
 from app.deps import SessionDep, SettingsDep, StudyDep
 from app.errors import Conflict, Invalid
-from app.models import Study, TrialState
 from app.schemas import (
     StudiesPublic,
     StudyCreate,
@@ -21,7 +20,10 @@ from app.schemas import (
     TrialPublic,
     TrialsPublic,
 )
-from app.serialize import studies_out, study_out, trial_out, trials_out
+from app.search import analysis, feeder
+from app.storage import queries
+from app.storage.models import Study, TrialState
+from app.trials import studies
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/studies", tags=["studies"])
@@ -38,7 +40,7 @@ def _study_out(session: Session, study: Study) -> StudyPublic:
 @router.get("", response_model=StudiesPublic)
 def list_studies(session: SessionDep, limit: Limit = 100, offset: Offset = 0) -> StudiesPublic:
     """List studies, newest first."""
-    studies, count = crud.list_studies(session, limit=limit, offset=offset)
+    studies, count = queries.list_studies(session, limit=limit, offset=offset)
     return StudiesPublic(data=studies_out(session, studies), count=count)
 
 
@@ -49,7 +51,7 @@ def create_study(body: StudyCreate, session: SessionDep, settings: SettingsDep) 
     A caviar study gets round 1 with its ``space`` and samples its first trials at once; the
     server keeps ``parallelism`` of them queued or running until the ``budget`` is spent.
     """
-    study = control.create_study(session, body, settings)
+    study = studies.create_study(session, body, settings)
     out = _study_out(session, study)
     session.commit()
     return out
@@ -64,10 +66,10 @@ def get_study(study: StudyDep, session: SessionDep) -> StudyPublic:
 @router.delete("/{study_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_study(study: StudyDep, session: SessionDep) -> Response:
     """Delete a study, its trials, metrics, events and checkpoint files."""
-    running = crud.state_counts(session, [study.id])[study.id].get(TrialState.RUNNING.value, 0)
+    running = queries.state_counts(session, [study.id])[study.id].get(TrialState.RUNNING.value, 0)
     if running:
         raise Conflict(f"study {study.id} has {running} running trial(s); stop them first")
-    files = crud.study_files(session, study.id)
+    files = queries.study_files(session, study.id)
     session.delete(study)
     session.commit()
     for path in files:  # after the commit: a failed delete must not lose the files
@@ -81,10 +83,10 @@ def create_trial(study: StudyDep, body: TrialCreate, session: SessionDep) -> Tri
 
     In a caviar study it joins the latest search round and uses one trial of its budget.
     """
-    hparams = control.trial_hparams(study, body.hparams)
-    trial = crud.create_trial(session, study=study, hparams=hparams,
-                              round_id=caviar.latest_round_id(session, study.id))
-    caviar.settle(session, study)
+    hparams = studies.trial_hparams(study, body.hparams)
+    trial = queries.create_trial(session, study=study, hparams=hparams,
+                              round_id=feeder.latest_round_id(session, study.id))
+    feeder.settle(session, study)
     out = trial_out(session, trial)
     session.commit()
     return out
@@ -110,7 +112,7 @@ def list_trials(
     offset: Offset = 0,
 ) -> TrialsPublic:
     """Trials of a study; ``state=running,paused``, ``sort=-best_value`` or ``sort=best``."""
-    trials, count = crud.list_trials(
+    trials, count = queries.list_trials(
         session, study=study, states=_states(state), sort=sort, limit=limit, offset=offset
     )
     return TrialsPublic(data=trials_out(session, trials), count=count)

@@ -11,13 +11,14 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app import claims, locks, protocol
-from app.assignment import assignment
+from app.api.serialize import trial_out, trial_public
 from app.config import Settings
 from app.errors import NotFound
-from app.models import Trial
 from app.schemas import ClaimIn, ClaimOut, DirectiveOut, FinishIn, FinishOut, ReportIn
-from app.serialize import trial_out, trial_public
+from app.storage import locks
+from app.storage.models import Trial
+from app.trials import claims, worker_calls
+from app.trials.assignment import assignment
 
 _T = TypeVar("_T")
 router = APIRouter(prefix="/workers", tags=["workers"])
@@ -82,13 +83,13 @@ def _claim(session: Session, settings: Settings, body: ClaimIn) -> ClaimOut | No
 
 
 def _report(session: Session, settings: Settings, body: ReportIn, trial: Trial) -> DirectiveOut:
-    directive = protocol.report(session, trial, body, settings)
+    directive = worker_calls.report(session, trial, body, settings)
     session.commit()
     return directive
 
 
 def _finish(session: Session, settings: Settings, body: FinishIn, trial: Trial) -> FinishOut:
-    protocol.finish(session, trial, body)
+    worker_calls.finish(session, trial, body)
     # Ending a trial closed every request it had pending: no need to look them up again, and
     # the answer, which then reads no row, is built after the commit, out of the writers' turn.
     ended = trial.state.finished and not trial.round_id

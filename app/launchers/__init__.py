@@ -3,7 +3,7 @@
 A launcher only places and restarts workers; handing trials out stays the claim endpoint's
 job, and control flows through the HTTP worker protocol whatever the launcher.
 
-- ``local`` (:class:`app.dispatcher.Dispatcher`): child processes of the server.
+- ``local`` (:class:`app.launchers.local.Dispatcher`): child processes of the server.
 - ``dask`` (:class:`app.launchers.dask.DaskLauncher`): tasks on a Dask cluster (a
   ``distributed.LocalCluster`` by default, or any scheduler; dask-jobqueue reaches SLURM).
 """

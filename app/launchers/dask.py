@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.dispatcher import (
+from app.launchers.local import (
     CACHE_ENV,
     GRACE_SECONDS,
     RESTART_MAX_SECONDS,
@@ -63,7 +63,7 @@ def dask_task(server_url: str, stop_event: str, slot: int) -> int:
     """
     from distributed import Event, get_client
 
-    from app.worker import default_name, run_worker
+    from app.worker.loop import default_name, run_worker
 
     stop = threading.Event()
     # The worker's client, named explicitly: the watch thread has no worker context.

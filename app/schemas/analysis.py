@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.models import Direction
 from app.schemas.trials import TrialPublic
+from app.storage.models import Direction
 
 
 class BestPublic(BaseModel):

@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
-from app.models import Direction, RoundKind
 from app.schemas.common import Budget, FiniteFloat, Strict
+from app.storage.models import Direction, RoundKind
 
 
 class RoundCreate(Strict):

@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from app.models import Direction, StudyMode, StudyState
 from app.schemas.common import Budget, Name, Strict, check_spec
+from app.storage.models import Direction, StudyMode, StudyState
 from trainer.config import HPARAM_SPECS
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.models import EventKind, TrialState
 from app.schemas.common import MAX_INT32, Strict
+from app.storage.models import EventKind, TrialState
 
 
 class TrialCreate(Strict):

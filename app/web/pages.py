@@ -17,9 +17,9 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import security
 from app.deps import SessionDep
-from app.models import Study, Trial
+from app.serving import security
+from app.storage.models import Study, Trial
 from trainer.config import ADJUSTABLE, HPARAM_SPECS, HParamSpec
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parents[2] / "templates")

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from app.models import IntermediateValue, Metric, RungRecordRow, Trial
+from app.storage.models import IntermediateValue, Metric, RungRecordRow, Trial
 from tests.api.test_caviar import caviar_study, claim_one, epoch_report
 from tests.conftest import DB
 from tests.factories import finish, running_trial

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from app.models import Event, EventKind, Metric, Round, RungRecordRow, Study, Trial
+from app.storage.models import Event, EventKind, Metric, Round, RungRecordRow, Study, Trial
 from tests.conftest import DB
 from tests.factories import create_study, create_trial, finish, upload
 

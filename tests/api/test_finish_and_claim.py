@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from app.models import Trial, TrialState
+from app.storage.models import Trial, TrialState
 from tests.api.test_caviar import caviar_study, claim_one, epoch_report
 from tests.conftest import DB
 from tests.factories import create_study, create_trial, finish, running_trial

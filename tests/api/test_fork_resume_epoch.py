@@ -14,9 +14,9 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from app.models import Checkpoint
-from app.worker import Assignment, _keep_lease, hand_back
-from app.worker_client import WorkerClient
+from app.storage.models import Checkpoint
+from app.worker.client import WorkerClient
+from app.worker.loop import Assignment, _keep_lease, hand_back
 from tests.conftest import DB
 from tests.factories import claim, finish, npz_bytes, report, running_trial
 

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from app.config import Settings
 from app.main import create_app
-from app.models import Study
+from app.storage.models import Study
 from tests.conftest import DB
 
 

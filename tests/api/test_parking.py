@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.config import Settings
 from app.main import create_app
-from app.models import Event, EventKind
+from app.storage.models import Event, EventKind
 from tests.api.test_caviar import caviar_study, claim_one, epoch_report, trials_of
 from tests.conftest import DB
 from tests.factories import finish, upload

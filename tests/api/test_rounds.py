@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from app.models import Trial
+from app.storage.models import Trial
 from tests.api.test_caviar import (
     SPACE,
     caviar_study,

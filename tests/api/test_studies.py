@@ -13,8 +13,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event, select
 
-from app.main import reap_once
-from app.models import Checkpoint, Metric, Round, Study, Trial
+from app.storage.models import Checkpoint, Metric, Round, Study, Trial
+from app.trials.leases import reap_once
 from tests.api.test_caviar import caviar_study, complete
 from tests.conftest import DB
 from tests.factories import (

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.models import Trial
+from app.storage.models import Trial
 from tests.conftest import DB
 from tests.factories import (
     claim,

@@ -10,8 +10,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from app.main import reap_once
-from app.models import Checkpoint, Event, EventKind, Metric, Trial
+from app.storage.models import Checkpoint, Event, EventKind, Metric, Trial
+from app.trials.leases import reap_once
 from tests.conftest import DB
 from tests.factories import (
     claim,

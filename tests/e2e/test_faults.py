@@ -82,7 +82,7 @@ def test_sigkilled_worker_trial_resumes_from_checkpoint(start_server: StartServe
 # A real process that claims like a worker, says what it got, and dies before any report.
 CLAIM_THEN_DIE = """
 import json, os, signal, sys
-from app.worker_client import WorkerClient
+from app.worker.client import WorkerClient
 claim = WorkerClient(sys.argv[1]).claim("doomed-worker")
 print(json.dumps(claim), flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
@@ -165,7 +165,7 @@ def test_reaper_requeues_when_every_worker_is_dead(
 def test_trial_that_kills_its_workers_fails_and_the_queue_completes(
     start_server: StartServer,
 ) -> None:
-    # Trial 1 of this fresh database kills whichever worker claims it (see app/worker.py).
+    # Trial 1 of this fresh database kills whichever worker claims it (see app/worker/loop.py).
     server = start_server(
         workers=2, lease_seconds=2, reaper_seconds=0.3, max_failures=3,
         fault_exit_on_trial=1,

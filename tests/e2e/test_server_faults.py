@@ -43,7 +43,7 @@ pytestmark = pytest.mark.slow
 # (which retries transport errors forever), one line in its ack log per 2xx.
 REPORTING_CLIENT = """
 import json, sys, time
-from app.worker_client import StaleAttempt, WorkerClient
+from app.worker.client import StaleAttempt, WorkerClient
 url, name, ack_path, steps = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 client = WorkerClient(url)
 claim = client.claim(name)

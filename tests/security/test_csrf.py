@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from app.models import TrialState
+from app.storage.models import TrialState
 from tests.conftest import DB
 from tests.factories import create_study, create_trial
 

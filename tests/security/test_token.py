@@ -14,9 +14,9 @@ import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
-from app import security
 from app.config import Settings
 from app.main import create_app
+from app.serving import security
 from tests.conftest import DB, ROOT, free_port
 
 TOKEN = "s3cret-token-for-tests"

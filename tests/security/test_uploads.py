@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from app.models import Study
+from app.storage.models import Study
 from tests.conftest import DB
 from tests.security.conftest import StartUvicorn
 

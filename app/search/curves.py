@@ -14,11 +14,33 @@ from collections.abc import Sequence
 from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.orm import Session
 
-from app.models import Checkpoint, IntermediateValue, Metric, Study, StudyMode, Trial
-from app.serialize import downsample
+from app.storage.models import Checkpoint, IntermediateValue, Metric, Study, StudyMode, Trial
 
 Points = list[tuple[float, float]]  # (epoch, value), sorted by epoch
 Anchors = tuple[list[int], list[float]]  # increasing steps and the epoch known at each
+
+
+def downsample(points: Sequence[tuple[int, float]], max_points: int) -> list[tuple[int, float]]:
+    """At most ``max_points`` points keeping the first, the last, and per bucket min and max.
+
+    The interior is cut into ``(max_points - 2) // 2`` buckets of consecutive steps; each keeps
+    its lowest and highest value, so spikes and the global extremes survive (M4-style).
+    """
+    n = len(points)
+    if n <= max_points:
+        return list(points)
+    if max_points == 1:
+        return [points[-1]]
+    keep = {0, n - 1}
+    buckets = (max_points - 2) // 2
+    inner = n - 2
+    for b in range(buckets):
+        lo, hi = 1 + b * inner // buckets, 1 + (b + 1) * inner // buckets
+        if lo < hi:
+            segment = range(lo, hi)
+            keep.add(min(segment, key=lambda i: points[i][1]))
+            keep.add(max(segment, key=lambda i: points[i][1]))
+    return [points[i] for i in sorted(keep)]
 
 
 def objective_by_epoch(
@@ -32,7 +54,7 @@ def objective_by_epoch(
 
     Args:
         trial_ids: the trials to return; trials of other studies are left out.
-        max_points: at most this many points a trial (:func:`app.serialize.downsample`).
+        max_points: at most this many points a trial (:func:`app.search.curves.downsample`).
 
     Returns:
         trial id -> [(epoch, value), ...] sorted by epoch; a trial without points has [].

@@ -1,7 +1,7 @@
 """A caviar study's configuration: its search space checked against the trainer, and its
 sampler and scheduler built from the stored names and settings.
 
-Nothing here is kept between calls: the feeder (``app.caviar``) rebuilds an algorithm from the
+Nothing here is kept between calls: the feeder (``app.search.feeder``) rebuilds an algorithm from the
 study row whenever it needs one, so a restarted server builds the same one.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.errors import Invalid
-from app.models import Study
+from app.storage.models import Study
 from app.tuning import (
     Choice,
     Direction,

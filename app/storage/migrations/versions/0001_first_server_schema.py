@@ -15,7 +15,7 @@ down_revision: str | None = None
 branch_labels: str | None = None
 depends_on: str | None = None
 
-# Enums are stored as their values in VARCHAR(16) without a CHECK (see app.models._enum), so
+# Enums are stored as their values in VARCHAR(16) without a CHECK (see app.storage.models._enum), so
 # the migrations spell them as plain strings and a new enum value needs no migration.
 ENUM = sa.String(16)
 

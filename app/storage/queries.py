@@ -1,6 +1,6 @@
 """Reusable queries; keyword-only, no HTTP and no state-machine rules (those are in control).
 
-Row locks live in app.locks and the claim in app.claims.
+Row locks live in app.storage.locks and the claim in app.trials.claims.
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from app import locks
-from app.db import utcnow
 from app.errors import Invalid
-from app.models import (
+from app.storage import locks
+from app.storage.models import (
     Checkpoint,
     Direction,
     Event,
@@ -35,6 +34,7 @@ from app.models import (
     Study,
     Trial,
     TrialState,
+    utcnow,
 )
 
 TRIAL_SORTS = (

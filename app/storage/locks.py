@@ -1,6 +1,6 @@
 """Row locks for read-then-write code on PostgreSQL; on SQLite they do nothing.
 
-SQLite runs one writing transaction at a time (``BEGIN IMMEDIATE``, see app.db), so a read
+SQLite runs one writing transaction at a time (``BEGIN IMMEDIATE``, see app.storage.db), so a read
 followed by a write is atomic there. PostgreSQL runs them side by side at READ COMMITTED: two
 servers on one database would both read "queued" or "no pause pending" and both act on it. So
 every read-then-write path first locks the row its decision rests on: the trial for its state
@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
-from app.models import Study, Trial
+from app.storage.models import Study, Trial
 
 
 def _dialect(session: Session) -> str:

@@ -2,8 +2,8 @@
 
 On SQLite one UPDATE ... RETURNING does it (writers take turns); on PostgreSQL the trial is
 taken with ``FOR NO KEY UPDATE SKIP LOCKED`` and a caviar study's cap is counted again under
-the study's lock (see app.locks). What the worker then needs to run it is read after the
-commit (app.assignment).
+the study's lock (see app.storage.locks). What the worker then needs to run it is read after the
+commit (app.trials.assignment).
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from typing import Any, NamedTuple
 from sqlalchemy import Select, bindparam, func, literal, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from app import locks
 from app.config import Settings
-from app.db import UTCDateTime, utcnow
-from app.models import Study, StudyMode, Trial, TrialState
+from app.storage import locks
+from app.storage.models import Study, StudyMode, Trial, TrialState, UTCDateTime, utcnow
 
 
 class Taken(NamedTuple):
@@ -31,7 +30,7 @@ class Taken(NamedTuple):
 def take(session: Session, worker: str, settings: Settings) -> Taken | None:
     """Make the oldest queued trial ``worker``'s, with a fresh lease; None if none may run.
 
-    The caller commits; only then is the trial's assignment read (app.assignment), out of
+    The caller commits; only then is the trial's assignment read (app.trials.assignment), out of
     the writers' turn, which this one statement is all a claim holds.
     """
     # Take the write lock before reading the clock: a claim waiting on a finish then starts

@@ -2,7 +2,7 @@
 
 PostgreSQL's INTEGER has 32 bits: a seed above 2**31 - 1 (the API takes up to 2**32 - 1) or a
 checkpoint over 2 GiB would not fit, and the metrics table outgrows 2**31 ids. SQLite's
-INTEGER has 64 bits already (see ``BigInt`` in app.models).
+INTEGER has 64 bits already (see ``BigInt`` in app.storage.models).
 
 Revision ID: 0003
 Revises: 0002

@@ -1,12 +1,12 @@
-"""Alembic environment: runs on the connection that :func:`app.migrations.config` passes in."""
+"""Alembic environment: runs on the connection that :func:`app.storage.migrations.config` passes in."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from app import models  # noqa: F401  (registers the tables on Base.metadata)
-from app.db import Base
+from app.storage import models  # noqa: F401  (registers the tables on Base.metadata)
+from app.storage.models import Base
 
 
 def _run(connection: Connection) -> None:
@@ -23,5 +23,5 @@ def _run(connection: Connection) -> None:
 connection = context.config.attributes.get("connection")
 if connection is None:
     # The alembic CLI (``alembic -x ...``) is not used: the server migrates at start-up.
-    raise RuntimeError("run migrations through app.db.init_db, which passes a connection")
+    raise RuntimeError("run migrations through app.storage.db.init_db, which passes a connection")
 _run(connection)

@@ -1,31 +1,31 @@
-"""The trial state machine, worker side: reports and their directives, finishes, and the
-reaper of expired leases (docs/contracts.md); claims are app.claims and app.assignment.
+"""The trial state machine, worker side: reports and their directives, checkpoints, finishes
+(docs/contracts.md). Claims are app.trials.claims and app.trials.assignment, the reaper of
+expired leases app.trials.leases.
 
-Functions take a session whose transaction began IMMEDIATE (see app.db), change rows and
-leave the commit to the caller. Directives are derived from stored events at every report,
+Functions take a session whose transaction began IMMEDIATE (see app.storage.db), change rows
+and leave the commit to the caller. Directives are derived from stored events at every report,
 never queued in memory, so they survive a server restart.
 
 On PostgreSQL, where two servers may share the database, each function locks the trial's row
 before it reads the trial's state and pending events (``locks.lock_trial``; the request's
 ``TrialDep`` usually holds it already), the claim and the reaper skip trials locked by
-others, and whatever is counted per study waits for the study's lock (see app.locks).
+others, and whatever is counted per study waits for the study's lock (see app.storage.locks).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import caviar, crud, locks
 from app.config import Settings
-from app.control import close_events, end_trial, kinds_of, pending_of
-from app.db import utcnow
 from app.errors import Conflict, Invalid
-from app.models import Direction, Event, EventKind, Study, Trial, TrialState
 from app.schemas import Applied, DirectiveOut, FinishIn, ReportIn
+from app.search import feeder
+from app.storage import locks, queries
+from app.storage.models import Direction, Event, EventKind, Study, Trial, TrialState, utcnow
+from app.storage.pending import close_events, end_trial, kinds_of, pending_of
 from trainer.reporting import Action
 
 log = logging.getLogger(__name__)
@@ -91,13 +91,13 @@ def report(session: Session, trial: Trial, body: ReportIn, settings: Settings) -
     # and an adjustment is applied (and its directive handed out) by one report at a time.
     locks.lock_trial(session, trial)
     check_attempt(trial, body.attempt)
-    crud.upsert_metrics(session, trial_id=trial.id, points=body.points)
+    queries.upsert_metrics(session, trial_id=trial.id, points=body.points)
     _record_objective(trial, trial.study, body.points)
     trial.step, trial.epoch = body.step, body.epoch
     trial.lease_expires_at = utcnow() + timedelta(seconds=settings.lease_seconds)
     _apply(session, trial, body.applied)
     for step, epoch in _epoch_ends(body.epoch_ends, (body.step, body.epoch)):
-        caviar.on_report(session, trial, step, epoch, body.points)
+        feeder.on_report(session, trial, step, epoch, body.points)
     session.flush()
     return directive_for(session, trial)
 
@@ -140,9 +140,9 @@ def finish(session: Session, trial: Trial, body: FinishIn) -> None:
     final = [(body.step, name, value) for name, value in body.metrics.items()]
     # The points still buffered by the worker come first: the final metrics win a tie.
     points = [*body.points, *final]
-    crud.upsert_metrics(session, trial_id=trial.id, points=points)
+    queries.upsert_metrics(session, trial_id=trial.id, points=points)
     for step, epoch in _epoch_ends(body.epoch_ends):
-        caviar.on_report(session, trial, step, epoch, body.points)
+        feeder.on_report(session, trial, step, epoch, body.points)
     # Read before the trial's own changes: the read's autoflush then writes only what the
     # scheduler added (a prune), and the trial's row is written once, at the commit.
     pending = pending_of(session, trial)
@@ -164,75 +164,18 @@ def finish(session: Session, trial: Trial, body: FinishIn) -> None:
         close_events(pending, step=body.step, kinds=set(ENDING))
     if state is TrialState.FAILED:
         trial.error = body.error or "failed without a message"
-        crud.add_event(session, trial, EventKind.FAIL, {"error": trial.error},
+        queries.add_event(session, trial, EventKind.FAIL, {"error": trial.error},
                        applied=True, applied_step=body.step)
     end_trial(session, trial, state, pending)
-    caviar.settle(session, trial.study)
+    feeder.settle(session, trial.study)
 
 
 def _hand_back(session: Session, trial: Trial, pending: list[Event], step: int) -> None:
     """A stopping worker checkpointed at ``step`` and returned the trial: queue it again."""
     close_events(pending, step=step, kinds={EventKind.CHECKPOINT})
     payload = {"attempt": trial.attempt, "worker": trial.worker, "reason": "worker stopped"}
-    crud.add_event(session, trial, EventKind.REQUEUE, payload, applied=True, applied_step=step)
+    queries.add_event(session, trial, EventKind.REQUEUE, payload, applied=True, applied_step=step)
     end_trial(session, trial, TrialState.QUEUED)
-    caviar.settle(session, trial.study)
+    feeder.settle(session, trial.study)
 
 
-def any_expired(session: Session, now: datetime) -> bool:
-    """Whether any running trial's lease expired before ``now`` (a read, for the reaper)."""
-    q = select(Trial.id).where(Trial.state == TrialState.RUNNING, Trial.lease_expires_at < now)
-    return session.scalar(q.limit(1)) is not None
-
-
-def reap_expired(session: Session, now: datetime, max_failures: int) -> int:
-    """Running trials whose lease expired: requeued, or failed as a poison trial.
-
-    The attempt rule: a lost attempt (its worker died, froze or lost the server for longer
-    than the lease) adds one to the trial's ``failures``, a new checkpoint sets it back to 0
-    (app.protocol.checkpoint_taken), and the trial fails when it reaches ``max_failures``.
-    A trial that keeps killing its workers before it checkpoints again fails; one that a
-    babysitter pauses and resumes, or whose server restarts, is no nearer to failing.
-    """
-    q = select(Trial).where(Trial.state == TrialState.RUNNING, Trial.lease_expires_at < now)
-    if locks.locks_rows(session):
-        # Another server's reaper takes the trials this one holds, and a trial locked by a
-        # report in flight is alive: both are skipped. A lease renewed and committed since
-        # this statement's snapshot is read again under the lock, and no longer matches.
-        q = q.with_for_update(skip_locked=True, **locks.ROW_LOCK)
-        q = q.order_by(Trial.id).execution_options(populate_existing=True)
-    expired = list(session.scalars(q))
-    locks.hold(session, "trials", [trial.id for trial in expired])
-    for trial in expired:
-        kinds = kinds_of(pending_of(session, trial))
-        if EventKind.PRUNE in kinds:
-            end_trial(session, trial, TrialState.PRUNED)
-        elif EventKind.STOP in kinds:
-            end_trial(session, trial, TrialState.STOPPED)
-        elif EventKind.PAUSE in kinds:
-            close_events(pending_of(session, trial), step=trial.step, kinds={EventKind.PAUSE})
-            end_trial(session, trial, TrialState.PAUSED)
-        else:
-            _lost(session, trial, max_failures)
-    # In id order: two reapers settling the same studies lock them in the same order.
-    for study in sorted({trial.study for trial in expired}, key=lambda s: s.id):
-        caviar.settle(session, study)
-    return len(expired)
-
-
-def _lost(session: Session, trial: Trial, max_failures: int) -> None:
-    """A running attempt lost its worker: queue the trial again, or fail it at the limit."""
-    trial.failures += 1
-    payload = {"attempt": trial.attempt, "worker": trial.worker, "failures": trial.failures}
-    if trial.failures < max_failures:
-        crud.add_event(session, trial, EventKind.REQUEUE, payload,
-                       applied=True, applied_step=trial.step)
-        end_trial(session, trial, TrialState.QUEUED)
-        return
-    trial.error = (
-        f"lost its worker {trial.failures} times in a row without a new checkpoint "
-        f"(attempt {trial.attempt}; the limit is {max_failures})"
-    )
-    crud.add_event(session, trial, EventKind.FAIL, {**payload, "error": trial.error},
-                   applied=True, applied_step=trial.step)
-    end_trial(session, trial, TrialState.FAILED)

@@ -19,7 +19,7 @@ scheduler's decision in :func:`on_report` lock the study's row first (``locks.lo
 they count trials, number new ones and read rung records as if they ran one after another,
 as they do on SQLite.
 
-Checking a space and building the algorithms from a study row is ``app.caviar_config``.
+Checking a space and building the algorithms from a study row is ``app.search.study_config``.
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ from typing import Any
 from sqlalchemy import Select, bindparam, exists, func, select
 from sqlalchemy.orm import Session
 
-from app import crud, locks, parking
-from app.caviar_config import sampler_for, scheduler_for
-from app.models import (
+from app.search import parking
+from app.search.study_config import sampler_for, scheduler_for
+from app.storage import locks, queries
+from app.storage.models import (
     Checkpoint,
     EventKind,
     IntermediateValue,
@@ -184,7 +185,7 @@ def _budget_left(session: Session, rnd: Round, waiting: frozenset[int] = frozens
 def _sample(session: Session, study: Study, rnd: Round, history: Sequence[TrialView]) -> bool:
     last = session.scalar(select(func.max(Trial.index_in_round)).where(Trial.round_id == rnd.id))
     index = 0 if last is None else last + 1
-    number = crud.next_number(session, study.id)
+    number = queries.next_number(session, study.id)
     try:
         space = parse_space(rnd.space)
         draws = sampler_for(study, rnd.number).sample(
@@ -196,7 +197,7 @@ def _sample(session: Session, study: Study, rnd: Round, history: Sequence[TrialV
         log.info("study %s round %s stops sampling: %s", study.id, rnd.number, exc)
         rnd.exhausted = True
         return False
-    crud.create_trial(session, study=study, hparams=hparams, round_id=rnd.id,
+    queries.create_trial(session, study=study, hparams=hparams, round_id=rnd.id,
                       index_in_round=index)
     return True
 
@@ -304,7 +305,7 @@ def on_report(
         # (ASHA could keep both where it keeps one): the study's lock orders them as SQLite's
         # writes are ordered.
         locks.lock_study(session, study)
-    crud.upsert_intermediate(session, trial_id=trial.id, resource=resource, value=value)
+    queries.upsert_intermediate(session, trial_id=trial.id, resource=resource, value=value)
     # A re-test must train to the end: its final value is what it measures.
     if scheduler is not None and trial.retest_of_id is None:
         _consult(session, scheduler, trial, resource, value)
@@ -322,13 +323,13 @@ def _consult(
                                   value=rec.value))
     if answer.decision is Decision.CONTINUE:
         return
-    pending = {e.kind for e in crud.pending_events(session, [trial.id]).get(trial.id, [])}
+    pending = {e.kind for e in queries.pending_events(session, [trial.id]).get(trial.id, [])}
     # A report at the trial's last epoch ends it anyway: it completes rather than pruned.
     last = resource >= int(trial.hparams["epochs"])
     payload = {"scheduler": trial.study.scheduler, "resource": resource, "value": value}
     if answer.decision is Decision.STOP and not last and EventKind.PRUNE not in pending:
-        crud.add_event(session, trial, EventKind.PRUNE, payload)
-    # PAUSE parks the trial at its rung (app.parking); a stop or pause already asked wins.
+        queries.add_event(session, trial, EventKind.PRUNE, payload)
+    # PAUSE parks the trial at its rung (app.search.parking); a stop or pause already asked wins.
     parked = {EventKind.PRUNE, EventKind.STOP, EventKind.PAUSE}
     if answer.decision is Decision.PAUSE and not last and not pending & parked:
-        crud.add_event(session, trial, EventKind.PAUSE, payload)
+        queries.add_event(session, trial, EventKind.PAUSE, payload)

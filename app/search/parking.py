@@ -1,7 +1,7 @@
 """Trials a scheduler parked at a rung: found, promoted (queued again) or ended with the study.
 
 A scheduler in pause mode (``AshaScheduler(mode="pause")``) answers PAUSE to a trial that does
-not yet rank in the top ``1/eta`` of its rung. ``app.caviar`` turns that answer into a PAUSE
+not yet rank in the top ``1/eta`` of its rung. ``app.search.feeder`` turns that answer into a PAUSE
 event whose payload names the scheduler; the worker checkpoints and releases the trial, which
 ends its attempt as ``paused``. Such a trial is *parked*: paused, and its latest PAUSE event
 came from the scheduler. A trial a user paused is never parked, so the feeder never resumes
@@ -18,8 +18,9 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import crud
-from app.models import Event, EventKind, Study, Trial, TrialState
+from app.storage import queries
+from app.storage.models import Event, EventKind, Study, Trial, TrialState
+from app.storage.pending import end_trial
 from app.tuning import RungRecord, Scheduler
 
 
@@ -56,19 +57,16 @@ def promote(
     for number in chosen:
         trial = session.get_one(Trial, waiting.pop(number))
         trial.state = TrialState.QUEUED
-        crud.add_event(session, trial, EventKind.RESUME, {"scheduler": study.scheduler},
+        queries.add_event(session, trial, EventKind.RESUME, {"scheduler": study.scheduler},
                        applied=True, applied_step=trial.step)
     return len(chosen), frozenset(waiting.values())
 
 
 def end_parked(session: Session, study: Study, trial_ids: Iterable[int]) -> None:
     """The study is over: the parked trials ``trial_ids`` end as pruned, curves kept."""
-    # Imported here: app.control imports app.caviar, which imports this module.
-    from app.control import end_trial
-
     payload = {"scheduler": study.scheduler, "reason": "the study ended while it waited"}
     for trial_id in trial_ids:
         trial = session.get_one(Trial, trial_id)
         end_trial(session, trial, TrialState.PRUNED)  # also closes requests left pending
-        crud.add_event(session, trial, EventKind.PRUNE, payload,
+        queries.add_event(session, trial, EventKind.PRUNE, payload,
                        applied=True, applied_step=trial.step)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -18,9 +18,31 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import DateTime, TypeDecorator
 
-from app.db import Base, UTCDateTime, utcnow
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes stored naive (SQLite has no time zones)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 class StudyMode(enum.StrEnum):
@@ -76,7 +98,7 @@ class EventKind(enum.StrEnum):
     CHECKPOINT = "checkpoint"
     REQUEUE = "requeue"
     FAIL = "fail"
-    # A checkpoint whose file failed its sha256 check at a claim (see app.protocol).
+    # A checkpoint whose file failed its sha256 check at a claim (see app.trials.worker_calls).
     BAD_CHECKPOINT = "bad_checkpoint"
 
 

@@ -13,10 +13,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import caviar, caviar_config, crud
 from app.errors import Conflict
-from app.models import Direction, Round, RoundKind, Study, StudyMode, Trial, TrialState
 from app.schemas import ImportancePublic, SamplerInfo
+from app.search import feeder, study_config
+from app.storage import queries
+from app.storage.models import Direction, Round, RoundKind, Study, StudyMode, Trial, TrialState
 from app.tuning import GridSampler, importance, parse_space
 from trainer.config import HPARAM_SPECS
 
@@ -58,7 +59,7 @@ def importance_of(session: Session, study: Study) -> ImportancePublic:
     """Random-forest importance of each ranged hyperparameter for the final objective."""
     space = parse_space(_first_space(session, study))
     # Re-tests repeat configurations already counted: they would weigh those twice.
-    trials = caviar.views(session, study.id, originals=True)
+    trials = feeder.views(session, study.id, originals=True)
     try:
         result = importance(space, trials, seed=study.seed)
     except ValueError as exc:
@@ -82,7 +83,7 @@ def _grid_info(session: Session, study: Study) -> tuple[dict[str, int], int] | N
     values: dict[str, set[Any]] = {}
     size = 0
     for rnd in session.scalars(q.order_by(Round.number)):
-        grid = caviar_config.sampler_for(study, rnd.number)
+        grid = study_config.sampler_for(study, rnd.number)
         if not isinstance(grid, GridSampler):
             return None
         space = parse_space(rnd.space)
@@ -124,7 +125,7 @@ def export_rows(session: Session, study: Study) -> tuple[list[str], list[dict[st
         .order_by(Trial.number)
     )
     trials = [(t, n) for t, n in session.execute(q)]
-    finals = crud.final_metrics(session, study_id=study.id, names=FINAL_METRICS)
+    finals = queries.final_metrics(session, study_id=study.id, names=FINAL_METRICS)
     used = {name for t, _ in trials for name in t.hparams}
     names = [n for n in HPARAM_SPECS if n in used] + sorted(used - set(HPARAM_SPECS))
     rows = []

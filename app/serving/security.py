@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import json
 import os
 import secrets
 import time
@@ -29,6 +28,7 @@ from urllib.parse import quote, urlsplit
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import WILDCARD_HOSTS, Settings, is_loopback
+from app.serving.responses import send_json
 
 SESSION_COOKIE = "pandacaviar_session"
 SESSION_SECONDS = 7 * 24 * 3600
@@ -236,15 +236,3 @@ class SecurityMiddleware:
         return 303, "log in first", [(b"location", f"/login?next={target}".encode())]
 
 
-async def send_json(
-    send: Send, status: int, detail: str, extra: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    """A ``{"detail": ...}`` answer sent straight from ASGI middleware."""
-    body = json.dumps({"detail": detail}).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *(extra or []),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

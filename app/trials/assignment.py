@@ -17,14 +17,14 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app import crud, locks
-from app.caviar_config import scheduler_for
-from app.claims import Taken
 from app.config import Settings
-from app.control import close_events, pending_hparams, pending_of
-from app.db import read_engine
-from app.models import Checkpoint, Event, EventKind, StudyMode, Trial, TrialState
 from app.schemas import CheckpointRef, ClaimOut
+from app.search.study_config import scheduler_for
+from app.storage import locks, queries
+from app.storage.db import read_engine
+from app.storage.models import Checkpoint, Event, EventKind, StudyMode, Trial, TrialState
+from app.storage.pending import close_events, pending_hparams, pending_of
+from app.trials.claims import Taken
 from app.tuning.base import DecisionPoints
 from trainer.config import TrainConfig
 
@@ -85,7 +85,7 @@ def _reject(session: Session, trial: Trial, ckpt: Checkpoint, problem: str) -> N
     """Log a corrupt checkpoint as an event, then forget its row (its file is kept aside)."""
     log.warning("trial %s: checkpoint at step %s rejected: %s", trial.id, ckpt.step, problem)
     payload = {"checkpoint_id": ckpt.id, "step": ckpt.step, "error": problem}
-    crud.add_event(session, trial, EventKind.BAD_CHECKPOINT, payload,
+    queries.add_event(session, trial, EventKind.BAD_CHECKPOINT, payload,
                    applied=True, applied_step=ckpt.step)
     if ckpt.trial_id == trial.id:
         # Deleted so that no later claim or fork picks it again; the bytes stay for a
@@ -103,7 +103,7 @@ def resume_point(session: Session, trial: Trial) -> Checkpoint | None:
     Checked at every claim (one read of the file) so that a truncated or bit-flipped file
     costs the trial the work since the previous checkpoint, not the trial itself.
     """
-    for ckpt in reversed(crud.list_checkpoints(session, trial_id=trial.id)):
+    for ckpt in reversed(queries.list_checkpoints(session, trial_id=trial.id)):
         problem = file_problem(ckpt)
         if problem is None:
             return ckpt
@@ -151,7 +151,7 @@ def _out(trial: Trial, ckpt: Checkpoint | None, settings: Settings) -> ClaimOut:
 
 
 def _decision_points(trial: Trial) -> DecisionPoints:
-    """Where the study's scheduler may stop or pause this trial (app.caviar.on_report)."""
+    """Where the study's scheduler may stop or pause this trial (app.search.feeder.on_report)."""
     study = trial.study
     # Only caviar trials are scheduled, and never a re-test (it must train to the end).
     if study.mode is not StudyMode.CAVIAR or trial.retest_of_id is not None:

@@ -1,7 +1,7 @@
 """Alembic migrations, shipped inside the ``app`` package so an installed wheel carries them.
 
 Alembic is configured here in code (no ``alembic.ini``): the server calls :func:`config` from
-:func:`app.db.init_db` with the connection it already holds, and ``env.py`` runs on it.
+:func:`app.storage.db.init_db` with the connection it already holds, and ``env.py`` runs on it.
 """
 
 from __future__ import annotations

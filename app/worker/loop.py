@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from app.worker_client import (
+from app.worker.client import (
     IDLE_CAP_SECONDS,
     Backoff,
     DatasetCache,

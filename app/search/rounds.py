@@ -3,7 +3,7 @@
 A search round narrows the previous search round's space, either around the top-k completed
 trials (``app.tuning.narrow_from_top``) or to explicit ranges (what the dashboard's brushing
 sends). A re-test round re-runs the best configurations with fresh seeds. Both belong to the
-study, so every trial of every round is compared side by side; the feeder (``app.caviar``)
+study, so every trial of every round is compared side by side; the feeder (``app.search.feeder``)
 runs the rounds in order.
 """
 
@@ -18,9 +18,7 @@ from typing import Any
 from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
-from app import caviar, caviar_config, crud
 from app.errors import Conflict
-from app.models import Direction, Round, RoundKind, Study, StudyMode, Trial, TrialState
 from app.schemas import (
     Budget,
     RetestCreate,
@@ -29,6 +27,9 @@ from app.schemas import (
     RoundCreate,
     RoundPublic,
 )
+from app.search import feeder, study_config
+from app.storage import queries
+from app.storage.models import Direction, Round, RoundKind, Study, StudyMode, Trial, TrialState
 from app.tuning import Direction as TuningDirection
 from app.tuning import check_within, completed_trials, narrow_from_top, parse_space, trial_rng
 
@@ -104,7 +105,7 @@ def list_rounds(session: Session, study_id: int) -> list[Round]:
 
 
 def _parent(session: Session, study: Study) -> Round:
-    round_id = caviar.latest_round_id(session, study.id)
+    round_id = feeder.latest_round_id(session, study.id)
     if round_id is None:
         raise Conflict(f"study {study.id} has no search round to narrow")
     return session.get_one(Round, round_id)
@@ -121,10 +122,10 @@ def _narrowed(
     """The new round's space and the dimensions that leave the parent's ranges."""
     parent_space = parse_space(parent.space)
     if body.space is not None:
-        child = caviar_config.parse({**parent.space, **body.space}, study.epochs)
+        child = study_config.parse({**parent.space, **body.space}, study.epochs)
         return child.to_dict(), check_within(parent_space, child)
     assert body.from_top is not None  # the schema wants one of the two
-    history = caviar.views(session, study.id)
+    history = feeder.views(session, study.id)
     done = len(completed_trials(history))
     if body.from_top > done:
         raise Conflict(f"from_top: got {body.from_top}, but only {done} trial(s) of study "
@@ -147,7 +148,7 @@ def add_round(session: Session, study: Study, body: RoundCreate) -> Round:
     )
     session.add(rnd)
     session.flush()
-    caviar.settle(session, study)
+    feeder.settle(session, study)
     return rnd
 
 
@@ -186,11 +187,11 @@ def add_retest(session: Session, study: Study, body: RetestCreate) -> Round:
     session.flush()
     for source in top:
         for _ in range(body.seeds):
-            number = crud.next_number(session, study.id)
+            number = queries.next_number(session, study.id)
             seed = _fresh_seed(study, number, int(source.hparams.get("seed", 0)))
-            crud.create_trial(session, study=study, hparams={**source.hparams, "seed": seed},
+            queries.create_trial(session, study=study, hparams={**source.hparams, "seed": seed},
                               round_id=rnd.id, retest_of_id=source.id)
-    caviar.settle(session, study)
+    feeder.settle(session, study)
     return rnd
 
 

@@ -24,41 +24,20 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, inspect
+from alembic import command
+from sqlalchemy import Engine, MetaData, create_engine, event, inspect
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.orm import DeclarativeBase, Session
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import Session
 from starlette.requests import Request
+
+from app.storage import migrations
+from app.storage.models import Base
 
 BUSY_TIMEOUT_MS = 10_000
 DEFERRED = "pandacaviar_deferred"
-
-
-class Base(DeclarativeBase):
-    """Declarative base of every table."""
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC datetimes stored naive (SQLite has no time zones)."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is not None and value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return value.replace(tzinfo=UTC) if value is not None else None
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def make_engine(url: str) -> Engine:
@@ -98,7 +77,7 @@ def _postgresql_engine(url: URL) -> Engine:
     """PostgreSQL through psycopg 3 (the ``postgres`` extra), at its default READ COMMITTED.
 
     Transactions run side by side here, unlike SQLite's: the read-then-write paths lock the
-    rows they decide on (app.locks). ``postgresql://`` means psycopg 3, the driver the extra
+    rows they decide on (app.storage.locks). ``postgresql://`` means psycopg 3, the driver the extra
     installs, rather than SQLAlchemy's default psycopg2.
     """
     if url.drivername == "postgresql":
@@ -252,11 +231,6 @@ def init_db(engine: Engine) -> None:
     revision its tables match and then upgraded. Everything runs in one transaction: a failed
     migration leaves the database as it was.
     """
-    from alembic import command
-
-    # models registers the tables on Base.metadata.
-    from app import migrations, models  # noqa: F401
-
     sqlite = engine.dialect.name == "sqlite"
     with engine.connect() as conn:
         if sqlite:

@@ -8,19 +8,6 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from app import crud, parking
-from app.control import pending_hparams
-from app.models import (
-    FINISHED_STATES,
-    Checkpoint,
-    Event,
-    EventKind,
-    Round,
-    Study,
-    Trial,
-    TrialState,
-)
-from app.rounds import round_numbers
 from app.schemas import (
     Budget,
     CheckpointPublic,
@@ -31,6 +18,20 @@ from app.schemas import (
     StudyPublic,
     TrialPublic,
 )
+from app.search import parking
+from app.search.rounds import round_numbers
+from app.storage import queries
+from app.storage.models import (
+    FINISHED_STATES,
+    Checkpoint,
+    Event,
+    EventKind,
+    Round,
+    Study,
+    Trial,
+    TrialState,
+)
+from app.storage.pending import pending_hparams
 
 JsonFloat = float | str
 Point = tuple[int, JsonFloat]
@@ -41,29 +42,6 @@ def finite(x: float) -> JsonFloat:
     if math.isfinite(x):
         return x
     return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
-
-
-def downsample(points: Sequence[tuple[int, float]], max_points: int) -> list[tuple[int, float]]:
-    """At most ``max_points`` points keeping the first, the last, and per bucket min and max.
-
-    The interior is cut into ``(max_points - 2) // 2`` buckets of consecutive steps; each keeps
-    its lowest and highest value, so spikes and the global extremes survive (M4-style).
-    """
-    n = len(points)
-    if n <= max_points:
-        return list(points)
-    if max_points == 1:
-        return [points[-1]]
-    keep = {0, n - 1}
-    buckets = (max_points - 2) // 2
-    inner = n - 2
-    for b in range(buckets):
-        lo, hi = 1 + b * inner // buckets, 1 + (b + 1) * inner // buckets
-        if lo < hi:
-            segment = range(lo, hi)
-            keep.add(min(segment, key=lambda i: points[i][1]))
-            keep.add(max(segment, key=lambda i: points[i][1]))
-    return [points[i] for i in sorted(keep)]
 
 
 def curve(points: Sequence[tuple[int, float]]) -> list[Point]:
@@ -155,7 +133,7 @@ def studies_out(
     ``sampler_info`` goes to every study: pass it for a single study only.
     """
     ids = [s.id for s in studies]
-    counts = crud.state_counts(session, ids)
+    counts = queries.state_counts(session, ids)
     unstarted = unstarted_trials(session, ids)
     return [study_public(s, counts[s.id], sampler_info, unstarted=unstarted.get(s.id, 0))
             for s in studies]
@@ -165,7 +143,7 @@ def trial_public(
     trial: Trial, pending: Sequence[Event], round_number: int | None, parked: bool = False
 ) -> TrialPublic:
     """The trial as the API shows it; ``pending`` are its unapplied events; ``parked``: see
-    :func:`app.parking.parked`."""
+    :func:`app.search.parking.parked`."""
     kinds = {e.kind for e in pending}
     return TrialPublic(
         id=trial.id,
@@ -217,7 +195,7 @@ def trial_out(session: Session, trial: Trial) -> TrialPublic:
 def trials_out(session: Session, trials: Sequence[Trial]) -> list[TrialPublic]:
     """Trials with their pending requests, round numbers and whether their scheduler parked
     them: two queries whatever the count, plus one per study with a paused trial."""
-    pending = crud.pending_events(session, [t.id for t in trials])
+    pending = queries.pending_events(session, [t.id for t in trials])
     rounds = round_numbers(session, {t.round_id for t in trials if t.round_id is not None})
     parked = {trial_id for study_id in {t.study_id for t in trials if t.state is TrialState.PAUSED}
               for trial_id in parking.parked(session, study_id).values()}
