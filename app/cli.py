@@ -38,8 +38,9 @@ def _database_url(db: str | None) -> str | None:
 
 def _serve(args: argparse.Namespace) -> int:
     if args.processes < 1:
-        print(f"pandacaviar serve: --processes: got {args.processes}, allowed: >= 1",
-              file=sys.stderr)
+        print(
+            f"pandacaviar serve: --processes: got {args.processes}, allowed: >= 1", file=sys.stderr
+        )
         return EXIT_USAGE
     host = args.host or _env("HOST") or DEFAULT_HOST
     port = args.port or int(_env("PORT") or DEFAULT_PORT)
@@ -89,11 +90,17 @@ def _stored_token(path: Path) -> str | None:
     try:
         token = load_or_create_token(path)
     except OSError as exc:
-        print(f"pandacaviar serve: a wide bind needs an API token, and {path} cannot be "
-              f"used ({exc}); set {TOKEN_ENV} (or --token), or bind 127.0.0.1", file=sys.stderr)
+        print(
+            f"pandacaviar serve: a wide bind needs an API token, and {path} cannot be "
+            f"used ({exc}); set {TOKEN_ENV} (or --token), or bind 127.0.0.1",
+            file=sys.stderr,
+        )
         return None
-    print(f"pandacaviar serve: the API token is in {path.resolve()} (mode 0600): send it as "
-          "'Authorization: Bearer <token>', or paste it on the /login page", file=sys.stderr)
+    print(
+        f"pandacaviar serve: the API token is in {path.resolve()} (mode 0600): send it as "
+        "'Authorization: Bearer <token>', or paste it on the /login page",
+        file=sys.stderr,
+    )
     return token
 
 
@@ -117,8 +124,9 @@ def _worker_pool(args: argparse.Namespace, token: str | None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
     pool.start()
-    print(f"pandacaviar worker: {args.processes} worker processes on {args.server}",
-          file=sys.stderr)
+    print(
+        f"pandacaviar worker: {args.processes} worker processes on {args.server}", file=sys.stderr
+    )
     while not stop.wait(1.0):
         pass
     pool.stop()
@@ -127,8 +135,10 @@ def _worker_pool(args: argparse.Namespace, token: str | None) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     if args.processes < 1:
-        print(f"pandacaviar worker: --processes: got {args.processes}, allowed: >= 1",
-              file=sys.stderr)
+        print(
+            f"pandacaviar worker: --processes: got {args.processes}, allowed: >= 1",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     token = args.token or os.environ.get(TOKEN_ENV) or None
     if args.processes > 1:
@@ -142,8 +152,14 @@ def _worker(args: argparse.Namespace) -> int:
 
     cache = Path(args.cache_dir) if args.cache_dir else None
     try:
-        run_worker(args.server, token, once=args.once, handle_signals=True, cache_dir=cache,
-                   parent_pid=int(parent) if parent.isdigit() else None)
+        run_worker(
+            args.server,
+            token,
+            once=args.once,
+            handle_signals=True,
+            cache_dir=cache,
+            parent_pid=int(parent) if parent.isdigit() else None,
+        )
     except ProtocolError as exc:  # e.g. 401: a wrong token is not worth a traceback
         print(f"pandacaviar worker: the server refused: {exc}", file=sys.stderr)
         return 1
@@ -161,34 +177,63 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the dashboard server and its local workers")
     serve.add_argument("--host", help=f"address to bind (default {DEFAULT_HOST})")
     serve.add_argument("--port", type=int, help=f"port (default {DEFAULT_PORT})")
-    serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
-                       help="log every HTTP request (off: idle workers poll every second)")
+    serve.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="log every HTTP request (off: idle workers poll every second)",
+    )
     serve.add_argument(
         "--db", help="SQLite database file or database URL (default ./pandacaviar.db)"
     )
     serve.add_argument("--workers", type=int, help="local worker processes (default: cores)")
-    serve.add_argument("--processes", type=int, default=1, metavar="N",
-                       help="server processes on the one port (default 1): more serve many "
-                       "workers of short trials faster")
+    serve.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="server processes on the one port (default 1): more serve many "
+        "workers of short trials faster",
+    )
     serve.add_argument("--data-dir", help="checkpoints and uploads (default ./data)")
-    serve.add_argument("--token", help=f"API token (prefer the {TOKEN_ENV} variable; a wide "
-                       "bind without one uses DATA_DIR/token, created on first run)")
-    serve.add_argument("--allow-host", action="append", metavar="NAME",
-                       help="also accept this Host header (a name the server is reached by)")
-    serve.add_argument("--launcher", choices=("local", "dask"),
-                       help="who runs the workers: local processes (default) or a Dask cluster")
-    serve.add_argument("--dask-scheduler", metavar="ADDRESS",
-                       help="Dask scheduler, e.g. tcp://host:8786 (default: a LocalCluster)")
+    serve.add_argument(
+        "--token",
+        help=f"API token (prefer the {TOKEN_ENV} variable; a wide "
+        "bind without one uses DATA_DIR/token, created on first run)",
+    )
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="NAME",
+        help="also accept this Host header (a name the server is reached by)",
+    )
+    serve.add_argument(
+        "--launcher",
+        choices=("local", "dask"),
+        help="who runs the workers: local processes (default) or a Dask cluster",
+    )
+    serve.add_argument(
+        "--dask-scheduler",
+        metavar="ADDRESS",
+        help="Dask scheduler, e.g. tcp://host:8786 (default: a LocalCluster)",
+    )
     serve.set_defaults(func=_serve)
 
     worker = sub.add_parser("worker", help="claim and train trials from a server")
     worker.add_argument("--server", required=True, help="server URL, e.g. http://host:8000")
     worker.add_argument("--token", help=f"API token (default: ${TOKEN_ENV})")
     worker.add_argument("--once", action="store_true", help="exit after one trial")
-    worker.add_argument("--processes", type=int, default=1, metavar="N",
-                        help="worker processes to run from this command (default 1)")
-    worker.add_argument("--cache-dir", help="where uploaded data sets are cached (default "
-                        f"${CACHE_ENV} or ~/.cache/pandacaviar)")
+    worker.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes to run from this command (default 1)",
+    )
+    worker.add_argument(
+        "--cache-dir",
+        help=f"where uploaded data sets are cached (default ${CACHE_ENV} or ~/.cache/pandacaviar)",
+    )
     worker.set_defaults(func=_worker)
     return parser
 

@@ -69,8 +69,12 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
 
 
 # Pydantic's bound errors, in the words our own checks use: "got 0, allowed: >= 1".
-_BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=",
-           "less_than": "<"}
+_BOUNDS = {
+    "greater_than_equal": ">=",
+    "greater_than": ">",
+    "less_than_equal": "<=",
+    "less_than": "<",
+}
 _BOUND_KEYS = {">=": "ge", ">": "gt", "<=": "le", "<": "lt"}
 
 
@@ -95,7 +99,9 @@ async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
 
 # What every 4xx body looks like; OpenAPI shows it for the 422s FastAPI documents itself.
 ERROR_SCHEMA: dict[str, Any] = {
-    "title": "Error", "type": "object", "required": ["detail"],
+    "title": "Error",
+    "type": "object",
+    "required": ["detail"],
     "properties": {"detail": {"type": "string"}, "field": {"type": "string"}},
 }
 

@@ -44,8 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """A configured app; the database, reaper and workers start with its lifespan."""
     settings = settings or get_settings()
     # /docs is ours (_api_docs); FastAPI's own pages load Swagger UI and ReDoc from a CDN.
-    app = FastAPI(title="panda-caviar", version="0.1.0", lifespan=_lifespan,
-                  docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="panda-caviar", version="0.1.0", lifespan=_lifespan, docs_url=None, redoc_url=None
+    )
     app.state.settings = settings
     app.state.streams = 0
     install_error_handlers(app)
@@ -69,7 +70,8 @@ def _api_docs(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
         return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} API",
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} API",
             swagger_js_url=f"{SWAGGER_UI}/swagger-ui-bundle.js",
             swagger_css_url=f"{SWAGGER_UI}/swagger-ui.css",
             swagger_favicon_url=f"{SWAGGER_UI}/favicon-32x32.png",
@@ -134,8 +136,12 @@ async def _start_launcher(settings: Settings) -> Any:
         # Off the event loop: distributed runs its own loop in a thread of its own.
         await run_in_threadpool(launcher.start)
     else:
-        launcher = Dispatcher(settings.server_url, settings.workers, token=settings.token,
-                              cache_dir=settings.worker_cache_dir)
+        launcher = Dispatcher(
+            settings.server_url,
+            settings.workers,
+            token=settings.token,
+            cache_dir=settings.worker_cache_dir,
+        )
         launcher.start()
     # SIGTERM: the workers hand their trials back while the server still answers.
     stop_workers_first(launcher)

@@ -59,11 +59,18 @@ class Grid:
 # replayed at each of them), to check its goal on many seeds. ``--sensitivity``: around it,
 # the ASHA paper's usual etas (3, 4), and easier targets (plus a harder one on digits; on
 # spirals 0.97 is already within a point of the best configurations).
-BENCH = Grid((se.EPOCHS,), tuple(sorted({eta for _, eta in se.ASHA_SETTINGS.values()})),
-             tuple(sorted({r0 for r0, _ in se.ASHA_SETTINGS.values()})),
-             {t: (target,) for t, (_, target) in se.TASKS.items()})
-SENSITIVITY = Grid((9, 27, LONGEST), (3, 4), (1, 3),
-                   {"digits": (0.96, 0.97, 0.975), "spirals": (0.95, 0.96, 0.97)})
+BENCH = Grid(
+    (se.EPOCHS,),
+    tuple(sorted({eta for _, eta in se.ASHA_SETTINGS.values()})),
+    tuple(sorted({r0 for r0, _ in se.ASHA_SETTINGS.values()})),
+    {t: (target,) for t, (_, target) in se.TASKS.items()},
+)
+SENSITIVITY = Grid(
+    (9, 27, LONGEST),
+    (3, 4),
+    (1, 3),
+    {"digits": (0.96, 0.97, 0.975), "spirals": (0.95, 0.96, 0.97)},
+)
 Key = tuple[str, int, int, int, float]  # (method, max resource, eta, min resource, target)
 METHODS = se.ASHA_METHODS  # search_efficiency's ASHA methods, all replayed
 
@@ -84,8 +91,13 @@ class _LazyTrial:
         # numbers, and ``epochs`` only says when the loop would end.
         hp["seed"] = seed * 100_000 + n  # as in ``run_study``
         self.hparams = hp
-        config = TrainConfig(task=task, task_options=se.TASKS[task][0], hparams=hp,
-                             report_every=10**9, checkpoint_every=0)
+        config = TrainConfig(
+            task=task,
+            task_options=se.TASKS[task][0],
+            hparams=hp,
+            report_every=10**9,
+            checkpoint_every=0,
+        )
         self.trainer = Trainer(config, data=se._data(task))
         self.longest = longest
         self.curve: list[float] = []  # dev accuracy after epoch 1, 2, ...
@@ -146,7 +158,12 @@ def replay_random(study: _Study, epochs: int, target: float, budget: float) -> f
 
 
 def replay_asha(
-    study: _Study, epochs: int, eta: int, min_resource: int, target: float, budget: float,
+    study: _Study,
+    epochs: int,
+    eta: int,
+    min_resource: int,
+    target: float,
+    budget: float,
     method: str = "random+asha",
 ) -> float:
     """Epochs to target of ASHA ``method`` (``random+asha``, ``random+asha-pause`` or
@@ -193,7 +210,8 @@ def replay(args: tuple[str, int, float, Grid]) -> tuple[str, int, dict[Key, floa
             for eta, r0, method in itertools.product(grid.etas, grid.min_resources, METHODS):
                 if r0 * eta < epochs:  # at least two rungs
                     out[(_label(method), epochs, eta, r0, target)] = replay_asha(
-                        study, epochs, eta, r0, target, budget, method)
+                        study, epochs, eta, r0, target, budget, method
+                    )
     return task, seed, out
 
 
@@ -211,8 +229,10 @@ def print_tables(
         if not runs:
             continue
         seeds = sorted(s for t, s, _ in results if t == task)
-        print(f"\n## {task}: median epochs to target, seeds {seeds[0]}..{seeds[-1]} "
-              f"({len(runs)}); random / random+asha in brackets\n")
+        print(
+            f"\n## {task}: median epochs to target, seeds {seeds[0]}..{seeds[-1]} "
+            f"({len(runs)}); random / random+asha in brackets\n"
+        )
         header = ["target", "epochs/trial", "random"]
         header += [f"{_label(m)} eta={e} min={r}" for e, r, m in settings]
         rows = []
@@ -233,25 +253,56 @@ def print_tables(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs=2, default=(0, 20), metavar=("FIRST", "END"),
-                        help="study seeds FIRST..END-1 (0 20)")
-    parser.add_argument("--sensitivity", action="store_true",
-                        help="max resource 9/27/81 x eta 3/4 x min resource 1/3 x 3 targets")
-    parser.add_argument("--budget", type=float, default=2187.0,
-                        help="epochs after which a run counts as not reaching the target")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs=2,
+        default=(0, 20),
+        metavar=("FIRST", "END"),
+        help="study seeds FIRST..END-1 (0 20)",
+    )
+    parser.add_argument(
+        "--sensitivity",
+        action="store_true",
+        help="max resource 9/27/81 x eta 3/4 x min resource 1/3 x 3 targets",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=2187.0,
+        help="epochs after which a run counts as not reaching the target",
+    )
     parser.add_argument("--tasks", nargs="+", default=list(se.TASKS), choices=list(se.TASKS))
     parser.add_argument("--jobs", type=int, default=2, help="processes (2)")
-    parser.add_argument("--space", default="notes", choices=list(se.SPACES),
-                        help="search space, as in search_efficiency.py (notes)")
-    parser.add_argument("--etas", type=int, nargs="+", default=None,
-                        help="reduction factors to replay (the bench's, or --sensitivity's)")
-    parser.add_argument("--min-resources", type=int, nargs="+", default=None,
-                        help="first rungs to replay (the bench's, or --sensitivity's)")
+    parser.add_argument(
+        "--space",
+        default="notes",
+        choices=list(se.SPACES),
+        help="search space, as in search_efficiency.py (notes)",
+    )
+    parser.add_argument(
+        "--etas",
+        type=int,
+        nargs="+",
+        default=None,
+        help="reduction factors to replay (the bench's, or --sensitivity's)",
+    )
+    parser.add_argument(
+        "--min-resources",
+        type=int,
+        nargs="+",
+        default=None,
+        help="first rungs to replay (the bench's, or --sensitivity's)",
+    )
     args = parser.parse_args(argv)
     grid = SENSITIVITY if args.sensitivity else BENCH
-    grid = Grid(grid.max_resources, tuple(args.etas or grid.etas),
-                tuple(args.min_resources or grid.min_resources),
-                {t: grid.targets[t] for t in args.tasks}, args.space)
+    grid = Grid(
+        grid.max_resources,
+        tuple(args.etas or grid.etas),
+        tuple(args.min_resources or grid.min_resources),
+        {t: grid.targets[t] for t in args.tasks},
+        args.space,
+    )
     work = [(t, s, args.budget, grid) for s in range(*args.seeds) for t in args.tasks]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         results = list(pool.map(replay, work))

@@ -104,13 +104,15 @@ class BenchServer:
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update({
-            "PANDACAVIAR_DATABASE_URL": f"sqlite:///{self.data_dir / 'bench.db'}",
-            "PANDACAVIAR_DATA_DIR": str(self.data_dir),
-            "PANDACAVIAR_HOST": "127.0.0.1",
-            "PANDACAVIAR_PORT": str(self.port),
-            "PANDACAVIAR_WORKERS": "0",
-        })
+        env.update(
+            {
+                "PANDACAVIAR_DATABASE_URL": f"sqlite:///{self.data_dir / 'bench.db'}",
+                "PANDACAVIAR_DATA_DIR": str(self.data_dir),
+                "PANDACAVIAR_HOST": "127.0.0.1",
+                "PANDACAVIAR_PORT": str(self.port),
+                "PANDACAVIAR_WORKERS": "0",
+            }
+        )
         env.pop("PANDACAVIAR_TOKEN", None)
         env["PYTHONUNBUFFERED"] = "1"  # tracebacks reach server.log while it runs
         env.update(self.extra_env)
@@ -122,8 +124,16 @@ class BenchServer:
         self.upload_dir.mkdir(parents=True, exist_ok=True)
         # The real command: `pandacaviar serve` (settings from the environment above).
         cmd = [
-            sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1",
-            "--port", str(self.port), "--processes", str(self.processes),
+            sys.executable,
+            "-m",
+            "app.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--processes",
+            str(self.processes),
         ]
         if self.access_log:
             cmd.append("--access-log")
@@ -142,7 +152,10 @@ class BenchServer:
         log = open(self.log_path, "ab")  # noqa: SIM115
         proc = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "worker", "--server", self.url],
-            cwd=ROOT, env=self._env(), stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=self._env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
         self.workers.append(proc)

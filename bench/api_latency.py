@@ -47,8 +47,14 @@ from bench._server import (  # noqa: E402
 )
 
 GOAL_P95_SECONDS = 0.100
-METRIC_NAMES = ("train_loss", "train_accuracy", "learning_rate", "grad_norm", "dev_loss",
-                "dev_accuracy")
+METRIC_NAMES = (
+    "train_loss",
+    "train_accuracy",
+    "learning_rate",
+    "grad_norm",
+    "dev_loss",
+    "dev_accuracy",
+)
 
 
 def load_trials(url: str, steps: int, seed: int) -> int:
@@ -114,10 +120,12 @@ def measure(
             offset = rng.randrange(0, max(1, len(trial_ids) - 50) + 1)
             calls = {
                 "GET /api/trials/{id}": f"/api/trials/{tid}",
-                "GET /api/trials/{id}/metrics?max_points=1000":
-                    f"/api/trials/{tid}/metrics?max_points=1000",
-                "GET /api/studies/{id}/trials?limit=50":
-                    f"/api/studies/{study}/trials?limit=50&offset={offset}",
+                "GET /api/trials/{id}/metrics?max_points=1000": (
+                    f"/api/trials/{tid}/metrics?max_points=1000"
+                ),
+                "GET /api/studies/{id}/trials?limit=50": (
+                    f"/api/studies/{study}/trials?limit=50&offset={offset}"
+                ),
             }
             page = 0.0
             for label, path in calls.items():
@@ -152,9 +160,11 @@ def main(argv: list[str] | None = None) -> int:
         db_mb = (server.data_dir / "bench.db").stat().st_size / 1e6
 
     points = args.trials * args.steps * len(METRIC_NAMES)
-    print(f"\n## API latency: {args.trials:,} trials x {args.steps} steps x "
-          f"{len(METRIC_NAMES)} metrics = {points:,} points (built in {build:.0f} s, "
-          f"SQLite {db_mb:.0f} MB); {args.samples} random trials, sequential, keep-alive\n")
+    print(
+        f"\n## API latency: {args.trials:,} trials x {args.steps} steps x "
+        f"{len(METRIC_NAMES)} metrics = {points:,} points (built in {build:.0f} s, "
+        f"SQLite {db_mb:.0f} MB); {args.samples} random trials, sequential, keep-alive\n"
+    )
     rows = []
     worst = 0.0
     for label, (times, sizes) in results.items():
@@ -162,12 +172,21 @@ def main(argv: list[str] | None = None) -> int:
         if not label.startswith("page"):
             worst = max(worst, p95)
         size = f"{sum(sizes) / len(sizes) / 1000:.1f} kB" if sizes else "-"
-        rows.append((label, f"{percentile(times, 50) * 1000:.1f}", f"{p95 * 1000:.1f}",
-                     f"{max(times) * 1000:.1f}", size))
+        rows.append(
+            (
+                label,
+                f"{percentile(times, 50) * 1000:.1f}",
+                f"{p95 * 1000:.1f}",
+                f"{max(times) * 1000:.1f}",
+                size,
+            )
+        )
     print(markdown_table(["request", "p50 ms", "p95 ms", "max ms", "mean body"], rows))
     ok = worst < GOAL_P95_SECONDS
-    print(f"\nGoal: p95 < {GOAL_P95_SECONDS * 1000:.0f} ms per request: worst p95 "
-          f"{worst * 1000:.1f} ms -> {verdict(ok)}")
+    print(
+        f"\nGoal: p95 < {GOAL_P95_SECONDS * 1000:.0f} ms per request: worst p95 "
+        f"{worst * 1000:.1f} ms -> {verdict(ok)}"
+    )
     return 0
 
 

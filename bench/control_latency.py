@@ -80,7 +80,9 @@ class Network:
 NETWORKS = {
     "digits": Network("digits 64-128-128-10, batch 32", "digits", {}, {}),
     "big": Network(
-        "blobs 784-512-512-10, batch 256", "file", {"path": BIG_FILE},
+        "blobs 784-512-512-10, batch 256",
+        "file",
+        {"path": BIG_FILE},
         {"hidden_units": 512, "num_layers": 2, "batch_size": 256},
     ),
 }
@@ -95,8 +97,9 @@ class Timings:
     resume: list[float] = field(default_factory=list)
 
 
-def write_big_blobs(path: Path, n_samples: int = 20_000, n_features: int = 784,
-                    n_classes: int = 10, seed: int = 0) -> None:
+def write_big_blobs(
+    path: Path, n_samples: int = 20_000, n_features: int = 784, n_classes: int = 10, seed: int = 0
+) -> None:
     """Gaussian blobs like the ``blobs`` task (centres in [-10, 10], noise 1) as X/y .npz."""
     rng = np.random.default_rng(seed)
     centres = rng.uniform(-10.0, 10.0, size=(n_classes, n_features))
@@ -151,8 +154,9 @@ class TrialDriver:
     def time_lr_edit(self, new_lr: float) -> float:
         since = int(self.trial()["step"])
         t0 = time.perf_counter()
-        self.client.patch(f"/api/trials/{self.id}/hparams",
-                          json={"learning_rate": new_lr}).raise_for_status()
+        self.client.patch(
+            f"/api/trials/{self.id}/hparams", json={"learning_rate": new_lr}
+        ).raise_for_status()
 
         def check() -> bool:
             return any(abs(v - new_lr) <= 1e-6 * new_lr for _, v in self.lr_points(since))
@@ -175,12 +179,21 @@ class TrialDriver:
 
 
 def run_network(
-    client: httpx2.Client, net: Network, reps: int, poll: float, report_seconds: float,
+    client: httpx2.Client,
+    net: Network,
+    reps: int,
+    poll: float,
+    report_seconds: float,
     rng: random.Random,
 ) -> Timings:
     """One panda trial of ``net`` on the server's worker: ``reps`` lr edits, then pauses."""
-    study = create_study(client, f"bench-control-{net.task}", task=net.task,
-                         task_options=net.task_options, epochs=100_000)
+    study = create_study(
+        client,
+        f"bench-control-{net.task}",
+        task=net.task,
+        task_options=net.task_options,
+        epochs=100_000,
+    )
     driver = TrialDriver(client, create_trial(client, study, net.hparams), poll)
     driver.wait_training(0)
     out = Timings()
@@ -206,10 +219,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 repeats instead of --reps")
     parser.add_argument("--reps", type=int, default=20, help="edits and pauses per network")
-    parser.add_argument("--report-seconds", type=float, nargs="+", default=[0.5, 0.1],
-                        help="PANDACAVIAR_REPORT_SECONDS values to run (0.5 0.1)")
-    parser.add_argument("--networks", nargs="+", choices=sorted(NETWORKS),
-                        default=["digits", "big"], help="networks to run (digits big)")
+    parser.add_argument(
+        "--report-seconds",
+        type=float,
+        nargs="+",
+        default=[0.5, 0.1],
+        help="PANDACAVIAR_REPORT_SECONDS values to run (0.5 0.1)",
+    )
+    parser.add_argument(
+        "--networks",
+        nargs="+",
+        choices=sorted(NETWORKS),
+        default=["digits", "big"],
+        help="networks to run (digits big)",
+    )
     parser.add_argument("--poll", type=float, default=0.010, help="poll interval, s (0.01)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the random waits")
     args = parser.parse_args(argv)
@@ -219,32 +242,50 @@ def main(argv: list[str] | None = None) -> int:
     results: list[tuple[float, Network, Timings]] = []
     for report_seconds in args.report_seconds:
         env = {"PANDACAVIAR_REPORT_SECONDS": str(report_seconds)}
-        with BenchServer(workers=1, env=env) as server, \
-                httpx2.Client(base_url=server.url, timeout=60.0) as client:
+        with (
+            BenchServer(workers=1, env=env) as server,
+            httpx2.Client(base_url=server.url, timeout=60.0) as client,
+        ):
             if "big" in args.networks:
                 write_big_blobs(server.upload_dir / BIG_FILE)
             for key in args.networks:
-                timings = run_network(client, NETWORKS[key], reps, args.poll, report_seconds,
-                                      rng)
+                timings = run_network(client, NETWORKS[key], reps, args.poll, report_seconds, rng)
                 results.append((report_seconds, NETWORKS[key], timings))
 
-    print(f"\n## Control latency: 1 worker process, {reps} repeats, poll every "
-          f"{args.poll * 1000:.0f} ms\n")
+    print(
+        f"\n## Control latency: 1 worker process, {reps} repeats, poll every "
+        f"{args.poll * 1000:.0f} ms\n"
+    )
     rows = []
     ok = True
     for report_seconds, net, t in results:
-        for label, values, goal in (("lr edit -> new lr reported", t.lr, True),
-                                    ("pause -> state paused", t.pause, True),
-                                    ("resume -> reporting again (no goal)", t.resume, False)):
+        for label, values, goal in (
+            ("lr edit -> new lr reported", t.lr, True),
+            ("pause -> state paused", t.pause, True),
+            ("resume -> reporting again (no goal)", t.resume, False),
+        ):
             p95 = percentile(values, 95)
             if goal:
                 ok = ok and p95 < GOAL_P95_SECONDS
-            rows.append((f"{report_seconds:g}", net.name, label, _ms(values, 50), _ms(values, 95),
-                         f"{max(values) * 1000:.0f}"))
-    print(markdown_table(["report_seconds", "network", "control", "p50 ms", "p95 ms", "max ms"],
-                         rows))
-    print(f"\nGoal: p95 < {GOAL_P95_SECONDS * 1000:.0f} ms for lr edit and pause on every "
-          f"network and report_seconds value -> {verdict(ok)}")
+            rows.append(
+                (
+                    f"{report_seconds:g}",
+                    net.name,
+                    label,
+                    _ms(values, 50),
+                    _ms(values, 95),
+                    f"{max(values) * 1000:.0f}",
+                )
+            )
+    print(
+        markdown_table(
+            ["report_seconds", "network", "control", "p50 ms", "p95 ms", "max ms"], rows
+        )
+    )
+    print(
+        f"\nGoal: p95 < {GOAL_P95_SECONDS * 1000:.0f} ms for lr edit and pause on every "
+        f"network and report_seconds value -> {verdict(ok)}"
+    )
     return 0
 
 

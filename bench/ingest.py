@@ -45,8 +45,16 @@ from bench._server import (  # noqa: E402
 
 GOAL_POINTS_PER_SECOND = 50_000
 METRIC_NAMES = (
-    "train_loss", "train_accuracy", "learning_rate", "grad_norm", "dev_loss", "dev_accuracy",
-    "z1_mean", "z1_std", "z2_mean", "z2_std",
+    "train_loss",
+    "train_accuracy",
+    "learning_rate",
+    "grad_norm",
+    "dev_loss",
+    "dev_accuracy",
+    "z1_mean",
+    "z1_std",
+    "z2_mean",
+    "z2_std",
 )
 
 
@@ -130,8 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8, help="reporting processes (8)")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured duration (20)")
     parser.add_argument("--steps", type=int, default=200, help="steps per batch (200)")
-    parser.add_argument("--metrics", type=int, default=6, choices=range(1, len(METRIC_NAMES) + 1),
-                        metavar="N", help="metrics per step (6)")
+    parser.add_argument(
+        "--metrics",
+        type=int,
+        default=6,
+        choices=range(1, len(METRIC_NAMES) + 1),
+        metavar="N",
+        help="metrics per step (6)",
+    )
     args = parser.parse_args(argv)
     seconds = 4.0 if args.quick else args.seconds
 
@@ -143,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         start_at = time.monotonic() + 3.0 + 0.3 * args.clients  # room for the spawns
         with ctx.Pool(args.clients) as pool:
             jobs = [
-                pool.apply_async(run_client, (server.url, start_at, seconds, args.steps,
-                                              args.metrics))
+                pool.apply_async(
+                    run_client, (server.url, start_at, seconds, args.steps, args.metrics)
+                )
                 for _ in range(args.clients)
             ]
             results = [job.get() for job in jobs]
@@ -163,8 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     locked = sum(r.locked_answers for r in results) + locked_in_log
     batch_points = args.steps * args.metrics
 
-    print(f"\n## Ingest: {args.clients} reporting processes, {batch_points} points per batch "
-          f"({args.steps} steps x {args.metrics} metrics), {seconds:g} s\n")
+    print(
+        f"\n## Ingest: {args.clients} reporting processes, {batch_points} points per batch "
+        f"({args.steps} steps x {args.metrics} metrics), {seconds:g} s\n"
+    )
     rows = [
         ("points/s accepted", f"{rate:,.0f}"),
         ("batches/s", f"{sum(r.batches for r in results) / wall:,.1f}"),
@@ -183,8 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     if errors:
         print(f"\nfirst errors: {errors[:3]}")
     ok = rate >= GOAL_POINTS_PER_SECOND and lost == 0 and locked == 0
-    print(f"\nGoal: >= {GOAL_POINTS_PER_SECOND:,} points/s, 0 lost, 0 locked: "
-          f"{rate:,.0f} points/s, {lost} lost, {locked} locked -> {verdict(ok)}")
+    print(
+        f"\nGoal: >= {GOAL_POINTS_PER_SECOND:,} points/s, 0 lost, 0 locked: "
+        f"{rate:,.0f} points/s, {lost} lost, {locked} locked -> {verdict(ok)}"
+    )
     return 0
 
 

@@ -120,7 +120,10 @@ class ClientResult:
 
 
 def _ours_trial(
-    client: WorkerClient, me: str, res: ClientResult, batched: bool,
+    client: WorkerClient,
+    me: str,
+    res: ClientResult,
+    batched: bool,
     claim: dict[str, Any] | None,
 ) -> dict[str, Any] | None:
     """One trial the way ``app.worker.loop`` runs one: claim, 10 reports, finish.
@@ -146,16 +149,26 @@ def _ours_trial(
             value = 1.0 - 1.0 / (step + 1)
             metrics = {"dev_accuracy": value}
             res.timed("report", lambda s=step, m=metrics: reporter.report(s, float(s), m))
-        return res.timed("finish", lambda: reporter.finish(
-            FinishStatus.COMPLETED, REPORTS_PER_TRIAL, float(REPORTS_PER_TRIAL),
-            {"dev_accuracy": value}, claim_for=me,
-        ))
+        return res.timed(
+            "finish",
+            lambda: reporter.finish(
+                FinishStatus.COMPLETED,
+                REPORTS_PER_TRIAL,
+                float(REPORTS_PER_TRIAL),
+                {"dev_accuracy": value},
+                claim_for=me,
+            ),
+        )
     finally:
         reporter.close()
 
 
 def ours_client(
-    url: str, batched: bool, warmup: int, trials: int, barrier: Barrier,
+    url: str,
+    batched: bool,
+    warmup: int,
+    trials: int,
+    barrier: Barrier,
     queue: mp.Queue[ClientResult],
 ) -> None:
     """One worker-like process: warm up, wait for the others, run the timed trials."""
@@ -195,7 +208,11 @@ def ours_client(
 
 
 def optuna_client(
-    url: str, name: str, warmup: int, trials: int, barrier: Barrier,
+    url: str,
+    name: str,
+    warmup: int,
+    trials: int,
+    barrier: Barrier,
     queue: mp.Queue[ClientResult],
 ) -> None:
     """One Optuna process: ``load_study`` on the SQLite storage, then ask/report/tell."""
@@ -309,9 +326,15 @@ def _summarise(
             calls.setdefault(name, []).extend(secs)
     errors = [r.first_error for r in results if r.first_error]
     return RunResult(
-        setup, clients, 1000 * wall / max(done, 1), done, sum(r.errors for r in results),
-        errors[0] if errors else "", sum(r.requests for r in results) / max(done, 1),
-        {k: 1000 * statistics.fmean(v) for k, v in calls.items()}, cores,
+        setup,
+        clients,
+        1000 * wall / max(done, 1),
+        done,
+        sum(r.errors for r in results),
+        errors[0] if errors else "",
+        sum(r.requests for r in results) / max(done, 1),
+        {k: 1000 * statistics.fmean(v) for k, v in calls.items()},
+        cores,
     )
 
 
@@ -350,8 +373,10 @@ def _mine(runs: Sequence[RunResult], label: str, clients: int) -> list[RunResult
 
 def speedup(runs: Sequence[RunResult], label: str) -> tuple[float, list[float]]:
     """2-vs-1 throughput: the median over repeats of each repeat's own (paired) ratio."""
-    pairs = [one.ms_per_trial / two.ms_per_trial
-             for one, two in zip(_mine(runs, label, 1), _mine(runs, label, 2), strict=True)]
+    pairs = [
+        one.ms_per_trial / two.ms_per_trial
+        for one, two in zip(_mine(runs, label, 1), _mine(runs, label, 2), strict=True)
+    ]
     return statistics.median(pairs), pairs
 
 
@@ -369,15 +394,21 @@ def breakdown(runs: Sequence[RunResult]) -> None:
     # No claim of its own: the previous trial's finish claimed this one.
     total = REPORTS_PER_TRIAL * ms["report"] + ms["finish"]
     floor = trips * ms["health"]
-    print(f"\nours, 1 process, per trial: {REPORTS_PER_TRIAL} x report {ms['report']:.2f} + "
-          f"finish with the next claim {ms['finish']:.2f} = {total:.2f} ms in {trips:.1f} "
-          f"round trips; as many round trips to GET /api/health (no database) cost "
-          f"{floor:.2f} ms ({100 * floor / total:.0f}%).")
+    print(
+        f"\nours, 1 process, per trial: {REPORTS_PER_TRIAL} x report {ms['report']:.2f} + "
+        f"finish with the next claim {ms['finish']:.2f} = {total:.2f} ms in {trips:.1f} "
+        f"round trips; as many round trips to GET /api/health (no database) cost "
+        f"{floor:.2f} ms ({100 * floor / total:.0f}%)."
+    )
 
 
 def report(
-    runs: Sequence[RunResult], setups: Sequence[Setup], servers: Sequence[BenchServer],
-    trials: int, ceilings: Sequence[float], chains: Sequence[ChainCeiling],
+    runs: Sequence[RunResult],
+    setups: Sequence[Setup],
+    servers: Sequence[BenchServer],
+    trials: int,
+    ceilings: Sequence[float],
+    chains: Sequence[ChainCeiling],
 ) -> None:
     """Print the tables and the goals."""
     rows = []
@@ -385,34 +416,72 @@ def report(
         for clients in (1, 2):
             mine = _mine(runs, setup.label, clients)
             ms = _median_ms(runs, setup.label, clients)
-            rows.append([
-                setup.label, clients, f"{ms:.2f}", f"{1000 / ms:.0f}",
-                f"{statistics.fmean(r.requests_per_trial for r in mine):.1f}"
-                if setup.system == "ours" else "",
-                f"{statistics.median(r.busy_cores for r in mine):.2f}",
-                f"{statistics.median(r.cpu_ms_per_trial for r in mine):.2f}",
-                ", ".join(f"{r.ms_per_trial:.2f}" for r in mine),
-                sum(r.errors for r in mine),
-            ])
-    print(f"\n## Per-trial overhead ({REPORTS_PER_TRIAL} values/trial, {trials} trials per "
-          "process, median over repeats)\n")
-    print(markdown_table(
-        ["setup", "processes", "ms/trial", "trials/s", "HTTP requests/trial", "busy cores",
-         "CPU ms/trial", "ms/trial per repeat", "errors"], rows,
-    ))
+            rows.append(
+                [
+                    setup.label,
+                    clients,
+                    f"{ms:.2f}",
+                    f"{1000 / ms:.0f}",
+                    f"{statistics.fmean(r.requests_per_trial for r in mine):.1f}"
+                    if setup.system == "ours"
+                    else "",
+                    f"{statistics.median(r.busy_cores for r in mine):.2f}",
+                    f"{statistics.median(r.cpu_ms_per_trial for r in mine):.2f}",
+                    ", ".join(f"{r.ms_per_trial:.2f}" for r in mine),
+                    sum(r.errors for r in mine),
+                ]
+            )
+    print(
+        f"\n## Per-trial overhead ({REPORTS_PER_TRIAL} values/trial, {trials} trials per "
+        "process, median over repeats)\n"
+    )
+    print(
+        markdown_table(
+            [
+                "setup",
+                "processes",
+                "ms/trial",
+                "trials/s",
+                "HTTP requests/trial",
+                "busy cores",
+                "CPU ms/trial",
+                "ms/trial per repeat",
+                "errors",
+            ],
+            rows,
+        )
+    )
     print("\n## Speed-up and ratio\n")
     p1 = _median_ms(runs, "optuna", 1)
     ratio_rows = []
     for setup in setups:
         o1, o2 = _median_ms(runs, setup.label, 1), _median_ms(runs, setup.label, 2)
         up, pairs = speedup(runs, setup.label)
-        ratio_rows.append([setup.label, f"{o1:.2f}", f"{o2:.2f}", f"{up:.2f}x",
-                           ", ".join(f"{x:.2f}" for x in pairs), f"{o1 / o2:.2f}x",
-                           f"{o1 / p1:.3f}"])
-    print(markdown_table(
-        ["setup", "ms/trial, 1 process", "ms/trial, 2 processes", "speed-up 2 vs 1",
-         "speed-up per repeat", "ratio of the medians", "1 process / optuna's"], ratio_rows,
-    ))
+        ratio_rows.append(
+            [
+                setup.label,
+                f"{o1:.2f}",
+                f"{o2:.2f}",
+                f"{up:.2f}x",
+                ", ".join(f"{x:.2f}" for x in pairs),
+                f"{o1 / o2:.2f}x",
+                f"{o1 / p1:.3f}",
+            ]
+        )
+    print(
+        markdown_table(
+            [
+                "setup",
+                "ms/trial, 1 process",
+                "ms/trial, 2 processes",
+                "speed-up 2 vs 1",
+                "speed-up per repeat",
+                "ratio of the medians",
+                "1 process / optuna's",
+            ],
+            ratio_rows,
+        )
+    )
     breakdown(runs)
 
     print("\n## Mean time per call (ms), all repeats\n")
@@ -421,8 +490,14 @@ def report(
         for clients in (1, 2):
             mine = _mine(runs, setup.label, clients)
             for name in sorted({k for r in mine for k in r.call_ms}):
-                call_rows.append([setup.label, clients, name,
-                                  f"{statistics.fmean(r.call_ms[name] for r in mine):.3f}"])
+                call_rows.append(
+                    [
+                        setup.label,
+                        clients,
+                        name,
+                        f"{statistics.fmean(r.call_ms[name] for r in mine):.3f}",
+                    ]
+                )
     print(markdown_table(["setup", "processes", "call", "mean ms"], call_rows))
     first = next((r.first_error for r in runs if r.first_error), "")
     if first:
@@ -433,31 +508,41 @@ def report(
     o1 = _median_ms(runs, "ours", 1)
     up, pairs = speedup(runs, "ours")
     print("\n## Goals (ours: the worker's own client, `pandacaviar serve --processes 2`)\n")
-    print(f"- ours {o1:.2f} ms/trial vs optuna {p1:.2f} ms/trial (1 process): ratio "
-          f"{o1 / p1:.3f}, goal <= {GOAL_RATIO:.3f}: {verdict(o1 / p1 <= GOAL_RATIO)}")
-    print(f"- ours 2 processes vs 1: {up:.2f}x (median of the repeats' "
-          f"{', '.join(f'{x:.2f}' for x in pairs)}), goal >= {GOAL_SPEEDUP}x: "
-          f"{verdict(up >= GOAL_SPEEDUP)}")
+    print(
+        f"- ours {o1:.2f} ms/trial vs optuna {p1:.2f} ms/trial (1 process): ratio "
+        f"{o1 / p1:.3f}, goal <= {GOAL_RATIO:.3f}: {verdict(o1 / p1 <= GOAL_RATIO)}"
+    )
+    print(
+        f"- ours 2 processes vs 1: {up:.2f}x (median of the repeats' "
+        f"{', '.join(f'{x:.2f}' for x in pairs)}), goal >= {GOAL_SPEEDUP}x: "
+        f"{verdict(up >= GOAL_SPEEDUP)}"
+    )
     print(f"- (info) optuna 2 processes vs 1: {speedup(runs, 'optuna')[0]:.2f}x")
     busy = statistics.median(r.busy_cores for r in _mine(runs, "ours", 1))
-    print("- (info) this machine, a CPU loop in 2 processes against 1, measured before each "
-          f"repeat: {', '.join(f'{c:.2f}' for c in ceilings)} (how much of the second core "
-          f"is there); one process of ours keeps {busy:.2f} cores busy.")
+    print(
+        "- (info) this machine, a CPU loop in 2 processes against 1, measured before each "
+        f"repeat: {', '.join(f'{c:.2f}' for c in ceilings)} (how much of the second core "
+        f"is there); one process of ours keeps {busy:.2f} cores busy."
+    )
     control(pairs, chains)
 
 
 def control(pairs: Sequence[float], chains: Sequence[ChainCeiling]) -> None:
     """Ours against the same-shape control with nothing shared (``bench/_ceiling.py``)."""
     ups = [c.speedup for c in chains]
-    print(f"- (info) the same shape with nothing of ours (2 client/server chains on loopback, "
-          f"1 request a trial, fixed CPU work; bench/_ceiling.py), 2 vs 1, per repeat: "
-          f"{', '.join(f'{x:.2f}' for x in ups)} (median {statistics.median(ups):.2f}); busy "
-          f"cores with 2 chains: {', '.join(f'{c.busy_two:.2f}' for c in chains)}")
+    print(
+        f"- (info) the same shape with nothing of ours (2 client/server chains on loopback, "
+        f"1 request a trial, fixed CPU work; bench/_ceiling.py), 2 vs 1, per repeat: "
+        f"{', '.join(f'{x:.2f}' for x in ups)} (median {statistics.median(ups):.2f}); busy "
+        f"cores with 2 chains: {', '.join(f'{c.busy_two:.2f}' for c in chains)}"
+    )
     # Each repeat's speed-up over the control's just before it: what our code makes of what
     # the machine gives this shape at that moment (1.0 = as much as nothing shared gets).
     share = [p / c for p, c in zip(pairs, ups, strict=True)]
-    print(f"- (info) ours' speed-up over the control's, per repeat: "
-          f"{', '.join(f'{x:.2f}' for x in share)} (median {statistics.median(share):.2f})")
+    print(
+        f"- (info) ours' speed-up over the control's, per repeat: "
+        f"{', '.join(f'{x:.2f}' for x in share)} (median {statistics.median(share):.2f})"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -466,9 +551,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=None, help="timed trials per process")
     parser.add_argument("--warmup", type=int, default=5, help="untimed trials per process (5)")
     parser.add_argument("--repeats", type=int, default=None, help="runs per setting (5)")
-    parser.add_argument("--postgres", action="store_true",
-                        help="also run ours on a private PostgreSQL server (started like the "
-                        "tests start theirs: needs the postgresql binaries)")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="also run ours on a private PostgreSQL server (started like the "
+        "tests start theirs: needs the postgresql binaries)",
+    )
     args = parser.parse_args(argv)
     trials = args.trials or (30 if args.quick else 500)
     repeats = args.repeats or (1 if args.quick else 5)
@@ -476,9 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs: list[RunResult] = []
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="optuna-bench-"))
-        servers = {
-            (n, False): stack.enter_context(BenchServer(processes=n)) for n in (1, 2)
-        }
+        servers = {(n, False): stack.enter_context(BenchServer(processes=n)) for n in (1, 2)}
         if args.postgres:
             servers[(2, True)] = stack.enter_context(_postgres_server(2))
         storage = f"sqlite:///{Path(tmp) / 'optuna.db'}"
@@ -500,8 +586,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     else:
                         run = run_optuna(storage, setup, clients, args.warmup, trials, tag)
                     runs.append(run)
-                    print(f"repeat {rep}: {setup.label} x{clients}: {run.ms_per_trial:.2f} "
-                          f"ms/trial ({run.trials} trials, {run.errors} errors)", flush=True)
+                    print(
+                        f"repeat {rep}: {setup.label} x{clients}: {run.ms_per_trial:.2f} "
+                        f"ms/trial ({run.trials} trials, {run.errors} errors)",
+                        flush=True,
+                    )
         report(runs, setups, list(servers.values()), trials, ceilings, chains)
     return 0
 

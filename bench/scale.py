@@ -55,11 +55,20 @@ def _server(launcher: str, workers: int) -> BenchServer:
 
 
 def _run(launcher: str, workers: int, trials: int) -> dict[str, float]:
-    with _server(launcher, workers) as server, httpx2.Client(base_url=server.url,
-                                                            timeout=60.0) as http:
-        body = {"name": f"scale-{launcher}-{workers}", "mode": "caviar", "task": "digits",
-                "space": SPACE, "sampler": "random", "budget": {"trials": trials},
-                "parallelism": workers, "seed": 7}
+    with (
+        _server(launcher, workers) as server,
+        httpx2.Client(base_url=server.url, timeout=60.0) as http,
+    ):
+        body = {
+            "name": f"scale-{launcher}-{workers}",
+            "mode": "caviar",
+            "task": "digits",
+            "space": SPACE,
+            "sampler": "random",
+            "budget": {"trials": trials},
+            "parallelism": workers,
+            "seed": 7,
+        }
         created = http.post("/api/studies", json=body)
         created.raise_for_status()
         study_id = created.json()["id"]
@@ -94,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     launchers = ["local"] + (["dask"] if _has_dask() else [])
     if "dask" not in launchers:
         print("dask not installed (pip install 'panda-caviar[dask]'): local rows only")
-    print(f"{os.cpu_count()} cores; {trials} trials per run; digits, {SPACE['epochs']} epochs, "
-          f"{SPACE['hidden_units']} hidden units\n")
+    print(
+        f"{os.cpu_count()} cores; {trials} trials per run; digits, {SPACE['epochs']} epochs, "
+        f"{SPACE['hidden_units']} hidden units\n"
+    )
     before = cpu_parallelism()
     results: dict[tuple[str, int], dict[str, float]] = {}
     table = []
@@ -103,21 +114,37 @@ def main(argv: list[str] | None = None) -> int:
         for n in counts:
             r = results[(launcher, n)] = _run(launcher, n, trials)
             base = results[(launcher, 1)]["per_hour"]
-            table.append([launcher, n, f"{r['per_hour']:.0f}", f"{r['per_hour'] / base:.2f}x",
-                          f"{r['trial_seconds']:.2f}", f"{r['overhead']:.3f}"])
+            table.append(
+                [
+                    launcher,
+                    n,
+                    f"{r['per_hour']:.0f}",
+                    f"{r['per_hour'] / base:.2f}x",
+                    f"{r['trial_seconds']:.2f}",
+                    f"{r['overhead']:.3f}",
+                ]
+            )
             print(f"  {launcher} x{n}: {r['per_hour']:.0f} trials/hour", file=sys.stderr)
-    print(markdown_table(["launcher", "workers", "trials/hour", "speed-up",
-                          "s per trial", "overhead s/trial"], table))
+    print(
+        markdown_table(
+            ["launcher", "workers", "trials/hour", "speed-up", "s per trial", "overhead s/trial"],
+            table,
+        )
+    )
     after = cpu_parallelism()
-    print(f"\nthis machine, a CPU loop in 2 processes against 1: {before:.2f}x before the runs, "
-          f"{after:.2f}x after (the ceiling of any 2-worker speed-up here)")
+    print(
+        f"\nthis machine, a CPU loop in 2 processes against 1: {before:.2f}x before the runs, "
+        f"{after:.2f}x after (the ceiling of any 2-worker speed-up here)"
+    )
     ok = True
     for launcher in launchers:
         speedup = results[(launcher, 2)]["per_hour"] / results[(launcher, 1)]["per_hour"]
         passed = speedup >= GOAL_SPEEDUP or (os.cpu_count() or 1) < 2
         ok &= passed
-        print(f"\n{launcher}: 2 workers / 1 worker = {speedup:.2f}x (goal >= {GOAL_SPEEDUP}x)"
-              f": {verdict(passed)}")
+        print(
+            f"\n{launcher}: 2 workers / 1 worker = {speedup:.2f}x (goal >= {GOAL_SPEEDUP}x)"
+            f": {verdict(passed)}"
+        )
     return 0 if ok else 1
 
 

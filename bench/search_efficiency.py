@@ -245,7 +245,10 @@ class _EpochReporter:
     """
 
     def __init__(
-        self, study: _Study, number: int, hparams: Mapping[str, object],
+        self,
+        study: _Study,
+        number: int,
+        hparams: Mapping[str, object],
         scheduler: Scheduler | None,
     ) -> None:
         self.study = study
@@ -338,8 +341,11 @@ def _start_trial(
 ) -> _Live:
     task = study.job.task
     config = TrainConfig(
-        task=task, task_options=TASKS[task][0], hparams=hparams,
-        report_every=10**9, checkpoint_every=0,  # safe points at epoch ends only
+        task=task,
+        task_options=TASKS[task][0],
+        hparams=hparams,
+        report_every=10**9,
+        checkpoint_every=0,  # safe points at epoch ends only
     )
     trainer = Trainer(config, data=_data(task))
     study.result.trials += 1
@@ -437,8 +443,9 @@ def summarise(task: str, results: Sequence[RunResult], budget: float) -> dict[st
     """Print the task's table; return per-method (median epochs, mean best) for the goals."""
     options, target = TASKS[task]
     opts = ", ".join(f"{k}={v}" for k, v in options.items()) or "built-in"
-    print(f"\n## {task} ({opts}): target dev accuracy {target}, budget {budget:g} epochs per "
-          f"study\n")
+    print(
+        f"\n## {task} ({opts}): target dev accuracy {target}, budget {budget:g} epochs per study\n"
+    )
     rows, out = [], {}
     for method in METHODS:
         runs = sorted((r for r in results if r.job.method == method), key=lambda r: r.job.seed)
@@ -447,20 +454,31 @@ def summarise(task: str, results: Sequence[RunResult], budget: float) -> dict[st
         mean, std = _mean_std([r.best for r in runs])
         med = _median([_censored(r) for r in runs])
         out[method] = (med, mean)
-        rows.append([
-            method,
-            f"{mean:.4f} ± {std:.4f}",
-            _fmt_epochs(med, budget),
-            ", ".join(_fmt_epochs(_censored(r), budget) for r in runs),
-            f"{sum(r.to_target is not None for r in runs)}/{len(runs)}",
-            f"{statistics.fmean(r.trials for r in runs):.0f}",
-            f"{sum(r.seconds for r in runs):.0f}",
-        ])
-    print(markdown_table(
-        ["method", "best dev acc (mean ± std)", "epochs to target (median)",
-         "per seed", "reached", "trials/study", "study s (sum)"],
-        rows,
-    ))
+        rows.append(
+            [
+                method,
+                f"{mean:.4f} ± {std:.4f}",
+                _fmt_epochs(med, budget),
+                ", ".join(_fmt_epochs(_censored(r), budget) for r in runs),
+                f"{sum(r.to_target is not None for r in runs)}/{len(runs)}",
+                f"{statistics.fmean(r.trials for r in runs):.0f}",
+                f"{sum(r.seconds for r in runs):.0f}",
+            ]
+        )
+    print(
+        markdown_table(
+            [
+                "method",
+                "best dev acc (mean ± std)",
+                "epochs to target (median)",
+                "per seed",
+                "reached",
+                "trials/study",
+                "study s (sum)",
+            ],
+            rows,
+        )
+    )
     return out
 
 
@@ -486,9 +504,11 @@ def judge(per_task: Mapping[str, Mapping[str, tuple[float, float]]], budget: flo
             note = ""
             if not ok and math.isinf(rnd):
                 note = " (random never reached the target: inconclusive, raise the budget)"
-            print(f"- {task}: {method} {_fmt_epochs(asha, budget)} epochs vs random "
-                  f"{_fmt_epochs(rnd, budget)} (random/asha = {speed:.2f}x, goal >= "
-                  f"{ASHA_SPEEDUP_GOAL:g}x): {'PASS' if ok else 'FAIL'}{note}")
+            print(
+                f"- {task}: {method} {_fmt_epochs(asha, budget)} epochs vs random "
+                f"{_fmt_epochs(rnd, budget)} (random/asha = {speed:.2f}x, goal >= "
+                f"{ASHA_SPEEDUP_GOAL:g}x): {'PASS' if ok else 'FAIL'}{note}"
+            )
         if "random" in m and "tpe" in m:
             (r_med, r_best), (t_med, t_best) = m["random"], m["tpe"]
             # "Beats" = no worse on either measure and better on at least one. Fewer epochs
@@ -498,35 +518,55 @@ def judge(per_task: Mapping[str, Mapping[str, tuple[float, float]]], budget: flo
             wins = no_worse and (t_med < r_med or t_best > r_best)
             tpe_wins.append(wins)
             tie = " (same epochs: reached within TPE's random start-up)" if t_med == r_med else ""
-            print(f"- {task}: tpe {_fmt_epochs(t_med, budget)} epochs / best {t_best:.4f} vs "
-                  f"random {_fmt_epochs(r_med, budget)} / {r_best:.4f}: TPE "
-                  f"{'beats' if wins else 'does NOT beat'} random{tie}")
+            print(
+                f"- {task}: tpe {_fmt_epochs(t_med, budget)} epochs / best {t_best:.4f} vs "
+                f"random {_fmt_epochs(r_med, budget)} / {r_best:.4f}: TPE "
+                f"{'beats' if wins else 'does NOT beat'} random{tie}"
+            )
     if tpe_wins:
         keep = all(tpe_wins)
-        verdict = ("beats random on every task: keep it" if keep
-                   else "does not beat random on every task: the project rule drops it")
+        verdict = (
+            "beats random on every task: keep it"
+            if keep
+            else "does not beat random on every task: the project rule drops it"
+        )
         print(f"- TPE {verdict} ({'PASS' if keep else 'FAIL'})")
 
 
 def print_setup(
-    tasks: Sequence[str], methods: Sequence[str], seeds: int, epochs: int, budget_trials: int,
-    asha: Mapping[str, tuple[int, int]], jobs: int, space: str,
+    tasks: Sequence[str],
+    methods: Sequence[str],
+    seeds: int,
+    epochs: int,
+    budget_trials: int,
+    asha: Mapping[str, tuple[int, int]],
+    jobs: int,
+    space: str,
 ) -> None:
     """Print every lever of the run: the same for every method, so a reader can check it."""
-    print(f"# Search efficiency: {len(tasks)} task(s) x {len(methods)} methods x {seeds} "
-          f"seeds (0..{seeds - 1}), {jobs} process(es)\n")
-    print(f"- epochs per trial (max resource): {epochs}; budget per study: {budget_trials} x "
-          f"{epochs} = {budget_trials * epochs} epochs, for every method")
+    print(
+        f"# Search efficiency: {len(tasks)} task(s) x {len(methods)} methods x {seeds} "
+        f"seeds (0..{seeds - 1}), {jobs} process(es)\n"
+    )
+    print(
+        f"- epochs per trial (max resource): {epochs}; budget per study: {budget_trials} x "
+        f"{epochs} = {budget_trials * epochs} epochs, for every method"
+    )
     for method in (m for m in methods if m in ASHA_MODES):
         min_resource, eta = asha[method]
         rungs = AshaScheduler(min_resource, eta, epochs).rung_resources()
         settings = ", ".join(f"{k}={v}" for k, v in ASHA_MODES[method].items())
-        print(f"- {method} ({settings}): min_resource={min_resource}, reduction_factor={eta}, "
-              f"rungs at {', '.join(map(str, rungs))} epochs, one worker")
-    print(f"- space {space!r}: " + "; ".join(
-        f"{k} {v['dist']} [{v['low']:g}, {v['high']:g}]" if isinstance(v, dict) else f"{k} {v}"
-        for k, v in SPACES[space].items()
-    ))
+        print(
+            f"- {method} ({settings}): min_resource={min_resource}, reduction_factor={eta}, "
+            f"rungs at {', '.join(map(str, rungs))} epochs, one worker"
+        )
+    print(
+        f"- space {space!r}: "
+        + "; ".join(
+            f"{k} {v['dist']} [{v['low']:g}, {v['high']:g}]" if isinstance(v, dict) else f"{k} {v}"
+            for k, v in SPACES[space].items()
+        )
+    )
     for t in tasks:
         options, target = TASKS[t]
         print(f"- {t}: options {options or 'built-in'}, target dev accuracy {target}")
@@ -536,30 +576,71 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 seeds instead of 5")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per task/method (5)")
-    parser.add_argument("--epochs", type=int, default=EPOCHS,
-                        help=f"epochs per trial, ASHA's max resource ({EPOCHS})")
-    parser.add_argument("--asha-min-resource", type=int, default=None,
-                        help="epochs at ASHA's first rung, every ASHA method (ASHA_SETTINGS)")
-    parser.add_argument("--asha-eta", type=int, default=None,
-                        help="ASHA's reduction factor eta, every ASHA method (ASHA_SETTINGS)")
-    parser.add_argument("--budget-trials", type=int, default=GRID_POINTS_PER_DIM ** 5,
-                        help="budget in full trials: budget = this x epochs (243)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=EPOCHS,
+        help=f"epochs per trial, ASHA's max resource ({EPOCHS})",
+    )
+    parser.add_argument(
+        "--asha-min-resource",
+        type=int,
+        default=None,
+        help="epochs at ASHA's first rung, every ASHA method (ASHA_SETTINGS)",
+    )
+    parser.add_argument(
+        "--asha-eta",
+        type=int,
+        default=None,
+        help="ASHA's reduction factor eta, every ASHA method (ASHA_SETTINGS)",
+    )
+    parser.add_argument(
+        "--budget-trials",
+        type=int,
+        default=GRID_POINTS_PER_DIM**5,
+        help="budget in full trials: budget = this x epochs (243)",
+    )
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--jobs", type=int, default=2, help="studies run side by side (2)")
-    parser.add_argument("--space", default="notes", choices=list(SPACES),
-                        help="the course notes' space (SGD + momentum) or Adam's (notes)")
+    parser.add_argument(
+        "--space",
+        default="notes",
+        choices=list(SPACES),
+        help="the course notes' space (SGD + momentum) or Adam's (notes)",
+    )
     args = parser.parse_args(argv)
     seeds = args.seeds or (2 if args.quick else 5)
     budget = float(args.budget_trials * args.epochs)
     # Seed-major order: a run cut short still has whole seeds for every task and method.
-    asha = {m: (args.asha_min_resource or r0, args.asha_eta or eta)
-            for m, (r0, eta) in ASHA_SETTINGS.items()}
-    jobs = [Job(t, m, s, args.epochs, budget, *asha.get(m, ASHA_SETTINGS["random+asha"]),
-                space=args.space)
-            for s in range(seeds) for t in args.tasks for m in args.methods]
-    print_setup(args.tasks, args.methods, seeds, args.epochs, args.budget_trials, asha,
-                args.jobs, args.space)
+    asha = {
+        m: (args.asha_min_resource or r0, args.asha_eta or eta)
+        for m, (r0, eta) in ASHA_SETTINGS.items()
+    }
+    jobs = [
+        Job(
+            t,
+            m,
+            s,
+            args.epochs,
+            budget,
+            *asha.get(m, ASHA_SETTINGS["random+asha"]),
+            space=args.space,
+        )
+        for s in range(seeds)
+        for t in args.tasks
+        for m in args.methods
+    ]
+    print_setup(
+        args.tasks,
+        args.methods,
+        seeds,
+        args.epochs,
+        args.budget_trials,
+        asha,
+        args.jobs,
+        args.space,
+    )
     start = time.perf_counter()
     results: list[RunResult] = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
@@ -567,11 +648,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             r = future.result()
             results.append(r)
             # Progress on stderr (a full run takes about half an hour on two cores).
-            print(f"[{len(results)}/{len(jobs)}] {r.job.task} {r.job.method} seed {r.job.seed}:"
-                  f" best {r.best:.4f}, to target {_fmt_epochs(_censored(r), budget)}, "
-                  f"{r.trials} trials, {r.seconds:.0f} s", file=sys.stderr, flush=True)
-    per_task = {t: summarise(t, [r for r in results if r.job.task == t], budget)
-                for t in args.tasks}
+            print(
+                f"[{len(results)}/{len(jobs)}] {r.job.task} {r.job.method} seed {r.job.seed}:"
+                f" best {r.best:.4f}, to target {_fmt_epochs(_censored(r), budget)}, "
+                f"{r.trials} trials, {r.seconds:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+    per_task = {
+        t: summarise(t, [r for r in results if r.job.task == t], budget) for t in args.tasks
+    }
     judge(per_task, budget)
     print(f"\nwall time {time.perf_counter() - start:.0f} s")
     return 0

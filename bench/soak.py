@@ -220,8 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--readers", type=int, default=4)
-    parser.add_argument("--interval", type=float, default=0.05,
-                        help="pause between a client's reports (a real worker: 0.5 s)")
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=0.05,
+        help="pause between a client's reports (a real worker: 0.5 s)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON line at the end")
     parser.add_argument("--keep", action="store_true", help="keep the server's data and log")
     args = parser.parse_args(argv)

@@ -99,9 +99,14 @@ def our_config(case: Case, seed: int) -> TrainConfig:
         # The data set is handed to Trainer directly; the task name only labels checkpoints.
         task="digits" if case.data.name == "digits" else "blobs",
         hparams={
-            "optimizer": "adam", "learning_rate": LR, "batch_size": case.batch_size,
-            "hidden_units": case.hidden_units, "num_layers": case.num_layers,
-            "batch_norm": True, "bn_momentum": BN_MOMENTUM, "epochs": case.epochs,
+            "optimizer": "adam",
+            "learning_rate": LR,
+            "batch_size": case.batch_size,
+            "hidden_units": case.hidden_units,
+            "num_layers": case.num_layers,
+            "batch_norm": True,
+            "bn_momentum": BN_MOMENTUM,
+            "epochs": case.epochs,
             "seed": seed,
         },
         report_every=10**9,  # safe points at epoch ends only, as the torch loop evaluates
@@ -188,8 +193,15 @@ def teacher_data(n_train: int, n_features: int = 784, n_classes: int = 10) -> Da
     y = (x @ teacher).argmax(axis=1).astype(np.int64)
     a, b = n_train, n_train + n_eval
     return Dataset(
-        name="teacher", X_train=x[:a], y_train=y[:a], X_dev=x[a:b], y_dev=y[a:b],
-        X_test=x[b:], y_test=y[b:], n_features=n_features, n_classes=n_classes,
+        name="teacher",
+        X_train=x[:a],
+        y_train=y[:a],
+        X_dev=x[a:b],
+        y_dev=y[a:b],
+        X_test=x[b:],
+        y_test=y[b:],
+        n_features=n_features,
+        n_classes=n_classes,
         class_names=tuple(str(c) for c in range(n_classes)),
         feature_names=tuple(f"x{j}" for j in range(n_features)),
     )
@@ -249,8 +261,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: small and short")
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs per config")
-    parser.add_argument("--profile", action="store_true",
-                        help="cProfile one run of our side on 784-512-512-10 and exit")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="cProfile one run of our side on 784-512-512-10 and exit",
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats: allowed: an integer >= 1")
@@ -269,9 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     big_epochs, digit_epochs = (2, 3) if quick else (3, 20)
-    cases = [
-        Case("784-512-512-10 teacher", big, 512, 2, bs, big_epochs) for bs in (64, 256)
-    ] + [Case("64-128-128-10 digits", digits, 128, 2, bs, digit_epochs) for bs in (64, 256)]
+    cases = [Case("784-512-512-10 teacher", big, 512, 2, bs, big_epochs) for bs in (64, 256)] + [
+        Case("64-128-128-10 digits", digits, 128, 2, bs, digit_epochs) for bs in (64, 256)
+    ]
     rows = timing_rows(cases, 1 if quick else args.repeats)
     acc_case = Case("64-128-128-10", digits, 128, 2, 64, 5 if quick else 50)
     acc = accuracy_row(acc_case, [0, 1] if quick else [0, 1, 2, 3, 4])

@@ -24,8 +24,9 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db import Base, read_engine
 from app.main import create_app
+from app.storage.db import read_engine
+from app.storage.models import Base
 from tests.pg import PostgresServer, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,8 +148,19 @@ def live_server(tmp_path: Path, backend: str, request: pytest.FixtureRequest) ->
         "PANDACAVIAR_WORKERS": "0",
         "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
     }
-    cmd = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-           "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "app.main:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
     log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

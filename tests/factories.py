@@ -48,8 +48,13 @@ def report(
     points: list[list[Any]] | None = None,
     applied: list[dict[str, int]] | None = None,
 ) -> Any:
-    body = {"attempt": attempt, "step": step, "epoch": step / 100, "points": points or [],
-            "applied": applied or []}
+    body = {
+        "attempt": attempt,
+        "step": step,
+        "epoch": step / 100,
+        "points": points or [],
+        "applied": applied or [],
+    }
     return client.post(f"/api/workers/trials/{trial_id}/report", json=body)
 
 

@@ -107,18 +107,39 @@ class PostgresServer:
         )  # fmt: skip
         if result.returncode != 0:
             log = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
-            raise RuntimeError(f"{args[0]} failed ({result.returncode}):\n{result.stdout}\n"
-                               f"{result.stderr}\n{log}")
+            raise RuntimeError(
+                f"{args[0]} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}\n{log}"
+            )
 
     def start(self) -> PostgresServer:
         # Trust on loopback only: the cluster lives for one test run and nobody else knows
         # its port; C locale makes string ordering the same on every machine.
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                  "--encoding=UTF8", "--no-locale", "--no-sync")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-locale",
+            "--no-sync",
+        )
         options = " ".join(f"-c {k}={v}" for k, v in SERVER_OPTIONS.items())
         options += f" -c listen_addresses=127.0.0.1 -p {self.port} -k {self.root}"
-        self._run("pg_ctl", "start", "-D", str(self.data), "-l", str(self.log), "-w",
-                  "-t", str(START_SECONDS), "-o", options)
+        self._run(
+            "pg_ctl",
+            "start",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            str(START_SECONDS),
+            "-o",
+            options,
+        )
         return self
 
     def stop(self) -> None:
@@ -140,7 +161,7 @@ class PostgresServer:
     def _template(self) -> str:
         """A database ``init_db`` migrated once, for new ones to be copied from."""
         if not self._template_ready:
-            from app.db import init_db, make_engine
+            from app.storage.db import init_db, make_engine
 
             self._admin(f'CREATE DATABASE "{TEMPLATE}"')
             engine = make_engine(self.url(TEMPLATE))
@@ -170,13 +191,15 @@ class PostgresServer:
 
     def release(self, name: str) -> None:
         """Empty the database for the next test (or drop it if that fails)."""
-        from app.db import Base
+        from app.storage.models import Base
 
         tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
         try:
             # A pool or server process the test left behind must not hold locks or rows.
-            self._admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        f"WHERE datname = '{name}' AND pid <> pg_backend_pid()")
+            self._admin(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+            )
             self._admin(f"TRUNCATE {tables} RESTART IDENTITY CASCADE", database=name)
         except Exception:
             self.drop_database(name)

@@ -10,8 +10,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FORBIDDEN = ["fastapi", "starlette", "sqlalchemy", "pydantic", "pydantic_settings", "httpx",
-             "httpx2", "uvicorn", "requests"]
+FORBIDDEN = [
+    "fastapi",
+    "starlette",
+    "sqlalchemy",
+    "pydantic",
+    "pydantic_settings",
+    "httpx",
+    "httpx2",
+    "uvicorn",
+    "requests",
+]
 
 PROBE = """
 import importlib, json, pkgutil, sys
@@ -28,6 +37,9 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in forbidden))
 def test_package_imports_no_web_stack(package: str) -> None:
     out = subprocess.run(
         [sys.executable, "-c", PROBE, package, json.dumps(FORBIDDEN)],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []

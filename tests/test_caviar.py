@@ -17,8 +17,14 @@ from tests.api.test_caviar import SPACE, claim_one, epoch_report
 
 # (trial index, epoch, dev_accuracy): rung 0 at epoch 1, rung 1 at epoch 3 (eta 3, 9 epochs).
 REPORTS = [
-    (0, 1, 0.50), (1, 1, 0.60), (2, 1, 0.40),  # -- the server restarts after these --
-    (3, 1, 0.70), (4, 1, 0.55), (5, 1, 0.30), (0, 3, 0.65), (1, 3, 0.62),
+    (0, 1, 0.50),
+    (1, 1, 0.60),
+    (2, 1, 0.40),  # -- the server restarts after these --
+    (3, 1, 0.70),
+    (4, 1, 0.55),
+    (5, 1, 0.30),
+    (0, 3, 0.65),
+    (1, 3, 0.62),
 ]
 # Worked by hand: keep the best floor(n / 3) of the n values at the rung (at least the best
 # one). Rung 0: 0.5 best of 1; 0.6 best of 2; 0.4 not; 0.7 best of 4; 0.55 not (top 1 of 5
@@ -28,9 +34,15 @@ RESTART_AFTER = 3
 
 
 def _study(client: TestClient) -> tuple[int, list[tuple[int, int]]]:
-    body = {"name": "asha", "mode": "caviar", "task": "digits",
-            "space": {**SPACE, "epochs": 9}, "budget": {"trials": 6}, "parallelism": 6,
-            "scheduler": {"name": "asha", "min_resource": 1, "reduction_factor": 3}}
+    body = {
+        "name": "asha",
+        "mode": "caviar",
+        "task": "digits",
+        "space": {**SPACE, "epochs": 9},
+        "budget": {"trials": 6},
+        "parallelism": 6,
+        "scheduler": {"name": "asha", "min_resource": 1, "reduction_factor": 3},
+    }
     r = client.post("/api/studies", json=body)
     assert r.status_code == 201, r.text
     return int(r.json()["id"]), [claim_one(client) for _ in range(6)]
@@ -52,15 +64,21 @@ def _pure_decisions() -> list[str]:
 def test_asha_decisions_survive_a_server_restart(settings: Settings) -> None:
     with TestClient(create_app(settings)) as client:
         study_id, running = _study(client)
-        before = [epoch_report(client, *running[i], epoch, value)
-                  for i, epoch, value in REPORTS[:RESTART_AFTER]]
+        before = [
+            epoch_report(client, *running[i], epoch, value)
+            for i, epoch, value in REPORTS[:RESTART_AFTER]
+        ]
     # A new app on the same database file: nothing of the first one's memory survives.
     app = create_app(settings)
     with TestClient(app) as client:
-        again = [epoch_report(client, *running[i], epoch, value)
-                 for i, epoch, value in REPORTS[:RESTART_AFTER]]  # replayed: same answers
-        after = [epoch_report(client, *running[i], epoch, value)
-                 for i, epoch, value in REPORTS[RESTART_AFTER:]]
+        again = [
+            epoch_report(client, *running[i], epoch, value)
+            for i, epoch, value in REPORTS[:RESTART_AFTER]
+        ]  # replayed: same answers
+        after = [
+            epoch_report(client, *running[i], epoch, value)
+            for i, epoch, value in REPORTS[RESTART_AFTER:]
+        ]
         with Session(app.state.engine) as session:
             study = session.scalars(select(Study).where(Study.id == study_id)).one()
             stored = feeder.records(session, study_id)

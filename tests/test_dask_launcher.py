@@ -32,8 +32,12 @@ LONG = {"hidden_units": 64, "num_layers": 2, "batch_size": 8, "epochs": 4, "seed
 
 
 def _server(tmp_path: Path, **settings: str) -> ServerProcess:
-    env = {"PANDACAVIAR_TOKEN": TOKEN, "PANDACAVIAR_LAUNCHER": "dask",
-           "PANDACAVIAR_LEASE_SECONDS": "3", "PANDACAVIAR_REAPER_SECONDS": "0.5"}
+    env = {
+        "PANDACAVIAR_TOKEN": TOKEN,
+        "PANDACAVIAR_LAUNCHER": "dask",
+        "PANDACAVIAR_LEASE_SECONDS": "3",
+        "PANDACAVIAR_REAPER_SECONDS": "0.5",
+    }
     env.update({f"PANDACAVIAR_{k.upper()}": v for k, v in settings.items()})
     return ServerProcess(tmp_path / "server", workers=2, env=env)
 
@@ -61,8 +65,16 @@ def test_caviar_study_completes_on_workers_placed_by_a_local_cluster(
     api_server: tuple[Api, ServerProcess],
 ) -> None:
     api, server = api_server
-    body = {"name": "dask", "mode": "caviar", "task": "digits", "space": SPACE,
-            "sampler": "random", "budget": {"trials": 12}, "parallelism": 2, "seed": 1}
+    body = {
+        "name": "dask",
+        "mode": "caviar",
+        "task": "digits",
+        "space": SPACE,
+        "sampler": "random",
+        "budget": {"trials": 12},
+        "parallelism": 2,
+        "seed": 1,
+    }
     study_id = api.create_study(**body)["id"]
     names: set[str] = set()  # a trial names its worker while it runs
 
@@ -86,10 +98,18 @@ def test_caviar_study_completes_on_workers_placed_by_a_local_cluster(
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Client]:
     # What a real cluster does by the dask-worker's environment: the token, one BLAS thread.
-    env = {**THREAD_ENV, "PANDACAVIAR_TOKEN": TOKEN, "PYTHONPATH": str(ROOT),
-           "PANDACAVIAR_CACHE_DIR": str(tmp_path / "dask-cache")}
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, env=env,
-                      dashboard_address=None) as local, Client(local) as client:
+    env = {
+        **THREAD_ENV,
+        "PANDACAVIAR_TOKEN": TOKEN,
+        "PYTHONPATH": str(ROOT),
+        "PANDACAVIAR_CACHE_DIR": str(tmp_path / "dask-cache"),
+    }
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, env=env, dashboard_address=None
+        ) as local,
+        Client(local) as client,
+    ):
         yield client
 
 
@@ -102,8 +122,12 @@ def _scheduler_task_text(client: Client) -> str:
         lines = []
         for key, ts in dask_scheduler.tasks.items():
             spec = ts.run_spec
-            parts = [repr(key), repr(spec), repr(getattr(spec, "args", None)),
-                     repr(getattr(spec, "kwargs", None))]
+            parts = [
+                repr(key),
+                repr(spec),
+                repr(getattr(spec, "args", None)),
+                repr(getattr(spec, "kwargs", None)),
+            ]
             try:  # the whole spec as it would travel: catches a token however deep
                 parts.append(repr(pickle.dumps(spec)))
             except Exception as exc:  # noqa: BLE001 - say so rather than hide it
@@ -128,8 +152,9 @@ def test_killed_dask_worker_requeues_its_trial_and_the_token_stays_off_the_tasks
 
         study = api.create_study(task="digits")
         trial = api.create_trial(study["id"], LONG)
-        running = api.wait_trial(trial["id"], lambda t: t["state"] == "running"
-                                 and t["step"] > 0, "training")
+        running = api.wait_trial(
+            trial["id"], lambda t: t["state"] == "running" and t["step"] > 0, "training"
+        )
         victim = _pid(running["worker"])
         assert victim in cluster.run(os.getpid).values()  # a Dask worker process
         os.kill(victim, signal.SIGKILL)

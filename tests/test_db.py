@@ -73,16 +73,29 @@ def test_deleting_a_study_cascades_in_the_database(db_path: Path) -> None:
     engine = make_engine(f"sqlite:///{db_path}")
     init_db(engine)
     with Session(engine) as session:
-        study = Study(name="s", mode=StudyMode.PANDA, task="digits", objective_metric="m",
-                      direction=Direction.MAXIMIZE, sampler="random", budget_trials=1,
-                      epochs=1, parallelism=1, seed=0)
+        study = Study(
+            name="s",
+            mode=StudyMode.PANDA,
+            task="digits",
+            objective_metric="m",
+            direction=Direction.MAXIMIZE,
+            sampler="random",
+            budget_trials=1,
+            epochs=1,
+            parallelism=1,
+            seed=0,
+        )
         session.add(study)
         session.flush()
         trial = Trial(study_id=study.id, number=0, hparams={}, state=TrialState.QUEUED)
         session.add(trial)
         session.flush()
-        session.add_all([Metric(trial_id=trial.id, name="m", step=1, value=1.0),
-                         Event(trial_id=trial.id, kind=EventKind.NOTE)])
+        session.add_all(
+            [
+                Metric(trial_id=trial.id, name="m", step=1, value=1.0),
+                Event(trial_id=trial.id, kind=EventKind.NOTE),
+            ]
+        )
         session.commit()
         stored = session.execute(text("SELECT state FROM trials")).scalar()
         assert stored == "queued"  # enum values, lower case, as the API shows them

@@ -45,9 +45,17 @@ def synced(monkeypatch: pytest.MonkeyPatch) -> Spy:
 
 
 def _study(name: str) -> Study:
-    return Study(name=name, mode=StudyMode.PANDA, task="digits", objective_metric="m",
-                 direction=Direction.MAXIMIZE, sampler="random", epochs=1, parallelism=1,
-                 seed=0)
+    return Study(
+        name=name,
+        mode=StudyMode.PANDA,
+        task="digits",
+        objective_metric="m",
+        direction=Direction.MAXIMIZE,
+        sampler="random",
+        epochs=1,
+        parallelism=1,
+        seed=0,
+    )
 
 
 def _add_study(engine: Engine, name: str) -> None:

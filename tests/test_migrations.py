@@ -78,8 +78,7 @@ def _foreign_keys(engine: Engine, table: str) -> list[tuple[Any, ...]]:
     with engine.connect() as conn:
         rows = conn.exec_driver_sql(f"PRAGMA foreign_key_list({table})").mappings().all()
     return sorted(
-        (r["from"], r["table"], r["to"], r["on_update"], r["on_delete"], r["match"])
-        for r in rows
+        (r["from"], r["table"], r["to"], r["on_update"], r["on_delete"], r["match"]) for r in rows
     )
 
 

@@ -64,8 +64,13 @@ class Pg:
 
 @pytest.fixture
 def pg(pg_url: str, tmp_path: Path) -> Iterator[Pg]:
-    settings = Settings(database_url=pg_url, data_dir=tmp_path / "data", workers=0,
-                        start_dispatcher=False, reaper_seconds=3600)
+    settings = Settings(
+        database_url=pg_url,
+        data_dir=tmp_path / "data",
+        workers=0,
+        start_dispatcher=False,
+        reaper_seconds=3600,
+    )
     engine = make_engine(pg_url)
     try:
         with TestClient(create_app(settings)) as client:
@@ -106,10 +111,12 @@ def race(pg: Pg, first: Session, fn: Callable[[Session], Any]) -> tuple[str, Rac
     deadline = time.monotonic() + WAIT_SECONDS
     with pg.engine.connect() as conn:
         while racer.is_alive() and time.monotonic() < deadline:
-            waiting = conn.scalar(text(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            ))
+            waiting = conn.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
             conn.rollback()  # a fresh snapshot of pg_stat_activity each time
             if waiting:
                 return "blocked", racer
@@ -259,8 +266,9 @@ def test_a_report_or_finish_racing_the_reaper_is_refused(pg: Pg, call: str) -> N
     def late(s: Session) -> object:
         trial = s.get_one(Trial, trial_id)  # loaded before the lock, as a stale reader would
         if call == "report":
-            return worker_calls.report(s, trial, ReportIn(attempt=attempt, step=5, epoch=0.05),
-                                   pg.settings)
+            return worker_calls.report(
+                s, trial, ReportIn(attempt=attempt, step=5, epoch=0.05), pg.settings
+            )
         body = FinishIn(attempt=attempt, status="completed", step=5, epoch=0.05)
         worker_calls.finish(s, trial, body)
         return None
@@ -329,9 +337,10 @@ def test_asha_decides_two_epoch_ends_at_once_in_turn(pg: Pg) -> None:
     (t1, a1), (t2, a2) = claim_one(pg.client), claim_one(pg.client)
 
     def epoch_end(trial_id: int, attempt: int, value: float) -> Callable[[Session], str]:
-        body = ReportIn(attempt=attempt, step=10, epoch=1.0,
-                        points=[(10, "dev_accuracy", value)])
-        return lambda s: worker_calls.report(s, locked_trial(s, trial_id), body, pg.settings).action
+        body = ReportIn(attempt=attempt, step=10, epoch=1.0, points=[(10, "dev_accuracy", value)])
+        return lambda s: (
+            worker_calls.report(s, locked_trial(s, trial_id), body, pg.settings).action
+        )
 
     with pg.session() as a:
         assert epoch_end(t1, a1, 0.9)(a) == "continue"
@@ -373,16 +382,28 @@ def test_values_keep_their_types(pg: Pg) -> None:
         assert raw.scalar_one() == "running"
         # A checkpoint past 2 GiB (max_checkpoint_bytes allows it) and nested JSON.
         hparams = {"layers": [1, 2, {"x": "é"}], "lr": 1e-300}
-        s.add(Checkpoint(trial_id=trial_id, step=1, path="/x", bytes=3 * 2**30, sha256="0" * 64,
-                         hparams=hparams))
+        s.add(
+            Checkpoint(
+                trial_id=trial_id,
+                step=1,
+                path="/x",
+                bytes=3 * 2**30,
+                sha256="0" * 64,
+                hparams=hparams,
+            )
+        )
         s.add(Round(study_id=study["id"], number=2, space={}, exhausted=True))
         s.commit()
     with pg.session() as s:
         ckpt = s.scalars(select(Checkpoint)).one()
         assert (ckpt.bytes, ckpt.hparams) == (3 * 2**30, hparams)
         assert s.scalars(select(Round.exhausted).where(Round.number == 2)).one() is True
-        seq = s.execute(text("SELECT data_type FROM information_schema.sequences "
-                             "WHERE sequence_name = 'metrics_id_seq'")).scalar_one()
+        seq = s.execute(
+            text(
+                "SELECT data_type FROM information_schema.sequences "
+                "WHERE sequence_name = 'metrics_id_seq'"
+            )
+        ).scalar_one()
         assert seq == "bigint"
 
 
@@ -391,15 +412,23 @@ def _schema(engine: Engine) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for table in sorted(set(insp.get_table_names()) - {"alembic_version"}):
         out[table] = {
-            "columns": sorted((c["name"], str(c["type"]), c["nullable"], c.get("default"))
-                              for c in insp.get_columns(table)),
+            "columns": sorted(
+                (c["name"], str(c["type"]), c["nullable"], c.get("default"))
+                for c in insp.get_columns(table)
+            ),
             "pk": insp.get_pk_constraint(table)["constrained_columns"],
-            "indexes": sorted((i["name"], tuple(i["column_names"]), bool(i["unique"]))
-                              for i in insp.get_indexes(table)),
+            "indexes": sorted(
+                (i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                for i in insp.get_indexes(table)
+            ),
             "unique": sorted(tuple(u["column_names"]) for u in insp.get_unique_constraints(table)),
             "foreign_keys": sorted(
-                (tuple(f["constrained_columns"]), f["referred_table"],
-                 tuple(f["referred_columns"]), f["options"].get("ondelete"))
+                (
+                    tuple(f["constrained_columns"]),
+                    f["referred_table"],
+                    tuple(f["referred_columns"]),
+                    f["options"].get("ondelete"),
+                )
                 for f in insp.get_foreign_keys(table)
             ),
         }

@@ -31,8 +31,10 @@ LONG = {"hidden_units": 64, "num_layers": 2, "batch_size": 8, "epochs": 30, "see
 
 def _iris_csv() -> bytes:
     data = load_iris()
-    rows = [",".join(f"{v:.2f}" for v in x) + f",{y}" for x, y in zip(data.data, data.target,
-                                                                     strict=True)]
+    rows = [
+        ",".join(f"{v:.2f}" for v in x) + f",{y}"
+        for x, y in zip(data.data, data.target, strict=True)
+    ]
     return ("a,b,c,d,label\n" + "\n".join(rows) + "\n").encode()
 
 
@@ -57,8 +59,13 @@ def api(server: ServerProcess) -> Iterator[Api]:
 def _start_worker(server: ServerProcess, home: Path, *extra: str) -> subprocess.Popen[bytes]:
     """A worker as on another machine: its own working and cache dirs, token by env."""
     home.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **THREAD_ENV, "PANDACAVIAR_TOKEN": TOKEN,
-           "PYTHONPATH": str(ROOT), "HOME": str(home)}
+    env = {
+        **os.environ,
+        **THREAD_ENV,
+        "PANDACAVIAR_TOKEN": TOKEN,
+        "PYTHONPATH": str(ROOT),
+        "HOME": str(home),
+    }
     env.pop("PANDACAVIAR_CACHE_DIR", None)
     with (home / "worker.log").open("ab") as log:
         return subprocess.Popen(
@@ -122,8 +129,9 @@ def test_worker_processes_hand_their_trials_back_on_sigterm(
     pool = _start_worker(server, tmp_path / "pool", "--processes", "2")
     try:
         for trial in trials:
-            api.wait_trial(trial["id"], lambda t: t["state"] == "running" and t["step"] > 0,
-                           "training")
+            api.wait_trial(
+                trial["id"], lambda t: t["state"] == "running" and t["step"] > 0, "training"
+            )
         workers = {api.trial(t["id"])["worker"] for t in trials}
         assert len(workers) == 2  # two processes from one command
     finally:

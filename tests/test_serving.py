@@ -90,9 +90,7 @@ def test_claims_racing_through_two_server_processes_take_each_trial_once(
         study = api.create_study(name="race")
         ids = [api.create_trial(study["id"], {"seed": i})["id"] for i in range(N_RACE)]
         with mp.get_context("spawn").Pool(3) as pool:
-            results = pool.starmap(
-                _claim_until_empty, [(server.url, w) for w in ("a", "b", "c")]
-            )
+            results = pool.starmap(_claim_until_empty, [(server.url, w) for w in ("a", "b", "c")])
         claimed = [tid for result in results for tid, _ in result]
         assert sorted(claimed) == sorted(ids)  # none lost, none twice
         assert all(attempt == 1 for result in results for _, attempt in result)
@@ -109,8 +107,9 @@ def test_of_two_server_processes_one_launches_the_workers(tmp_path: Path) -> Non
         pid = server.proc.pid
 
         def workers() -> list[int]:
-            return [c for u in _servers(pid) for c in _children(u)
-                    if " app.cli worker " in _cmdline(c)]
+            return [
+                c for u in _servers(pid) for c in _children(u) if " app.cli worker " in _cmdline(c)
+            ]
 
         assert len(wait_for(lambda: _servers(pid), "the server processes")) == 2
         launched = wait_for(lambda: len(workers()) >= 2 and workers(), "the 2 workers")
@@ -120,8 +119,10 @@ def test_of_two_server_processes_one_launches_the_workers(tmp_path: Path) -> Non
         for tid in ids:
             api.wait_state(tid, "completed")
         assert len(workers()) == 2, [(w, _cmdline(w)) for w in workers()]
-        parents = {int((Path("/proc") / str(w) / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                   for w in launched}
+        parents = {
+            int((Path("/proc") / str(w) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            for w in launched
+        }
         assert len(parents) == 1 and parents <= set(_servers(pid))
     finally:
         server.stop()
@@ -137,7 +138,7 @@ def _established(pid: int, port: int) -> int:
         except OSError:
             continue
         if target.startswith("socket:["):
-            inodes.add(target[len("socket:["):-1])
+            inodes.add(target[len("socket:[") : -1])
     count = 0
     for line in (Path("/proc") / str(pid) / "net" / "tcp").read_text().splitlines()[1:]:
         fields = line.split()  # local address:port (hex), remote, state (01 established)...
@@ -155,8 +156,13 @@ def test_worker_connections_move_to_an_idle_server_process(tmp_path: Path) -> No
     clients: list[WorkerClient] = []
     try:
         assert server.proc is not None
-        busy, idle = wait_for(lambda: len(_servers(server.proc.pid)) == 2  # type: ignore[union-attr]
-                              and _servers(server.proc.pid), "the server processes")  # type: ignore[union-attr]
+        busy, idle = wait_for(
+            lambda: (
+                len(_servers(server.proc.pid)) == 2  # type: ignore[union-attr]
+                and _servers(server.proc.pid)
+            ),
+            "the server processes",
+        )  # type: ignore[union-attr]
         os.kill(idle, signal.SIGSTOP)  # so the other process accepts every connection
         try:
             # Until its count goes stale the other would already move them (tested below).

@@ -90,8 +90,9 @@ def test_quiet_clients_are_forgotten_after_the_window(tmp_path: Path, clock: Clo
 
 
 async def _ok(scope: Scope, receive: Receive, send: Send) -> None:
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"connection", b"keep-alive")]})
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"connection", b"keep-alive")]}
+    )
     await send({"type": "http.response.body", "body": b"{}"})
 
 

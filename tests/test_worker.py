@@ -107,8 +107,9 @@ def test_a_trial_inside_one_report_interval_costs_two_round_trips(
     sent: list[str] = []
     client.http.event_hooks["request"].append(lambda request: sent.append(request.url.path))
     assignment = _claim(client)
-    reporter = HttpReporter(client, trial_id, assignment.attempt,
-                            min_interval=float(assignment.report_seconds or 0))
+    reporter = HttpReporter(
+        client, trial_id, assignment.attempt, min_interval=float(assignment.report_seconds or 0)
+    )
     for step in range(1, 11):  # one report per epoch, all inside the 60 s interval
         reporter.report(step, float(step), {"dev_accuracy": step / 10})
     reporter.finish(FinishStatus.COMPLETED, 10, 10.0, {"dev_accuracy": 1.0})
@@ -147,8 +148,9 @@ def test_each_finish_claims_the_next_trial_for_the_worker(
     # One claim, then each finish carried the next (checkpoint uploads aside); the points
     # before each final checkpoint went ahead of it, so a resume from it leaves no hole.
     calls = [path for path in sent if not path.endswith("/checkpoints")]
-    per_trial = [[f"/api/workers/trials/{i}/report", f"/api/workers/trials/{i}/finish"]
-                 for i in ids]
+    per_trial = [
+        [f"/api/workers/trials/{i}/report", f"/api/workers/trials/{i}/finish"] for i in ids
+    ]
     assert calls == ["/api/workers/claim", *(path for pair in per_trial for path in pair)]
     assert all(api.trial(i)["state"] == "completed" for i in ids)
 

@@ -34,14 +34,23 @@ class Witness(RecordingReporter):
 
 def test_progress_is_the_trainers_state_at_each_checkpoint() -> None:
     config = TrainConfig(
-        task="digits", hparams={"hidden_units": 16, "num_layers": 1, "batch_size": 64,
-                                "epochs": 3, "learning_rate": 0.01},
-        report_every=5, checkpoint_every=1,
+        task="digits",
+        hparams={
+            "hidden_units": 16,
+            "num_layers": 1,
+            "batch_size": 64,
+            "epochs": 3,
+            "learning_rate": 0.01,
+        },
+        report_every=5,
+        checkpoint_every=1,
     )
     trainer = Trainer(config)
     per_epoch = math.ceil(trainer.n_train / 64)
-    script = {10: Directive(Action.CHECKPOINT),
-              25: Directive(Action.UPDATE, {"learning_rate": 0.002}, event_id=1)}
+    script = {
+        10: Directive(Action.CHECKPOINT),
+        25: Directive(Action.UPDATE, {"learning_rate": 0.002}, event_id=1),
+    }
     witness = Witness(trainer, script)
     trainer.fit(witness)
 

@@ -29,9 +29,13 @@ def get_best(study: StudyDep, session: SessionDep) -> BestPublic:
     while no trial has completed."""
     trial = analysis.best_trial(session, study)
     assert trial.last_value is not None  # selected for having one
-    return BestPublic(metric=study.objective_metric, direction=study.direction,
-                      value=trial.last_value, hparams=trial.hparams,
-                      trial=trial_out(session, trial))
+    return BestPublic(
+        metric=study.objective_metric,
+        direction=study.direction,
+        value=trial.last_value,
+        hparams=trial.hparams,
+        trial=trial_out(session, trial),
+    )
 
 
 @router.get("/{study_id}/curves")
@@ -60,8 +64,11 @@ def get_importance(study: StudyDep, session: SessionDep) -> ImportancePublic:
     return analysis.importance_of(session, study)
 
 
-@router.get("/{study_id}/export", response_model=None,
-            responses={200: {"content": {"text/csv": {}, "application/json": {}}}})
+@router.get(
+    "/{study_id}/export",
+    response_model=None,
+    responses={200: {"content": {"text/csv": {}, "application/json": {}}}},
+)
 def export(
     study: StudyDep, session: SessionDep, format: ExportFormat = ExportFormat.CSV
 ) -> Response | dict[str, Any]:
@@ -70,9 +77,14 @@ def export(
     """
     columns, rows = analysis.export_rows(session, study)
     if format is ExportFormat.JSON:
-        return {"study_id": study.id, "metric": study.objective_metric,
-                "direction": study.direction.value, "columns": columns, "data": rows,
-                "count": len(rows)}
+        return {
+            "study_id": study.id,
+            "metric": study.objective_metric,
+            "direction": study.direction.value,
+            "columns": columns,
+            "data": rows,
+            "count": len(rows),
+        }
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()

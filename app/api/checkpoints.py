@@ -79,7 +79,8 @@ def _hparams(text: str | None) -> dict[str, Any] | None:
 # The epoch arrives in the query string, beside attempt and step: the body is the raw .npz.
 # The bounds repeat _epoch's for the OpenAPI schema; _epoch's message names them first.
 EpochQuery = Annotated[
-    float | None, BeforeValidator(_epoch),
+    float | None,
+    BeforeValidator(_epoch),
     Query(ge=0, le=MAX_INT32, description="the trainer's epoch at `step`"),
 ]
 HParamsQuery = Annotated[
@@ -123,7 +124,8 @@ def download(checkpoint_id: int, session: SessionDep) -> FileResponse:
     if ckpt is None or not Path(ckpt.path).is_file():
         raise NotFound(f"checkpoint {checkpoint_id} not found")
     return FileResponse(
-        ckpt.path, media_type="application/octet-stream",
+        ckpt.path,
+        media_type="application/octet-stream",
         headers={"X-Checkpoint-Sha256": ckpt.sha256},
     )
 
@@ -217,7 +219,10 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def _record(
-    engine: Engine, settings: Settings, trial_id: int, taken: _Taken,
+    engine: Engine,
+    settings: Settings,
+    trial_id: int,
+    taken: _Taken,
     stored: tuple[Path, str, int],
 ) -> CheckpointOut:
     """The checkpoint row, committed only after the file is on disk; a retry replaces it."""

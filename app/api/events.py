@@ -67,13 +67,20 @@ def _poll(engine: Engine, where: ColumnElement[bool], cur: _Cursor) -> list[Serv
     with Session(read_engine(engine)) as session:
         ids = select(Trial.id).where(where).scalar_subquery()
         for tid, state, step, epoch, attempt, best in session.execute(
-            select(Trial.id, Trial.state, Trial.step, Trial.epoch, Trial.attempt,
-                   Trial.best_value).where(where)
+            select(
+                Trial.id, Trial.state, Trial.step, Trial.epoch, Trial.attempt, Trial.best_value
+            ).where(where)
         ):
             if cur.states.get(tid) != state.value:
                 cur.states[tid] = state.value
-                data = {"trial_id": tid, "state": state.value, "step": step, "epoch": epoch,
-                        "attempt": attempt, "best_value": None if best is None else finite(best)}
+                data = {
+                    "trial_id": tid,
+                    "state": state.value,
+                    "step": step,
+                    "epoch": epoch,
+                    "attempt": attempt,
+                    "best_value": None if best is None else finite(best),
+                }
                 out.append(ServerSentEvent(event="state", data=data))
         points: dict[int, dict[str, list[list[Any]]]] = {}
         q = (

@@ -54,8 +54,15 @@ def hparams() -> list[HParamPublic]:
 
 def _hparam(spec: Any) -> HParamPublic:
     return HParamPublic(
-        name=spec.name, type=spec.type.__name__, default=spec.default, low=spec.low,
-        high=spec.high, low_open=spec.low_open, high_open=spec.high_open,
-        choices=list(spec.choices), adjustable=spec.adjustable, range=spec.range_text(),
+        name=spec.name,
+        type=spec.type.__name__,
+        default=spec.default,
+        low=spec.low,
+        high=spec.high,
+        low_open=spec.low_open,
+        high_open=spec.high_open,
+        choices=list(spec.choices),
+        adjustable=spec.adjustable,
+        range=spec.range_text(),
         help=spec.help,
     )

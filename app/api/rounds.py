@@ -24,14 +24,14 @@ def list_rounds(study: StudyDep, session: SessionDep) -> RoundsPublic:
     re-test round also with its ``retest`` shape (top k, seeds each)."""
     counts = rounds.counts_by_round(session, study.id)
     retests = rounds.retest_shapes(session, study.id)
-    data = [rounds.round_public(r, counts.get(r.id, {}), retests.get(r.id))
-            for r in rounds.list_rounds(session, study.id)]
+    data = [
+        rounds.round_public(r, counts.get(r.id, {}), retests.get(r.id))
+        for r in rounds.list_rounds(session, study.id)
+    ]
     return RoundsPublic(data=data, count=len(data))
 
 
-@router.post(
-    "/{study_id}/rounds", response_model=RoundPublic, status_code=status.HTTP_201_CREATED
-)
+@router.post("/{study_id}/rounds", response_model=RoundPublic, status_code=status.HTTP_201_CREATED)
 def create_round(study: StudyDep, body: RoundCreate, session: SessionDep) -> RoundPublic:
     """Narrow the last search round: ``{"from_top": k, "margin": m, "trials": n}`` spans the
     k best completed trials on each range's sampling scale, widened by ``margin`` of the hull
@@ -46,16 +46,17 @@ def create_round(study: StudyDep, body: RoundCreate, session: SessionDep) -> Rou
     return out
 
 
-@router.post(
-    "/{study_id}/retest", response_model=RoundPublic, status_code=status.HTTP_201_CREATED
-)
+@router.post("/{study_id}/retest", response_model=RoundPublic, status_code=status.HTTP_201_CREATED)
 def create_retest(study: StudyDep, body: RetestCreate, session: SessionDep) -> RoundPublic:
     """Re-run the ``top`` best completed configurations with ``seeds`` fresh seeds each, as a
     round of kind ``retest``; ``GET .../retest`` summarises them. 409 with too few trials.
     """
     rnd = rounds.add_retest(session, study, body)
-    out = rounds.round_public(rnd, rounds.counts_by_round(session, study.id).get(rnd.id, {}),
-                              RetestShape(top=body.top, seeds=body.seeds))
+    out = rounds.round_public(
+        rnd,
+        rounds.counts_by_round(session, study.id).get(rnd.id, {}),
+        RetestShape(top=body.top, seeds=body.seeds),
+    )
     session.commit()
     return out
 
@@ -64,5 +65,6 @@ def create_retest(study: StudyDep, body: RetestCreate, session: SessionDep) -> R
 def get_retest(study: StudyDep, session: SessionDep) -> RetestPublic:
     """Per re-tested configuration: the original value, the re-runs' values, mean and std."""
     groups = rounds.retest_groups(session, study)
-    return RetestPublic(metric=study.objective_metric, direction=study.direction,
-                        data=groups, count=len(groups))
+    return RetestPublic(
+        metric=study.objective_metric, direction=study.direction, data=groups, count=len(groups)
+    )

@@ -49,7 +49,10 @@ def curve(points: Sequence[tuple[int, float]]) -> list[Point]:
 
 
 def study_public(
-    study: Study, counts: dict[str, int], sampler_info: SamplerInfo | None = None, *,
+    study: Study,
+    counts: dict[str, int],
+    sampler_info: SamplerInfo | None = None,
+    *,
     unstarted: int,
 ) -> StudyPublic:
     """The study with its budget (in trials or in epochs) and its algorithms' settings.
@@ -111,8 +114,9 @@ def unstarted_trials(session: Session, study_ids: Iterable[int]) -> dict[int, in
     q = (
         select(Round.study_id, func.sum(case((left > 0, left), else_=0)))
         .outerjoin(created, created.c.round_id == Round.id)
-        .where(Round.study_id.in_(ids), Round.budget_trials.is_not(None),
-               Round.exhausted.is_(False))
+        .where(
+            Round.study_id.in_(ids), Round.budget_trials.is_not(None), Round.exhausted.is_(False)
+        )
         .group_by(Round.study_id)
     )
     return {study_id: int(n or 0) for study_id, n in session.execute(q)}
@@ -135,8 +139,10 @@ def studies_out(
     ids = [s.id for s in studies]
     counts = queries.state_counts(session, ids)
     unstarted = unstarted_trials(session, ids)
-    return [study_public(s, counts[s.id], sampler_info, unstarted=unstarted.get(s.id, 0))
-            for s in studies]
+    return [
+        study_public(s, counts[s.id], sampler_info, unstarted=unstarted.get(s.id, 0))
+        for s in studies
+    ]
 
 
 def trial_public(
@@ -197,10 +203,17 @@ def trials_out(session: Session, trials: Sequence[Trial]) -> list[TrialPublic]:
     them: two queries whatever the count, plus one per study with a paused trial."""
     pending = queries.pending_events(session, [t.id for t in trials])
     rounds = round_numbers(session, {t.round_id for t in trials if t.round_id is not None})
-    parked = {trial_id for study_id in {t.study_id for t in trials if t.state is TrialState.PAUSED}
-              for trial_id in parking.parked(session, study_id).values()}
+    parked = {
+        trial_id
+        for study_id in {t.study_id for t in trials if t.state is TrialState.PAUSED}
+        for trial_id in parking.parked(session, study_id).values()
+    }
     return [
-        trial_public(t, pending.get(t.id, []), rounds.get(t.round_id) if t.round_id else None,
-                     t.id in parked)
+        trial_public(
+            t,
+            pending.get(t.id, []),
+            rounds.get(t.round_id) if t.round_id else None,
+            t.id in parked,
+        )
         for t in trials
     ]

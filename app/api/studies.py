@@ -84,8 +84,9 @@ def create_trial(study: StudyDep, body: TrialCreate, session: SessionDep) -> Tri
     In a caviar study it joins the latest search round and uses one trial of its budget.
     """
     hparams = studies.trial_hparams(study, body.hparams)
-    trial = queries.create_trial(session, study=study, hparams=hparams,
-                              round_id=feeder.latest_round_id(session, study.id))
+    trial = queries.create_trial(
+        session, study=study, hparams=hparams, round_id=feeder.latest_round_id(session, study.id)
+    )
     feeder.settle(session, study)
     out = trial_out(session, trial)
     session.commit()
@@ -97,8 +98,10 @@ def _states(state: str | None) -> list[TrialState]:
     allowed = [s.value for s in TrialState]
     bad = [s for s in names if s not in allowed]
     if bad:
-        raise Invalid(f"state: got {bad[0]!r}, allowed: one of {', '.join(allowed)} "
-                      "(comma-separated)", field="state")
+        raise Invalid(
+            f"state: got {bad[0]!r}, allowed: one of {', '.join(allowed)} (comma-separated)",
+            field="state",
+        )
     return [TrialState(s) for s in names]
 
 

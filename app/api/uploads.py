@@ -38,10 +38,20 @@ MAX_EXPANSION = 8
 # The names the server gives uploads (``<uuid hex>.csv|npz``): nothing else is ever served.
 STORED_NAME = re.compile(r"[0-9a-f]{32}\.(csv|npz)")
 SHA256_HEADER = "X-Dataset-Sha256"
-UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["file"],
-    "properties": {"file": {"type": "string", "format": "binary"}},
-}}}}}
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
+    }
+}
 
 
 class DatasetOut(BaseModel):
@@ -76,9 +86,12 @@ class _Receiver:
 
     def callbacks(self) -> dict[str, Any]:
         return {
-            "on_part_begin": self._headers.clear, "on_header_field": self._field,
-            "on_header_value": self._value, "on_headers_finished": self._open,
-            "on_part_data": self._data, "on_part_end": self._close,
+            "on_part_begin": self._headers.clear,
+            "on_header_field": self._field,
+            "on_header_value": self._value,
+            "on_headers_finished": self._open,
+            "on_part_data": self._data,
+            "on_part_end": self._close,
         }
 
     def _field(self, data: bytes, start: int, end: int) -> None:
@@ -149,8 +162,11 @@ def _extension(receiver: _Receiver) -> str:
     ext = ".npz" if receiver.head == ZIP_MAGIC else ".csv"
     claimed = Path(receiver.name or "").suffix.lower()
     if claimed in {".csv", ".npz"} and claimed != ext:
-        raise Invalid(f"file: {receiver.name!r} is named {claimed} but its content is "
-                      f"{'a zip archive' if ext == '.npz' else 'not a zip archive'}", field="file")
+        raise Invalid(
+            f"file: {receiver.name!r} is named {claimed} but its content is "
+            f"{'a zip archive' if ext == '.npz' else 'not a zip archive'}",
+            field="file",
+        )
     return ext
 
 
@@ -162,8 +178,11 @@ def _check_expansion(path: Path, limit: int) -> None:
     except zipfile.BadZipFile as exc:
         raise Invalid(f"file: not a valid .npz archive ({exc})", field="file") from None
     if unpacked > MAX_EXPANSION * limit:
-        raise Invalid(f"file: its arrays unpack to {unpacked} bytes, more than the limit of "
-                      f"{MAX_EXPANSION * limit}", field="file")
+        raise Invalid(
+            f"file: its arrays unpack to {unpacked} bytes, more than the limit of "
+            f"{MAX_EXPANSION * limit}",
+            field="file",
+        )
 
 
 def _store(receiver: _Receiver, directory: Path) -> UploadOut:
@@ -181,15 +200,23 @@ def _store(receiver: _Receiver, directory: Path) -> UploadOut:
     final = directory / f"{receiver.tmp.stem.lstrip('.')}{ext}"
     os.replace(receiver.tmp, final)
     return UploadOut(
-        path=final.name, name=receiver.name or "upload", bytes=receiver.size,
-        sha256=receiver.digest.hexdigest(), rows=int(X.shape[0]), features=int(X.shape[1]),
+        path=final.name,
+        name=receiver.name or "upload",
+        bytes=receiver.size,
+        sha256=receiver.digest.hexdigest(),
+        rows=int(X.shape[0]),
+        features=int(X.shape[1]),
         classes=len(set(labels.tolist())),
     )
 
 
-@router.post("", response_model=UploadOut, status_code=status.HTTP_201_CREATED,
-             openapi_extra=UPLOAD_BODY,
-             responses={413: {"description": "file too large"}, 422: {"description": "bad file"}})
+@router.post(
+    "",
+    response_model=UploadOut,
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=UPLOAD_BODY,
+    responses={413: {"description": "file too large"}, 422: {"description": "bad file"}},
+)
 async def upload_dataset(request: Request, settings: SettingsDep) -> UploadOut:
     """Store a CSV or NPZ data set; use the answer's ``path`` as a file task's ``path``."""
     directory = settings.upload_dir
@@ -230,11 +257,15 @@ async def dataset_info(name: str, settings: SettingsDep) -> DatasetOut:
     return DatasetOut(path=name, bytes=path.stat().st_size, sha256=digest)
 
 
-@router.get("/{name}/content", response_class=FileResponse,
-            responses={200: {"content": {"application/octet-stream": {}}}})
+@router.get(
+    "/{name}/content",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
 async def dataset_content(name: str, settings: SettingsDep) -> FileResponse:
     """The upload's bytes, for workers on other machines (``file`` tasks)."""
     path = _stored(name, settings.upload_dir)
     digest = await run_in_threadpool(_sha256, path)
-    return FileResponse(path, media_type="application/octet-stream",
-                        headers={SHA256_HEADER: digest})
+    return FileResponse(
+        path, media_type="application/octet-stream", headers={SHA256_HEADER: digest}
+    )

@@ -81,8 +81,9 @@ def dask_task(server_url: str, stop_event: str, slot: int) -> int:
     watcher.start()
     try:
         # The slot keeps names distinct when a Dask worker runs several threads.
-        return run_worker(server_url, worker_token(), stop=stop,
-                          name=f"{default_name()}/dask{slot}")
+        return run_worker(
+            server_url, worker_token(), stop=stop, name=f"{default_name()}/dask{slot}"
+        )
     finally:
         stop.set()
 
@@ -211,8 +212,13 @@ class DaskLauncher:
             futures = [s.future for s in self._slots if s.future is not None]
             restarts = sum(s.restarts for s in self._slots)
         running = sum(not f.done() for f in futures)
-        return {"launcher": "dask", "scheduler": self.scheduler or "LocalCluster",
-                "workers": self.n_workers, "alive": running, "restarts": restarts}
+        return {
+            "launcher": "dask",
+            "scheduler": self.scheduler or "LocalCluster",
+            "workers": self.n_workers,
+            "alive": running,
+            "restarts": restarts,
+        }
 
     def stop(self, timeout: float = GRACE_SECONDS) -> None:
         """Tell every task to hand its trial back, wait up to ``timeout``, then close."""

@@ -108,8 +108,13 @@ class Dispatcher:
     def status(self) -> dict[str, Any]:
         """What the launcher reports: its kind, the workers wanted and alive, restarts."""
         pids = self.pids
-        return {"launcher": "local", "workers": self.n_workers, "alive": len(pids),
-                "pids": pids, "restarts": self.restarts}
+        return {
+            "launcher": "local",
+            "workers": self.n_workers,
+            "alive": len(pids),
+            "pids": pids,
+            "restarts": self.restarts,
+        }
 
     def child_env(self) -> dict[str, str]:
         """The workers' environment: ours, one BLAS thread, the token, our package on the path."""

@@ -24,4 +24,5 @@ class ImportancePublic(BaseModel):
     n_trials: int
     metric: str
     warning: str | None = Field(
-        default=None, description="set when too few trials make the ranking unreliable")
+        default=None, description="set when too few trials make the ranking unreliable"
+    )

@@ -12,10 +12,13 @@ class Health(BaseModel):
     version: str
     database: str
     streams: int = Field(description="open SSE streams")
-    lease_seconds: float = Field(description="a running trial whose worker is silent this long "
-                                 "is queued again")
-    max_failures: int = Field(description="a trial fails after this many attempts in a row "
-                              "lost with their worker without a new checkpoint")
+    lease_seconds: float = Field(
+        description="a running trial whose worker is silent this long is queued again"
+    )
+    max_failures: int = Field(
+        description="a trial fails after this many attempts in a row "
+        "lost with their worker without a new checkpoint"
+    )
 
 
 class TaskPublic(BaseModel):

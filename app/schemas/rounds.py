@@ -56,8 +56,9 @@ class RoundPublic(BaseModel):
     )
     counts: dict[str, int] = Field(description="number of trials per state")
     retest: RetestShape | None = Field(
-        None, description="a re-test round's top k configurations and seeds each (read-only); "
-        "null for a search round"
+        None,
+        description="a re-test round's top k configurations and seeds each (read-only); "
+        "null for a search round",
     )
     created_at: datetime
 

@@ -55,11 +55,16 @@ class StudyCreate(Strict):
     epochs: int = HPARAM_SPECS["epochs"].default
     budget: BudgetCreate = Field(default_factory=lambda: BudgetCreate(trials=1))
     parallelism: int = Field(1, ge=1, le=1024, description="caviar: trials running at once")
-    sampler: Algorithm = Field("random", description='"random", "grid", "sobol", "tpe" or '
-                               '{"name": "grid", "points_per_dim": 4}')
-    scheduler: Algorithm | None = Field(None, description='null, "none", "asha", "median" or '
-                                        '{"name": "asha", "min_resource": 1, '
-                                        '"reduction_factor": 3}; epochs are the resource')
+    sampler: Algorithm = Field(
+        "random",
+        description='"random", "grid", "sobol", "tpe" or {"name": "grid", "points_per_dim": 4}',
+    )
+    scheduler: Algorithm | None = Field(
+        None,
+        description='null, "none", "asha", "median" or '
+        '{"name": "asha", "min_resource": 1, '
+        '"reduction_factor": 3}; epochs are the resource',
+    )
     seed: int = 0
 
     @field_validator("epochs")
@@ -103,8 +108,10 @@ class Progress(BaseModel):
     """
 
     ended: int = Field(description="trials completed, pruned, stopped or failed")
-    planned: int = Field(description="trials created so far plus those the rounds' budgets "
-                         "in trials have still to create")
+    planned: int = Field(
+        description="trials created so far plus those the rounds' budgets "
+        "in trials have still to create"
+    )
 
 
 class StudyPublic(BaseModel):

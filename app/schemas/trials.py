@@ -31,13 +31,18 @@ class TrialPublic(BaseModel):
     pending_hparams: dict[str, Any] = Field(description="adjustments not applied yet")
     pause_requested: bool
     stop_requested: bool
-    parked: bool = Field(False, description="paused by its study's scheduler (ASHA's pause "
-                         "mode): waiting at a rung until it is promoted or the study ends")
+    parked: bool = Field(
+        False,
+        description="paused by its study's scheduler (ASHA's pause "
+        "mode): waiting at a rung until it is promoted or the study ends",
+    )
     step: int
     epoch: float
     attempt: int = Field(description="claims so far: every resume and requeue is a new one")
-    failures: int = Field(description="attempts in a row lost with their worker since the last "
-                          "new checkpoint; the trial fails when this reaches max_failures")
+    failures: int = Field(
+        description="attempts in a row lost with their worker since the last "
+        "new checkpoint; the trial fails when this reaches max_failures"
+    )
     worker: str | None
     lease_expires_at: datetime | None
     best_value: float | None

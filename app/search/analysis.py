@@ -32,15 +32,19 @@ def best_trial(session: Session, study: Study) -> Trial:
     value = Trial.last_value.desc() if study.direction is Direction.MAXIMIZE else Trial.last_value
     q = (
         select(Trial)
-        .where(Trial.study_id == study.id, Trial.state == TrialState.COMPLETED,
-               Trial.last_value.is_not(None))
+        .where(
+            Trial.study_id == study.id,
+            Trial.state == TrialState.COMPLETED,
+            Trial.last_value.is_not(None),
+        )
         .order_by(value, Trial.number)
         .limit(1)
     )
     trial = session.scalar(q)
     if trial is None:
-        raise Conflict(f"study {study.id} has no completed trial with a value of "
-                       f"{study.objective_metric} yet")
+        raise Conflict(
+            f"study {study.id} has no completed trial with a value of {study.objective_metric} yet"
+        )
     return trial
 
 
@@ -63,17 +67,28 @@ def importance_of(session: Session, study: Study) -> ImportancePublic:
     try:
         result = importance(space, trials, seed=study.seed)
     except ValueError as exc:
-        raise Conflict(f"importance needs at least 2 completed trials with a value of "
-                       f"{study.objective_metric}: {exc}") from None
+        raise Conflict(
+            f"importance needs at least 2 completed trials with a value of "
+            f"{study.objective_metric}: {exc}"
+        ) from None
     # A forest on a handful of trials ranks noise; say so rather than refuse (Optuna and W&B
     # show a ranking from 2 trials without a word).
     enough = max(FEW_TRIALS, 2 * len(space.ranged))
-    warning = None if result.n_trials >= enough else (
-        f"fitted on {result.n_trials} trials: with fewer than {enough} the ranking is "
-        "mostly noise; run more trials before trusting it")
-    return ImportancePublic(method=result.method, scores=result.scores,
-                            n_trials=result.n_trials, metric=study.objective_metric,
-                            warning=warning)
+    warning = (
+        None
+        if result.n_trials >= enough
+        else (
+            f"fitted on {result.n_trials} trials: with fewer than {enough} the ranking is "
+            "mostly noise; run more trials before trusting it"
+        )
+    )
+    return ImportancePublic(
+        method=result.method,
+        scores=result.scores,
+        n_trials=result.n_trials,
+        metric=study.objective_metric,
+        warning=warning,
+    )
 
 
 def _grid_info(session: Session, study: Study) -> tuple[dict[str, int], int] | None:
@@ -106,8 +121,12 @@ def sampler_info(session: Session, study: Study) -> SamplerInfo | None:
         distinct = {n: len({repr(h.get(n)) for h in drawn if n in h}) for n in ranged}
     else:
         distinct = grid[0]
-    return SamplerInfo(sampler=study.sampler, distinct_values=distinct,
-                       grid_size=None if grid is None else grid[1], trials=len(drawn))
+    return SamplerInfo(
+        sampler=study.sampler,
+        distinct_values=distinct,
+        grid_size=None if grid is None else grid[1],
+        trials=len(drawn),
+    )
 
 
 def _cell(value: Any) -> Any:
@@ -131,7 +150,10 @@ def export_rows(session: Session, study: Study) -> tuple[list[str], list[dict[st
     rows = []
     for t, round_number in trials:
         row: dict[str, Any] = {
-            "id": t.id, "number": t.number, "round": round_number, "state": t.state.value,
+            "id": t.id,
+            "number": t.number,
+            "round": round_number,
+            "state": t.state.value,
             "retest_of": t.retest_of_id,
         }
         row.update({n: t.hparams.get(n) for n in names})

@@ -74,16 +74,25 @@ STATUS = {
 
 
 # What a view is built from: a trial's identity, round number, state, values and last value.
-_VIEW_COLUMNS = (Trial.id, Trial.number, Round.number, Trial.state, Trial.hparams,
-                 Trial.last_value)
+_VIEW_COLUMNS = (
+    Trial.id,
+    Trial.number,
+    Round.number,
+    Trial.state,
+    Trial.hparams,
+    Trial.last_value,
+)
 
 
 def _view(row: tuple[Any, ...], intermediate: dict[int, float]) -> TrialView:
     """A row of ``_VIEW_COLUMNS`` (id, number, round number, state, hparams, last value)."""
     _, number, rnd, state, hparams, value = row
     return TrialView(
-        number=number, round=(rnd or 1) - 1, state=STATUS.get(state, TrialStatus.OTHER),
-        hparams=hparams, value=value if state is TrialState.COMPLETED else None,
+        number=number,
+        round=(rnd or 1) - 1,
+        state=STATUS.get(state, TrialStatus.OTHER),
+        hparams=hparams,
+        value=value if state is TrialState.COMPLETED else None,
         intermediate=intermediate,
     )
 
@@ -124,14 +133,20 @@ def report_views(session: Session, trial: Trial, resource: int) -> list[TrialVie
         select(Trial.number, Round.number, Trial.state, Trial.last_value, IntermediateValue.value)
         .join(IntermediateValue, IntermediateValue.trial_id == Trial.id)
         .outerjoin(Round, Round.id == Trial.round_id)
-        .where(Trial.study_id == trial.study_id, Trial.id != trial.id,
-               IntermediateValue.resource == resource)
+        .where(
+            Trial.study_id == trial.study_id,
+            Trial.id != trial.id,
+            IntermediateValue.resource == resource,
+        )
     )
-    out = [_view((0, n, rnd, state, {}, last), {resource: v})
-           for n, rnd, state, last, v in session.execute(q)]
+    out = [
+        _view((0, n, rnd, state, {}, last), {resource: v})
+        for n, rnd, state, last, v in session.execute(q)
+    ]
     own = session.execute(_view_rows(Trial.id == trial.id)).one()
     mine = select(IntermediateValue.resource, IntermediateValue.value).where(
-        IntermediateValue.trial_id == trial.id)
+        IntermediateValue.trial_id == trial.id
+    )
     out.append(_view(tuple(own), {r: v for r, v in session.execute(mine)}))
     return sorted(out, key=lambda v: v.number)
 
@@ -174,11 +189,15 @@ def _budget_left(session: Session, rnd: Round, waiting: frozenset[int] = frozens
     # Ended and parked trials count the epochs they trained (a pruned one frees the rest),
     # others plan; a fork counts from its parent's checkpoint on, so no epoch counts twice.
     start = func.coalesce(Checkpoint.epoch, 0.0)
-    rows = session.execute(select(Trial.id, Trial.state, Trial.epoch, Trial.hparams, start)
-                           .outerjoin(Checkpoint, Checkpoint.id == Trial.parent_checkpoint_id)
-                           .where(Trial.round_id == rnd.id))
-    spent: float = sum((e if s.finished or i in waiting else float(h.get("epochs", 0))) - s0
-                       for i, s, e, h, s0 in rows)
+    rows = session.execute(
+        select(Trial.id, Trial.state, Trial.epoch, Trial.hparams, start)
+        .outerjoin(Checkpoint, Checkpoint.id == Trial.parent_checkpoint_id)
+        .where(Trial.round_id == rnd.id)
+    )
+    spent: float = sum(
+        (e if s.finished or i in waiting else float(h.get("epochs", 0))) - s0
+        for i, s, e, h, s0 in rows
+    )
     return spent < (rnd.budget_epochs or 0)
 
 
@@ -197,14 +216,18 @@ def _sample(session: Session, study: Study, rnd: Round, history: Sequence[TrialV
         log.info("study %s round %s stops sampling: %s", study.id, rnd.number, exc)
         rnd.exhausted = True
         return False
-    queries.create_trial(session, study=study, hparams=hparams, round_id=rnd.id,
-                      index_in_round=index)
+    queries.create_trial(
+        session, study=study, hparams=hparams, round_id=rnd.id, index_in_round=index
+    )
     return True
 
 
 def _active(session: Session, study: Study) -> int:
-    return _count(session, Trial.study_id == study.id,
-                  Trial.state.in_([TrialState.QUEUED, TrialState.RUNNING]))
+    return _count(
+        session,
+        Trial.study_id == study.id,
+        Trial.state.in_([TrialState.QUEUED, TrialState.RUNNING]),
+    )
 
 
 def feed(session: Session, study: Study, scheduler: Scheduler | None) -> int:
@@ -216,12 +239,14 @@ def feed(session: Session, study: Study, scheduler: Scheduler | None) -> int:
     # A promotion before a new configuration: ASHA's rule for a free worker.
     added, waiting = 0, frozenset[int]()
     if scheduler is not None and scheduler.pauses:
-        added, waiting = parking.promote(session, study, scheduler, records(session, study.id),
-                                         study.parallelism - active)
+        added, waiting = parking.promote(
+            session, study, scheduler, records(session, study.id), study.parallelism - active
+        )
     active += added
     history = views(session, study.id) if active < study.parallelism else []
-    rounds = session.scalars(select(Round).where(Round.study_id == study.id)
-                             .order_by(Round.number))
+    rounds = session.scalars(
+        select(Round).where(Round.study_id == study.id).order_by(Round.number)
+    )
     for rnd in rounds:
         while active < study.parallelism and _budget_left(session, rnd, waiting):
             if not _sample(session, study, rnd, history):
@@ -253,8 +278,9 @@ def settle(session: Session, study: Study) -> None:
     session.flush()
     if scheduler is not None and scheduler.pauses and not _active(session, study):
         recs = records(session, study.id)
-        promoted, left = parking.promote(session, study, scheduler, recs, study.parallelism,
-                                         final=True)
+        promoted, left = parking.promote(
+            session, study, scheduler, recs, study.parallelism, final=True
+        )
         if not promoted:
             parking.end_parked(session, study, left)
         session.flush()
@@ -319,8 +345,9 @@ def _consult(
     view = next(v for v in history if v.number == trial.number)
     answer = scheduler.on_report(view, resource, value, history, records(session, study_id))
     for rec in answer.new_records:  # only ever the reporting trial's own record
-        session.add(RungRecordRow(study_id=study_id, trial_id=trial.id, rung=rec.rung,
-                                  value=rec.value))
+        session.add(
+            RungRecordRow(study_id=study_id, trial_id=trial.id, rung=rec.rung, value=rec.value)
+        )
     if answer.decision is Decision.CONTINUE:
         return
     pending = {e.kind for e in queries.pending_events(session, [trial.id]).get(trial.id, [])}

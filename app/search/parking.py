@@ -32,8 +32,11 @@ def parked(session: Session, study_id: int) -> dict[int, int]:
     q = (
         select(Trial.id, Trial.number, Event.payload)
         .join(Event, Event.trial_id == Trial.id)
-        .where(Trial.study_id == study_id, Trial.state == TrialState.PAUSED,
-               Event.kind == EventKind.PAUSE)
+        .where(
+            Trial.study_id == study_id,
+            Trial.state == TrialState.PAUSED,
+            Event.kind == EventKind.PAUSE,
+        )
         .order_by(Event.id)
     )
     last = {number: (trial_id, payload) for trial_id, number, payload in session.execute(q)}
@@ -41,8 +44,13 @@ def parked(session: Session, study_id: int) -> dict[int, int]:
 
 
 def promote(
-    session: Session, study: Study, scheduler: Scheduler, records: Sequence[RungRecord],
-    slots: int, *, final: bool = False,
+    session: Session,
+    study: Study,
+    scheduler: Scheduler,
+    records: Sequence[RungRecord],
+    slots: int,
+    *,
+    final: bool = False,
 ) -> tuple[int, frozenset[int]]:
     """Queue again up to ``slots`` parked trials the scheduler promotes.
 
@@ -57,8 +65,14 @@ def promote(
     for number in chosen:
         trial = session.get_one(Trial, waiting.pop(number))
         trial.state = TrialState.QUEUED
-        queries.add_event(session, trial, EventKind.RESUME, {"scheduler": study.scheduler},
-                       applied=True, applied_step=trial.step)
+        queries.add_event(
+            session,
+            trial,
+            EventKind.RESUME,
+            {"scheduler": study.scheduler},
+            applied=True,
+            applied_step=trial.step,
+        )
     return len(chosen), frozenset(waiting.values())
 
 
@@ -68,5 +82,6 @@ def end_parked(session: Session, study: Study, trial_ids: Iterable[int]) -> None
     for trial_id in trial_ids:
         trial = session.get_one(Trial, trial_id)
         end_trial(session, trial, TrialState.PRUNED)  # also closes requests left pending
-        queries.add_event(session, trial, EventKind.PRUNE, payload,
-                       applied=True, applied_step=trial.step)
+        queries.add_event(
+            session, trial, EventKind.PRUNE, payload, applied=True, applied_step=trial.step
+        )

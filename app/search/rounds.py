@@ -38,8 +38,10 @@ SEED_SPACE = 2**32 - 1  # trainer seeds are in [0, 2**32 - 1]
 
 def require_caviar(study: Study) -> None:
     if study.mode is not StudyMode.CAVIAR:
-        raise Conflict(f"study {study.id} is a panda study; rounds, re-tests and analysis of "
-                       "many trials belong to caviar studies")
+        raise Conflict(
+            f"study {study.id} is a panda study; rounds, re-tests and analysis of "
+            "many trials belong to caviar studies"
+        )
 
 
 def counts_by_round(session: Session, study_id: int) -> dict[int | None, dict[str, int]]:
@@ -73,8 +75,11 @@ def retest_shapes(session: Session, study_id: int) -> dict[int, RetestShape]:
     q = (
         select(Trial.round_id, func.count(distinct(Trial.retest_of_id)), func.count())
         .join(Round, Round.id == Trial.round_id)
-        .where(Round.study_id == study_id, Round.kind == RoundKind.RETEST,
-               Trial.retest_of_id.is_not(None))
+        .where(
+            Round.study_id == study_id,
+            Round.kind == RoundKind.RETEST,
+            Trial.retest_of_id.is_not(None),
+        )
         .group_by(Trial.round_id)
     )
     out: dict[int, RetestShape] = {}
@@ -90,11 +95,18 @@ def round_public(
     """The round as the API shows it; ``retest``: a re-test round's shape (see
     :func:`retest_shapes`)."""
     return RoundPublic(
-        id=rnd.id, study_id=rnd.study_id, number=rnd.number, kind=rnd.kind, space=rnd.space,
+        id=rnd.id,
+        study_id=rnd.study_id,
+        number=rnd.number,
+        kind=rnd.kind,
+        space=rnd.space,
         parent_round_id=rnd.parent_round_id,
         budget=Budget(trials=rnd.budget_trials, epochs=rnd.budget_epochs),
-        from_top=rnd.from_top, margin=rnd.margin, outside_parent=list(rnd.outside_parent or []),
-        counts=counts, retest=retest if rnd.kind is RoundKind.RETEST else None,
+        from_top=rnd.from_top,
+        margin=rnd.margin,
+        outside_parent=list(rnd.outside_parent or []),
+        counts=counts,
+        retest=retest if rnd.kind is RoundKind.RETEST else None,
         created_at=rnd.created_at,
     )
 
@@ -128,10 +140,18 @@ def _narrowed(
     history = feeder.views(session, study.id)
     done = len(completed_trials(history))
     if body.from_top > done:
-        raise Conflict(f"from_top: got {body.from_top}, but only {done} trial(s) of study "
-                       f"{study.id} completed with a value", field="from_top")
-    child = narrow_from_top(parent_space, history, k=body.from_top, margin=body.margin,
-                            direction=TuningDirection(study.direction.value))
+        raise Conflict(
+            f"from_top: got {body.from_top}, but only {done} trial(s) of study "
+            f"{study.id} completed with a value",
+            field="from_top",
+        )
+    child = narrow_from_top(
+        parent_space,
+        history,
+        k=body.from_top,
+        margin=body.margin,
+        direction=TuningDirection(study.direction.value),
+    )
     return child.to_dict(), []
 
 
@@ -141,10 +161,16 @@ def add_round(session: Session, study: Study, body: RoundCreate) -> Round:
     parent = _parent(session, study)
     space, outside = _narrowed(session, study, parent, body)
     rnd = Round(
-        study_id=study.id, number=_next_number(session, study.id), kind=RoundKind.SEARCH,
-        space=space, parent_round_id=parent.id, budget_trials=body.trials,
-        budget_epochs=body.epochs, from_top=body.from_top,
-        margin=body.margin if body.from_top is not None else None, outside_parent=outside,
+        study_id=study.id,
+        number=_next_number(session, study.id),
+        kind=RoundKind.SEARCH,
+        space=space,
+        parent_round_id=parent.id,
+        budget_trials=body.trials,
+        budget_epochs=body.epochs,
+        from_top=body.from_top,
+        margin=body.margin if body.from_top is not None else None,
+        outside_parent=outside,
     )
     session.add(rnd)
     session.flush()
@@ -157,15 +183,22 @@ def _top(session: Session, study: Study, k: int) -> list[Trial]:
     value = Trial.last_value.desc() if study.direction is Direction.MAXIMIZE else Trial.last_value
     q = (
         select(Trial)
-        .where(Trial.study_id == study.id, Trial.state == TrialState.COMPLETED,
-               Trial.retest_of_id.is_(None), Trial.last_value.is_not(None))
+        .where(
+            Trial.study_id == study.id,
+            Trial.state == TrialState.COMPLETED,
+            Trial.retest_of_id.is_(None),
+            Trial.last_value.is_not(None),
+        )
         .order_by(value, Trial.number)
         .limit(k)
     )
     top = list(session.scalars(q))
     if len(top) < k:
-        raise Conflict(f"top: got {k}, but only {len(top)} trial(s) of study {study.id} "
-                       "completed with a value", field="top")
+        raise Conflict(
+            f"top: got {k}, but only {len(top)} trial(s) of study {study.id} "
+            "completed with a value",
+            field="top",
+        )
     return top
 
 
@@ -180,43 +213,65 @@ def add_retest(session: Session, study: Study, body: RetestCreate) -> Round:
     require_caviar(study)
     top = _top(session, study, body.top)
     parent = _parent(session, study)
-    rnd = Round(study_id=study.id, number=_next_number(session, study.id),
-                kind=RoundKind.RETEST, space=parent.space, parent_round_id=parent.id,
-                budget_trials=body.top * body.seeds)
+    rnd = Round(
+        study_id=study.id,
+        number=_next_number(session, study.id),
+        kind=RoundKind.RETEST,
+        space=parent.space,
+        parent_round_id=parent.id,
+        budget_trials=body.top * body.seeds,
+    )
     session.add(rnd)
     session.flush()
     for source in top:
         for _ in range(body.seeds):
             number = queries.next_number(session, study.id)
             seed = _fresh_seed(study, number, int(source.hparams.get("seed", 0)))
-            queries.create_trial(session, study=study, hparams={**source.hparams, "seed": seed},
-                              round_id=rnd.id, retest_of_id=source.id)
+            queries.create_trial(
+                session,
+                study=study,
+                hparams={**source.hparams, "seed": seed},
+                round_id=rnd.id,
+                retest_of_id=source.id,
+            )
     feeder.settle(session, study)
     return rnd
 
 
 def retest_groups(session: Session, study: Study) -> list[RetestGroup]:
     """Per re-tested configuration: its re-runs' final values, their mean and std."""
-    retests = list(session.scalars(
-        select(Trial).where(Trial.study_id == study.id, Trial.retest_of_id.is_not(None))
-        .order_by(Trial.number)
-    ))
+    retests = list(
+        session.scalars(
+            select(Trial)
+            .where(Trial.study_id == study.id, Trial.retest_of_id.is_not(None))
+            .order_by(Trial.number)
+        )
+    )
     by_source: dict[int, list[Trial]] = defaultdict(list)
     for t in retests:
         by_source[t.retest_of_id].append(t)  # type: ignore[index]
     groups = []
     for source_id, runs in by_source.items():
         source = session.get_one(Trial, source_id)
-        values = [t.last_value for t in runs
-                  if t.state is TrialState.COMPLETED and t.last_value is not None
-                  and math.isfinite(t.last_value)]
-        groups.append(RetestGroup(
-            trial_id=source.id, number=source.number,
-            hparams={k: v for k, v in source.hparams.items() if k != "seed"},
-            value=source.last_value if source.state is TrialState.COMPLETED else None,
-            trial_ids=[t.id for t in runs], values=values, completed=len(values),
-            pending=sum(not t.state.finished for t in runs),
-            mean=statistics.fmean(values) if values else None,
-            std=statistics.stdev(values) if len(values) >= 2 else None,
-        ))
+        values = [
+            t.last_value
+            for t in runs
+            if t.state is TrialState.COMPLETED
+            and t.last_value is not None
+            and math.isfinite(t.last_value)
+        ]
+        groups.append(
+            RetestGroup(
+                trial_id=source.id,
+                number=source.number,
+                hparams={k: v for k, v in source.hparams.items() if k != "seed"},
+                value=source.last_value if source.state is TrialState.COMPLETED else None,
+                trial_ids=[t.id for t in runs],
+                values=values,
+                completed=len(values),
+                pending=sum(not t.state.finished for t in runs),
+                mean=statistics.fmean(values) if values else None,
+                std=statistics.stdev(values) if len(values) >= 2 else None,
+            )
+        )
     return sorted(groups, key=lambda g: g.number)

@@ -1,8 +1,8 @@
 """A caviar study's configuration: its search space checked against the trainer, and its
 sampler and scheduler built from the stored names and settings.
 
-Nothing here is kept between calls: the feeder (``app.search.feeder``) rebuilds an algorithm from the
-study row whenever it needs one, so a restarted server builds the same one.
+Nothing here is kept between calls: the feeder (``app.search.feeder``) rebuilds an algorithm
+from the study row whenever it needs one, so a restarted server builds the same one.
 """
 
 from __future__ import annotations
@@ -72,18 +72,23 @@ def split(spec: str | dict[str, Any] | None, what: str) -> tuple[str | None, dic
     settings = dict(spec)
     name = settings.pop("name", None)
     if not isinstance(name, str):
-        raise Invalid(f'{what}.name: got {name!r}, allowed: a name, e.g. {{"name": "random"}}',
-                      field=f"{what}.name")
+        raise Invalid(
+            f'{what}.name: got {name!r}, allowed: a name, e.g. {{"name": "random"}}',
+            field=f"{what}.name",
+        )
     if "direction" in settings or "seed" in settings:
-        raise Invalid(f"{what}: direction and seed come from the study's objective and seed",
-                      field=what)
+        raise Invalid(
+            f"{what}: direction and seed come from the study's objective and seed", field=what
+        )
     return name, settings
 
 
 def check_algorithms(study: Study) -> None:
     """Build the study's sampler and scheduler once so bad names or settings give a 422."""
-    checks = (("sampler", sampler_for, study.sampler_settings),
-              ("scheduler", scheduler_for, study.scheduler_settings))
+    checks = (
+        ("sampler", sampler_for, study.sampler_settings),
+        ("scheduler", scheduler_for, study.scheduler_settings),
+    )
     for what, build, settings in checks:
         try:
             build(study)

@@ -47,6 +47,11 @@ def multiprocess_config(
 ) -> NoDelayConfig:
     """The supervisor's config for ``processes`` server processes sharing one port."""
     return NoDelayConfig(
-        APP, factory=True, host=host, port=port, access_log=access_log, workers=processes,
+        APP,
+        factory=True,
+        host=host,
+        port=port,
+        access_log=access_log,
+        workers=processes,
         timeout_worker_healthcheck=get_settings().process_healthcheck_seconds,
     )

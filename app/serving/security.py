@@ -39,8 +39,10 @@ OPEN_PATHS = ("/api/health", "/static/", "/login")
 TRUSTED_FETCH_SITES = frozenset({"same-origin", "none"})
 JSON_TYPES = ("application/json",)
 # The /api writes whose body is not JSON by design: (method, path suffix) -> content type.
-RAW_BODIES = {("PUT", "/checkpoints"): "application/octet-stream",
-              ("POST", "/api/uploads"): "multipart/form-data"}
+RAW_BODIES = {
+    ("PUT", "/checkpoints"): "application/octet-stream",
+    ("POST", "/api/uploads"): "multipart/form-data",
+}
 
 
 # -- the token and the session cookie --------------------------------------------------------
@@ -139,8 +141,10 @@ def host_refusal(host_header: str | None, settings: Settings) -> str | None:
     # Bound to every interface, any IP literal is one of ours; rebinding needs a DNS name.
     if settings.host.strip("[]") in WILDCARD_HOSTS and _is_ip(name):
         return None
-    return (f"host: {name!r} is not an allowed host name for this server; add it to "
-            "PANDACAVIAR_ALLOWED_HOSTS if you reach the server by that name")
+    return (
+        f"host: {name!r} is not an allowed host name for this server; add it to "
+        "PANDACAVIAR_ALLOWED_HOSTS if you reach the server by that name"
+    )
 
 
 def _netloc(value: str, scheme: str) -> str:
@@ -170,8 +174,9 @@ def content_type_refusal(method: str, path: str, headers: dict[str, str]) -> str
     if declared is None:
         return None  # no body (``curl -XPOST .../pause``); a form always declares a type
     media = declared.split(";")[0].strip().lower()
-    wanted = next((t for (m, suffix), t in RAW_BODIES.items()
-                   if m == method and path.endswith(suffix)), None)
+    wanted = next(
+        (t for (m, suffix), t in RAW_BODIES.items() if m == method and path.endswith(suffix)), None
+    )
     if wanted is not None:
         return None if media == wanted else f"content-type: got {media!r}, allowed: {wanted}"
     if media in JSON_TYPES or media.endswith("+json"):
@@ -231,8 +236,7 @@ class SecurityMiddleware:
             return None
         if path.startswith("/api/") or method not in {"GET", "HEAD"}:
             return 401, "missing or wrong API token", [(b"www-authenticate", b"Bearer")]
-        target = quote(path + ("?" + scope["query_string"].decode() if scope["query_string"]
-                               else ""), safe="")
+        target = quote(
+            path + ("?" + scope["query_string"].decode() if scope["query_string"] else ""), safe=""
+        )
         return 303, "log in first", [(b"location", f"/login?next={target}".encode())]
-
-

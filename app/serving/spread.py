@@ -99,7 +99,8 @@ class SpreadMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
-            scope["type"] != "http" or scope.get("client") is None
+            scope["type"] != "http"
+            or scope.get("client") is None
             or not scope.get("path", "").startswith(WORKER_PATHS)
             or not self.spread.served(tuple(scope["client"]))
         ):

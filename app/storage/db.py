@@ -77,8 +77,8 @@ def _postgresql_engine(url: URL) -> Engine:
     """PostgreSQL through psycopg 3 (the ``postgres`` extra), at its default READ COMMITTED.
 
     Transactions run side by side here, unlike SQLite's: the read-then-write paths lock the
-    rows they decide on (app.storage.locks). ``postgresql://`` means psycopg 3, the driver the extra
-    installs, rather than SQLAlchemy's default psycopg2.
+    rows they decide on (app.storage.locks). ``postgresql://`` means psycopg 3, the driver the
+    extra installs, rather than SQLAlchemy's default psycopg2.
     """
     if url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
@@ -253,7 +253,8 @@ def init_db(engine: Engine) -> None:
                 else:
                     # The caviar tables arrived with the last schema made before migrations.
                     made_by = (
-                        migrations.LAST_UNVERSIONED if "rung_records" in tables
+                        migrations.LAST_UNVERSIONED
+                        if "rung_records" in tables
                         else migrations.FIRST
                     )
                     command.stamp(cfg, made_by)

@@ -38,8 +38,17 @@ from app.storage.models import (
 )
 
 TRIAL_SORTS = (
-    "number", "id", "state", "step", "epoch", "best", "best_value", "last_value",
-    "created_at", "started_at", "ended_at",
+    "number",
+    "id",
+    "state",
+    "step",
+    "epoch",
+    "best",
+    "best_value",
+    "last_value",
+    "created_at",
+    "started_at",
+    "ended_at",
 )
 
 
@@ -118,8 +127,9 @@ def _sort_key(sort: str, direction: Direction) -> ColumnElement[Any]:
     name = sort.lstrip("-")
     if name not in TRIAL_SORTS:
         allowed = ", ".join(TRIAL_SORTS)
-        raise Invalid(f"sort: got {sort!r}, allowed: one of {allowed} (prefix - to reverse)",
-                      field="sort")
+        raise Invalid(
+            f"sort: got {sort!r}, allowed: one of {allowed} (prefix - to reverse)", field="sort"
+        )
     if name == "best":
         name, desc = "best_value", desc != (direction is Direction.MAXIMIZE)
     column = getattr(Trial, name)
@@ -244,8 +254,11 @@ def final_metrics(
     )
     q = select(Metric.trial_id, Metric.name, Metric.value).join(
         last,
-        and_(Metric.trial_id == last.c.trial_id, Metric.name == last.c.name,
-             Metric.step == last.c.step),
+        and_(
+            Metric.trial_id == last.c.trial_id,
+            Metric.name == last.c.name,
+            Metric.step == last.c.step,
+        ),
     )
     out: dict[int, dict[str, float]] = defaultdict(dict)
     for trial_id, name, value in session.execute(q):

@@ -85,8 +85,9 @@ def _reject(session: Session, trial: Trial, ckpt: Checkpoint, problem: str) -> N
     """Log a corrupt checkpoint as an event, then forget its row (its file is kept aside)."""
     log.warning("trial %s: checkpoint at step %s rejected: %s", trial.id, ckpt.step, problem)
     payload = {"checkpoint_id": ckpt.id, "step": ckpt.step, "error": problem}
-    queries.add_event(session, trial, EventKind.BAD_CHECKPOINT, payload,
-                   applied=True, applied_step=ckpt.step)
+    queries.add_event(
+        session, trial, EventKind.BAD_CHECKPOINT, payload, applied=True, applied_step=ckpt.step
+    )
     if ckpt.trial_id == trial.id:
         # Deleted so that no later claim or fork picks it again; the bytes stay for a
         # post-mortem under a name no claim resolves to.
@@ -136,17 +137,25 @@ def _adjusts(session: Session, trial: Trial) -> list[Event]:
 def _out(trial: Trial, ckpt: Checkpoint | None, settings: Settings) -> ClaimOut:
     study = trial.study
     config = TrainConfig(
-        task=study.task, hparams=trial.hparams, task_options=study.task_options,
-        split_seed=study.seed, report_seconds=settings.report_seconds,
+        task=study.task,
+        hparams=trial.hparams,
+        task_options=study.task_options,
+        split_seed=study.seed,
+        report_seconds=settings.report_seconds,
     )
     ref = None
     if ckpt is not None:
         ref = CheckpointRef(id=ckpt.id, step=ckpt.step, epoch=ckpt.epoch, sha256=ckpt.sha256)
     points = _decision_points(trial)
     return ClaimOut(
-        trial_id=trial.id, attempt=trial.attempt, config=config.to_dict(), checkpoint=ref,
-        lease_seconds=settings.lease_seconds, report_seconds=settings.report_seconds,
-        decide_epochs=list(points.epochs), decide_from=points.every_from,
+        trial_id=trial.id,
+        attempt=trial.attempt,
+        config=config.to_dict(),
+        checkpoint=ref,
+        lease_seconds=settings.lease_seconds,
+        report_seconds=settings.report_seconds,
+        decide_epochs=list(points.epochs),
+        decide_from=points.every_from,
     )
 
 

@@ -66,7 +66,8 @@ _CANDIDATE, _OTHER = aliased(Trial), aliased(Trial)
 def _sqlite_claim() -> Any:
     """The claim statement, built once: building it cost more than running it."""
     claimed = _claimed(
-        bindparam("worker"), bindparam("now", type_=UTCDateTime()),
+        bindparam("worker"),
+        bindparam("now", type_=UTCDateTime()),
         bindparam("lease_until", type_=UTCDateTime()),
     )
     return (
@@ -129,9 +130,8 @@ def _claim_next_locking(
     """
     full: set[int] = set()
     while True:
-        pick = (
-            _oldest_queued(full)
-            .with_for_update(of=_CANDIDATE, skip_locked=True, **locks.ROW_LOCK)
+        pick = _oldest_queued(full).with_for_update(
+            of=_CANDIDATE, skip_locked=True, **locks.ROW_LOCK
         )
         mode = select(Study.mode).where(Study.id == Trial.study_id).scalar_subquery()
         stmt = (

@@ -123,14 +123,32 @@ def fork(session: Session, parent: Trial, step: int, overrides: dict[str, Any]) 
     base = dict(ckpt.hparams or parent.hparams)
     checked = _checked(overrides, base, prefix="hparams.")
     child = queries.create_trial(
-        session, study=parent.study, hparams={**base, **checked}, round_id=parent.round_id,
-        parent_id=parent.id, parent_step=step, parent_checkpoint_id=ckpt.id, step=step,
+        session,
+        study=parent.study,
+        hparams={**base, **checked},
+        round_id=parent.round_id,
+        parent_id=parent.id,
+        parent_step=step,
+        parent_checkpoint_id=ckpt.id,
+        step=step,
         epoch=ckpt.epoch,  # the child counts on from the parent, as its step does
     )
     payload = {"step": step, "hparams": checked}
-    queries.add_event(session, parent, EventKind.FORK, {**payload, "trial_id": child.id},
-                   applied=True, applied_step=step)
-    queries.add_event(session, child, EventKind.FORK, {**payload, "parent_id": parent.id},
-                   applied=True, applied_step=step + 1)
+    queries.add_event(
+        session,
+        parent,
+        EventKind.FORK,
+        {**payload, "trial_id": child.id},
+        applied=True,
+        applied_step=step,
+    )
+    queries.add_event(
+        session,
+        child,
+        EventKind.FORK,
+        {**payload, "parent_id": parent.id},
+        applied=True,
+        applied_step=step + 1,
+    )
     feeder.settle(session, parent.study)  # a completed caviar study is open again
     return child

@@ -72,16 +72,23 @@ def _lost(session: Session, trial: Trial, max_failures: int) -> None:
     trial.failures += 1
     payload = {"attempt": trial.attempt, "worker": trial.worker, "failures": trial.failures}
     if trial.failures < max_failures:
-        queries.add_event(session, trial, EventKind.REQUEUE, payload,
-                       applied=True, applied_step=trial.step)
+        queries.add_event(
+            session, trial, EventKind.REQUEUE, payload, applied=True, applied_step=trial.step
+        )
         end_trial(session, trial, TrialState.QUEUED)
         return
     trial.error = (
         f"lost its worker {trial.failures} times in a row without a new checkpoint "
         f"(attempt {trial.attempt}; the limit is {max_failures})"
     )
-    queries.add_event(session, trial, EventKind.FAIL, {**payload, "error": trial.error},
-                   applied=True, applied_step=trial.step)
+    queries.add_event(
+        session,
+        trial,
+        EventKind.FAIL,
+        {**payload, "error": trial.error},
+        applied=True,
+        applied_step=trial.step,
+    )
     end_trial(session, trial, TrialState.FAILED)
 
 

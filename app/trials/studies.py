@@ -30,8 +30,10 @@ def check_task(task: str, options: dict[str, Any], settings: Settings) -> dict[s
         root = settings.upload_dir.resolve()
         path = (root / str(options["path"])).resolve()
         if not path.is_relative_to(root) or not path.is_file():
-            raise Invalid(f"task_options.path: {options['path']!r} is not an uploaded file",
-                          field="task_options.path")
+            raise Invalid(
+                f"task_options.path: {options['path']!r} is not an uploaded file",
+                field="task_options.path",
+            )
         options["path"] = str(path)
     return options
 
@@ -69,11 +71,21 @@ def create_study(session: Session, body: StudyCreate, settings: Settings) -> Stu
             scheduler_settings.setdefault("max_resource", longest)
     assert body.objective.direction is not None  # filled in by the schema
     study = Study(
-        name=body.name, mode=body.mode, task=body.task, task_options=options, space=space,
-        objective_metric=body.objective.metric, direction=body.objective.direction,
-        sampler=sampler, sampler_settings=sampler_settings, scheduler=scheduler,
-        scheduler_settings=scheduler_settings, budget_trials=body.budget.trials,
-        budget_epochs=body.budget.epochs, epochs=body.epochs, parallelism=body.parallelism,
+        name=body.name,
+        mode=body.mode,
+        task=body.task,
+        task_options=options,
+        space=space,
+        objective_metric=body.objective.metric,
+        direction=body.objective.direction,
+        sampler=sampler,
+        sampler_settings=sampler_settings,
+        scheduler=scheduler,
+        scheduler_settings=scheduler_settings,
+        budget_trials=body.budget.trials,
+        budget_epochs=body.budget.epochs,
+        epochs=body.epochs,
+        parallelism=body.parallelism,
         seed=body.seed,
     )
     if body.mode is StudyMode.CAVIAR:
@@ -81,8 +93,16 @@ def create_study(session: Session, body: StudyCreate, settings: Settings) -> Stu
     session.add(study)
     session.flush()
     if body.mode is StudyMode.CAVIAR:
-        session.add(Round(study_id=study.id, number=1, kind=RoundKind.SEARCH, space=space,
-                          budget_trials=body.budget.trials, budget_epochs=body.budget.epochs))
+        session.add(
+            Round(
+                study_id=study.id,
+                number=1,
+                kind=RoundKind.SEARCH,
+                space=space,
+                budget_trials=body.budget.trials,
+                budget_epochs=body.budget.epochs,
+            )
+        )
         feeder.settle(session, study)
     return study
 

@@ -164,8 +164,14 @@ def finish(session: Session, trial: Trial, body: FinishIn) -> None:
         close_events(pending, step=body.step, kinds=set(ENDING))
     if state is TrialState.FAILED:
         trial.error = body.error or "failed without a message"
-        queries.add_event(session, trial, EventKind.FAIL, {"error": trial.error},
-                       applied=True, applied_step=body.step)
+        queries.add_event(
+            session,
+            trial,
+            EventKind.FAIL,
+            {"error": trial.error},
+            applied=True,
+            applied_step=body.step,
+        )
     end_trial(session, trial, state, pending)
     feeder.settle(session, trial.study)
 
@@ -177,5 +183,3 @@ def _hand_back(session: Session, trial: Trial, pending: list[Event], step: int) 
     queries.add_event(session, trial, EventKind.REQUEUE, payload, applied=True, applied_step=step)
     end_trial(session, trial, TrialState.QUEUED)
     feeder.settle(session, trial.study)
-
-

@@ -96,8 +96,10 @@ class AshaScheduler(Scheduler):
         if not isinstance(eager_top, bool):
             raise ValueError(f"eager_top: got {eager_top!r}, allowed: true or false")
         if eager_top and not self.pauses:
-            raise ValueError("eager_top: got true with mode 'stop', allowed: true only with "
-                             "mode 'pause' (stop mode lets early arrivals go on at every rung)")
+            raise ValueError(
+                "eager_top: got true with mode 'stop', allowed: true only with "
+                "mode 'pause' (stop mode lets early arrivals go on at every rung)"
+            )
         self.eager_top = eager_top
 
     def rung_resources(self) -> tuple[int, ...]:
@@ -146,8 +148,10 @@ class AshaScheduler(Scheduler):
             n_promote = max(1, n_promote)
         if self.mode is AshaMode.PAUSE:
             # Fewer than eta records promote nobody yet: the trial waits for later arrivals.
-            return Decision.CONTINUE if self._within(value, rung_values, n_promote) else (
-                Decision.PAUSE
+            return (
+                Decision.CONTINUE
+                if self._within(value, rung_values, n_promote)
+                else (Decision.PAUSE)
             )
         # Stop mode cannot wait: floor(n / eta) = 0 would stop every early trial, so, as
         # optuna's SuccessiveHalvingPruner, the first eta - 1 arrivals continue only while

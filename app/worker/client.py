@@ -288,8 +288,14 @@ class HttpReporter:
     """
 
     def __init__(
-        self, client: WorkerClient, trial_id: int, attempt: int, *, min_interval: float = 0.0,
-        decide_epochs: Collection[int] = (), decide_from: int | None = None,
+        self,
+        client: WorkerClient,
+        trial_id: int,
+        attempt: int,
+        *,
+        min_interval: float = 0.0,
+        decide_epochs: Collection[int] = (),
+        decide_from: int | None = None,
         on_checkpoint_stored: Callable[[int], None] | None = None,
     ) -> None:
         self.client = client
@@ -334,9 +340,11 @@ class HttpReporter:
         if epoch >= 1 and epoch == int(epoch):
             self.epoch_ends.append([step, int(epoch)])
             decides = int(epoch) in self.decide_epochs or (
-                self.decide_from is not None and epoch >= self.decide_from)
-        due = (decides or self._flush_next
-               or time.monotonic() - self._last_flush >= self.min_interval)
+                self.decide_from is not None and epoch >= self.decide_from
+            )
+        due = (
+            decides or self._flush_next or time.monotonic() - self._last_flush >= self.min_interval
+        )
         if not (due or self.client.leaving):
             return Directive()  # buffered; sent with the next due report
         directive = self.flush()
@@ -354,7 +362,9 @@ class HttpReporter:
         if self._upload is not None and self._upload.done():
             self.drain()  # surfaces a failed upload (a stale attempt, say) at the next report
         points, ends, applied = (
-            list(self.points), list(self.epoch_ends), list(self.pending_applied)
+            list(self.points),
+            list(self.epoch_ends),
+            list(self.pending_applied),
         )
         body = {
             "attempt": self.attempt,
@@ -379,9 +389,14 @@ class HttpReporter:
         )
 
     def finish(
-        self, status: FinishStatus, step: int, epoch: float,
-        metrics: Mapping[str, float] | None = None, error: str | None = None,
-        *, claim_for: str | None = None,
+        self,
+        status: FinishStatus,
+        step: int,
+        epoch: float,
+        metrics: Mapping[str, float] | None = None,
+        error: str | None = None,
+        *,
+        claim_for: str | None = None,
     ) -> dict[str, Any] | None:
         """End the attempt; the points still buffered ride along with the finish.
 
@@ -393,9 +408,14 @@ class HttpReporter:
         if self.pending_applied:
             self.flush()  # an applied entry must be acknowledged before the attempt ends
         body: dict[str, Any] = {
-            "attempt": self.attempt, "status": status.value, "step": step, "epoch": epoch,
-            "metrics": dict(metrics or {}), "error": error,
-            "points": list(self.points), "epoch_ends": list(self.epoch_ends),
+            "attempt": self.attempt,
+            "status": status.value,
+            "step": step,
+            "epoch": epoch,
+            "metrics": dict(metrics or {}),
+            "error": error,
+            "points": list(self.points),
+            "epoch_ends": list(self.epoch_ends),
         }
         if claim_for is not None:
             body["claim"] = {"worker": claim_for}
@@ -429,8 +449,12 @@ class HttpReporter:
     def _put_checkpoint(self, step: int, data: bytes) -> None:
         # Decoded here, in the upload thread: training does not wait for it.
         epoch, hparams = checkpoint_progress(data)
-        params = {"attempt": self.attempt, "step": step, "epoch": repr(epoch),
-                  "hparams": json.dumps(hparams, sort_keys=True)}
+        params = {
+            "attempt": self.attempt,
+            "step": step,
+            "epoch": repr(epoch),
+            "hparams": json.dumps(hparams, sort_keys=True),
+        }
         self.client.request(
             "PUT",
             f"/api/workers/trials/{self.trial_id}/checkpoints",

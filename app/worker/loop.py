@@ -189,8 +189,11 @@ class TrialRun(NamedTuple):
 
 
 def run_trial(
-    client: WorkerClient, assignment: Assignment, datasets: DatasetCache | None = None,
-    *, claim_for: str | None = None,
+    client: WorkerClient,
+    assignment: Assignment,
+    datasets: DatasetCache | None = None,
+    *,
+    claim_for: str | None = None,
 ) -> TrialRun:
     """Train one claimed trial to its end and finish it.
 
@@ -200,16 +203,26 @@ def run_trial(
     """
     a = assignment
     reporter = HttpReporter(
-        client, a.trial_id, a.attempt, min_interval=a.report_seconds or 0.0,
-        decide_epochs=a.decide_epochs, decide_from=a.decide_from,
+        client,
+        a.trial_id,
+        a.attempt,
+        min_interval=a.report_seconds or 0.0,
+        decide_epochs=a.decide_epochs,
+        decide_from=a.decide_from,
         on_checkpoint_stored=_fault_after_checkpoint(a),
     )
     try:
         outcome = _train(client, a, reporter, datasets)
         # Points a failure left unsent go with the finish: the curve is kept up to it.
         claim_next = None if client.leaving else claim_for
-        claimed = reporter.finish(outcome.status, outcome.step, outcome.epoch,
-                                  outcome.metrics, outcome.error, claim_for=claim_next)
+        claimed = reporter.finish(
+            outcome.status,
+            outcome.step,
+            outcome.epoch,
+            outcome.metrics,
+            outcome.error,
+            claim_for=claim_next,
+        )
     except StaleAttempt:
         log.info("trial %s attempt %s is stale; dropping it", a.trial_id, a.attempt)
         return TrialRun(None)
@@ -275,8 +288,9 @@ def _retire_when_orphaned(client: WorkerClient, parent_pid: int) -> None:
         while os.getppid() == parent_pid:
             if client.stop.wait(PARENT_POLL_SECONDS):
                 return
-        log.warning("the server (pid %s) is gone: handing back the trial in hand, then "
-                    "exiting", parent_pid)
+        log.warning(
+            "the server (pid %s) is gone: handing back the trial in hand, then exiting", parent_pid
+        )
         client.retire.set()
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
@@ -364,12 +378,11 @@ def run_worker(
                     continue
                 idle.reset()
                 assignment = Assignment.from_json(claim)
-                log.info(
-                    "claimed trial %s attempt %s", assignment.trial_id, assignment.attempt
-                )
+                log.info("claimed trial %s attempt %s", assignment.trial_id, assignment.attempt)
                 _fault_exit(assignment.trial_id)
-                run = run_trial(client, assignment, datasets,
-                                claim_for=None if once else worker_name)
+                run = run_trial(
+                    client, assignment, datasets, claim_for=None if once else worker_name
+                )
                 claim = run.next_claim
                 client.in_hand = claim is not None
                 if run.status is not None:

@@ -58,12 +58,24 @@ def test_finish_stores_the_buffered_points_and_their_epoch_ends(
     (a, att_a), (b, att_b) = claim_one(client), claim_one(client)
     # a ran its 4 epochs inside one report interval: everything comes with the finish.
     points, ends = _epochs(1, 4, 0.9)
-    r = finish(client, a, att_a, "completed", 40, epoch=4.0, points=points, epoch_ends=ends,
-               metrics={"dev_accuracy": 0.9, "test_accuracy": 0.88})
+    r = finish(
+        client,
+        a,
+        att_a,
+        "completed",
+        40,
+        epoch=4.0,
+        points=points,
+        epoch_ends=ends,
+        metrics={"dev_accuracy": 0.9, "test_accuracy": 0.88},
+    )
     assert r.status_code == 200 and r.json()["state"] == "completed", r.text
     curve = db.all(select(Metric).where(Metric.trial_id == a, Metric.name == "dev_accuracy"))
     assert [(m.step, m.value) for m in sorted(curve, key=lambda m: m.step)] == [
-        (10, 0.9), (20, 0.9), (30, 0.9), (40, 0.9)
+        (10, 0.9),
+        (20, 0.9),
+        (30, 0.9),
+        (40, 0.9),
     ]
     assert db.get(Trial, a).best_value == 0.9
     assert db.count(IntermediateValue, IntermediateValue.trial_id == a) == 4
@@ -88,8 +100,13 @@ def test_bad_epoch_ends_are_refused_naming_the_field_and_write_nothing(
     tid, attempt = running_trial(client)
     before = db.snapshot()
     for ends in ([[10, 0]], [[-1, 1]], [[10]], "x"):
-        body = {"attempt": attempt, "step": 10, "epoch": 1.0,
-                "points": [[10, "train_loss", 0.5]], "epoch_ends": ends}
+        body = {
+            "attempt": attempt,
+            "step": 10,
+            "epoch": 1.0,
+            "points": [[10, "train_loss", 0.5]],
+            "epoch_ends": ends,
+        }
         r = client.post(f"/api/workers/trials/{tid}/report", json=body)
         assert r.status_code == 422, r.text
         assert "epoch_ends" in r.text
@@ -104,8 +121,12 @@ def test_a_step_beyond_32_bits_is_refused_naming_the_field(client: TestClient, d
     big = 2**31
     bodies = {
         "step": {"attempt": attempt, "step": big, "epoch": 1.0},
-        "points": {"attempt": attempt, "step": 1, "epoch": 1.0,
-                   "points": [[big, "train_loss", 0.5]]},
+        "points": {
+            "attempt": attempt,
+            "step": 1,
+            "epoch": 1.0,
+            "points": [[big, "train_loss", 0.5]],
+        },
         "attempt": {"attempt": big, "step": 1, "epoch": 1.0},
     }
     for field, body in bodies.items():

@@ -26,8 +26,14 @@ SPACE: dict[str, Any] = {
 
 
 def caviar_study(client: TestClient, **fields: Any) -> dict[str, Any]:
-    body = {"mode": "caviar", "space": SPACE, "budget": {"trials": 4}, "parallelism": 2,
-            "objective": {"metric": "dev_accuracy"}, **fields}
+    body = {
+        "mode": "caviar",
+        "space": SPACE,
+        "budget": {"trials": 4},
+        "parallelism": 2,
+        "objective": {"metric": "dev_accuracy"},
+        **fields,
+    }
     return create_study(client, **body)
 
 
@@ -45,13 +51,21 @@ def claim_one(client: TestClient) -> tuple[int, int]:
 
 
 def epoch_report(
-    client: TestClient, trial_id: int, attempt: int, epoch: int, value: float,
+    client: TestClient,
+    trial_id: int,
+    attempt: int,
+    epoch: int,
+    value: float,
     metric: str = "dev_accuracy",
 ) -> str:
     """A worker's report at the end of ``epoch`` (10 steps an epoch); the directive's action."""
     step = 10 * epoch
-    body = {"attempt": attempt, "step": step, "epoch": float(epoch),
-            "points": [[step, metric, value], [step, "train_loss", 1.0 - value]]}
+    body = {
+        "attempt": attempt,
+        "step": step,
+        "epoch": float(epoch),
+        "points": [[step, metric, value], [step, "train_loss", 1.0 - value]],
+    }
     r = client.post(f"/api/workers/trials/{trial_id}/report", json=body)
     assert r.status_code == 200, r.text
     return str(r.json()["action"])
@@ -62,10 +76,15 @@ def complete(client: TestClient, value: float, epochs: int = 4) -> int:
     tid, attempt = claim_one(client)
     for epoch in range(1, epochs + 1):
         epoch_report(client, tid, attempt, epoch, value)
-    metrics = {"dev_accuracy": value, "dev_loss": 1 - value, "test_accuracy": value - 0.01,
-               "test_loss": 1.01 - value}
-    r = finish(client, tid, attempt, "completed", 10 * epochs, epoch=float(epochs),
-               metrics=metrics)
+    metrics = {
+        "dev_accuracy": value,
+        "dev_loss": 1 - value,
+        "test_accuracy": value - 0.01,
+        "test_loss": 1.01 - value,
+    }
+    r = finish(
+        client, tid, attempt, "completed", 10 * epochs, epoch=float(epochs), metrics=metrics
+    )
     assert r.status_code == 200, r.text
     return tid
 
@@ -162,19 +181,33 @@ def test_pausing_a_queued_trial_gives_its_slot_to_the_next(client: TestClient) -
 
 BAD: list[tuple[dict[str, Any], str]] = [
     ({"space": {"warp": {"dist": "uniform", "low": 0, "high": 1}}}, "space.warp"),
-    ({"space": {"learning_rate": {"dist": "log_uniform", "low": 1e-4, "high": 20}}},
-     "space.learning_rate"),
-    ({"space": {"learning_rate": {"dist": "log_uniform", "low": 0.1, "high": 0.01}}},
-     "space.learning_rate"),
+    (
+        {"space": {"learning_rate": {"dist": "log_uniform", "low": 1e-4, "high": 20}}},
+        "space.learning_rate",
+    ),
+    (
+        {"space": {"learning_rate": {"dist": "log_uniform", "low": 0.1, "high": 0.01}}},
+        "space.learning_rate",
+    ),
     ({"space": {"l2": {"dist": "log_uniform", "low": 0, "high": 1}}}, "space.l2"),
-    ({"space": {"momentum": {"dist": "one_minus_log_uniform", "low": 0.9, "high": 1.0}}},
-     "space.momentum"),
-    ({"space": {"hidden_units": {"dist": "int_uniform", "low": 0, "high": 9}}},
-     "space.hidden_units"),
-    ({"space": {"optimizer": {"dist": "choice", "values": ["adam", "lbfgs"]}}},
-     "space.optimizer"),
-    ({"space": {"decay_schedule": "exponential",
-                "lr_decay": {"dist": "uniform", "low": 0.5, "high": 5}}}, "space.lr_decay"),
+    (
+        {"space": {"momentum": {"dist": "one_minus_log_uniform", "low": 0.9, "high": 1.0}}},
+        "space.momentum",
+    ),
+    (
+        {"space": {"hidden_units": {"dist": "int_uniform", "low": 0, "high": 9}}},
+        "space.hidden_units",
+    ),
+    ({"space": {"optimizer": {"dist": "choice", "values": ["adam", "lbfgs"]}}}, "space.optimizer"),
+    (
+        {
+            "space": {
+                "decay_schedule": "exponential",
+                "lr_decay": {"dist": "uniform", "low": 0.5, "high": 5},
+            }
+        },
+        "space.lr_decay",
+    ),
     ({"sampler": "hyperband"}, "sampler"),
     ({"sampler": {"name": "grid", "points_per_dim": 0}}, "sampler"),
     ({"scheduler": "bogus"}, "scheduler"),
@@ -208,8 +241,11 @@ def test_asha_stop_ends_the_trial_pruned_with_its_curve(client: TestClient, db: 
     study = caviar_study(client, scheduler=sched)
     assert study["scheduler"] == "asha"
     # ASHA's maximum resource is the longest training the space allows.
-    assert study["scheduler_settings"] == {"min_resource": 1, "reduction_factor": 2,
-                                           "max_resource": 4}
+    assert study["scheduler_settings"] == {
+        "min_resource": 1,
+        "reduction_factor": 2,
+        "max_resource": 4,
+    }
     (a, att_a), (b, att_b) = claim_one(client), claim_one(client)
     assert epoch_report(client, a, att_a, 1, 0.9) == "continue"
     assert epoch_report(client, b, att_b, 1, 0.5) == "stop"  # not in the top 1/2 of rung 0
@@ -249,8 +285,11 @@ def test_reports_between_epochs_do_not_reach_the_scheduler(client: TestClient, d
 
 def test_a_stop_at_the_last_epoch_leaves_the_trial_completed(client: TestClient) -> None:
     # epochs 2, max_resource 3 (explicit): rung 1 sits at epoch 2, the trial's last.
-    study = caviar_study(client, space={**SPACE, "epochs": 2},
-                         scheduler={"name": "asha", "reduction_factor": 2, "max_resource": 3})
+    study = caviar_study(
+        client,
+        space={**SPACE, "epochs": 2},
+        scheduler={"name": "asha", "reduction_factor": 2, "max_resource": 3},
+    )
     assert study["scheduler_settings"]["max_resource"] == 3
     (a, att_a), (b, att_b) = claim_one(client), claim_one(client)
     for tid, att, v in ((a, att_a, 0.9), (b, att_b, 0.1)):
@@ -273,8 +312,13 @@ def claim_all(url: str, worker: str) -> list[int]:
 @pytest.mark.slow
 def test_two_processes_racing_never_exceed_parallelism(live_server: str) -> None:
     with httpx2.Client(base_url=live_server, timeout=30) as http:
-        body = {"name": "race", "mode": "caviar", "space": SPACE, "budget": {"trials": 3},
-                "parallelism": 3}
+        body = {
+            "name": "race",
+            "mode": "caviar",
+            "space": SPACE,
+            "budget": {"trials": 3},
+            "parallelism": 3,
+        }
         study = http.post("/api/studies", json=body).json()
         for seed in range(12):
             r = http.post(f"/api/studies/{study['id']}/trials", json={"hparams": {"seed": seed}})

@@ -30,8 +30,12 @@ def batch_study(client: TestClient) -> dict[str, Any]:
 def report(
     client: TestClient, trial_id: int, attempt: int, step: int, epoch: float, value: float
 ) -> None:
-    body = {"attempt": attempt, "step": step, "epoch": epoch,
-            "points": [[step, "dev_accuracy", value], [step, "train_loss", 1 - value]]}
+    body = {
+        "attempt": attempt,
+        "step": step,
+        "epoch": epoch,
+        "points": [[step, "dev_accuracy", value], [step, "train_loss", 1 - value]],
+    }
     r = client.post(f"/api/workers/trials/{trial_id}/report", json=body)
     assert r.status_code == 200, r.text
 

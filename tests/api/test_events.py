@@ -61,13 +61,14 @@ def test_trial_stream_sends_state_metrics_and_events(client: TestClient) -> None
         assert first["data"]["trial_id"] == tid and first["data"]["state"] == "running"
         report(client, tid, attempt, 2, [[2, "train_loss", 0.5], [1, "train_loss", 0.7]])
         metrics = next_frame(frames, "metrics")
-        assert metrics["data"] == {"trial_id": tid,
-                                   "points": {"train_loss": [[1, 0.7], [2, 0.5]]}}
+        assert metrics["data"] == {"trial_id": tid, "points": {"train_loss": [[1, 0.7], [2, 0.5]]}}
         client.post(f"/api/trials/{tid}/pause")
         pause = next_frame(frames, "event")
         assert pause["data"]["kind"] == "pause" and pause["data"]["applied_at"] is None
-        client.post(f"/api/workers/trials/{tid}/finish",
-                    json={"attempt": attempt, "status": "paused", "step": 2})
+        client.post(
+            f"/api/workers/trials/{tid}/finish",
+            json={"attempt": attempt, "status": "paused", "step": 2},
+        )
         assert next_frame(frames, "state")["data"]["state"] == "paused"
         applied = next_frame(frames, "event")
         assert applied["data"]["id"] == pause["data"]["id"]

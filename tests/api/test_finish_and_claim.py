@@ -18,8 +18,15 @@ def test_finish_with_claim_hands_out_the_oldest_queued_trial(client: TestClient,
     first, attempt = running_trial(client)
     study = db.all(select(Trial).where(Trial.id == first))[0].study_id
     second, third = create_trial(client, study)["id"], create_trial(client, study)["id"]
-    r = finish(client, first, attempt, "completed", 10, metrics={"dev_accuracy": 0.9},
-               claim={"worker": "w-next"})
+    r = finish(
+        client,
+        first,
+        attempt,
+        "completed",
+        10,
+        metrics={"dev_accuracy": 0.9},
+        claim={"worker": "w-next"},
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["id"], body["state"]) == (first, "completed")
@@ -66,11 +73,20 @@ def test_a_caviar_finish_frees_its_slot_for_the_claim_it_carries(
     study = caviar_study(client)
     (a, att_a), (b, _) = claim_one(client), claim_one(client)
     assert epoch_report(client, a, att_a, 1, 0.5) == "continue"
-    r = finish(client, a, att_a, "completed", 40, epoch=4.0, metrics={"dev_accuracy": 0.5},
-               claim={"worker": "w"})
+    r = finish(
+        client,
+        a,
+        att_a,
+        "completed",
+        40,
+        epoch=4.0,
+        metrics={"dev_accuracy": 0.5},
+        claim={"worker": "w"},
+    )
     assert r.status_code == 200, r.text
     nxt = r.json()["next"]
     assert nxt is not None and nxt["trial_id"] not in (a, b)
-    running = db.all(select(Trial).where(Trial.study_id == study["id"],
-                                         Trial.state == TrialState.RUNNING))
+    running = db.all(
+        select(Trial).where(Trial.study_id == study["id"], Trial.state == TrialState.RUNNING)
+    )
     assert sorted(t.id for t in running) == sorted([b, nxt["trial_id"]])

@@ -76,8 +76,12 @@ def test_fork_shows_its_checkpoints_step_and_epoch_while_queued_and_once_claimed
 
     got = claim(client)
     assert got["trial_id"] == child["id"]
-    assert got["checkpoint"] == {"id": ckpt["id"], "step": CKPT_STEP, "epoch": CKPT_EPOCH,
-                                 "sha256": ckpt["sha256"]}
+    assert got["checkpoint"] == {
+        "id": ckpt["id"],
+        "step": CKPT_STEP,
+        "epoch": CKPT_EPOCH,
+        "sha256": ckpt["sha256"],
+    }
     assert progress(client, child["id"]) == ("running", CKPT_STEP, CKPT_EPOCH)
 
 

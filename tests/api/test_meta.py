@@ -35,8 +35,13 @@ def test_hparams_catalogue(client: TestClient) -> None:
 
 def test_openapi_lists_the_contract_paths(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
-    for path in ("/api/studies", "/api/trials/{trial_id}/fork", "/api/workers/claim",
-                 "/api/workers/trials/{trial_id}/report", "/api/trials/{trial_id}/stream"):
+    for path in (
+        "/api/studies",
+        "/api/trials/{trial_id}/fork",
+        "/api/workers/claim",
+        "/api/workers/trials/{trial_id}/report",
+        "/api/trials/{trial_id}/stream",
+    ):
         assert path in paths
 
 
@@ -53,8 +58,11 @@ def test_json_body_limit(client: TestClient, db: DB) -> None:
     before = db.snapshot()
     r = client.post("/api/studies", json={"name": "x" * 2_000_000})
     assert r.status_code == 413 and "limit" in r.json()["detail"]
-    chunked = client.post("/api/studies", content=iter([b'{"name": "', b"x" * 2_000_000]),
-                          headers={"Content-Type": "application/json"})
+    chunked = client.post(
+        "/api/studies",
+        content=iter([b'{"name": "', b"x" * 2_000_000]),
+        headers={"Content-Type": "application/json"},
+    )
     assert chunked.status_code == 413
     assert db.snapshot() == before
 
@@ -72,15 +80,22 @@ def test_token_required_when_configured(settings: Settings) -> None:
         # Never in the URL: URLs end up in access logs and browser history.
         assert client.get("/api/studies", params={"token": "s3cret"}).status_code == 401
         assert client.post("/api/studies", json={"name": "x"}).status_code == 401
-        assert client.get("/api/studies", headers={"Authorization": "Bearer s3cret"}).json()[
-            "count"] == 0
+        assert (
+            client.get("/api/studies", headers={"Authorization": "Bearer s3cret"}).json()["count"]
+            == 0
+        )
 
 
-@pytest.mark.parametrize(("fields", "named"), [
-    ({"workers": -1}, "workers"), ({"lease_seconds": 0}, "lease_seconds"),
-    ({"report_seconds": float("nan")}, "report_seconds"), ({"max_failures": 0}, "max_failures"),
-    ({"host": "0.0.0.0"}, "token"),
-])
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"workers": -1}, "workers"),
+        ({"lease_seconds": 0}, "lease_seconds"),
+        ({"report_seconds": float("nan")}, "report_seconds"),
+        ({"max_failures": 0}, "max_failures"),
+        ({"host": "0.0.0.0"}, "token"),
+    ],
+)
 def test_settings_fail_fast(fields: dict[str, object], named: str) -> None:
     with pytest.raises(ValidationError, match=named):
         Settings(**fields)  # type: ignore[arg-type]
@@ -93,7 +108,10 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.setenv("PANDACAVIAR_TOKEN", "t")
     s = Settings()
     assert (s.workers, s.checkpoint_dir, s.server_url) == (
-        3, tmp_path / "checkpoints", "http://127.0.0.1:8000")
+        3,
+        tmp_path / "checkpoints",
+        "http://127.0.0.1:8000",
+    )
 
 
 def test_importing_main_builds_no_app() -> None:

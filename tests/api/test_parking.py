@@ -98,8 +98,7 @@ def test_a_trial_waits_at_its_rung_is_promoted_later_and_the_rest_end_pruned(
 
 
 def test_eager_top_sends_the_top_rungs_first_arrival_on(client: TestClient, db: DB) -> None:
-    study = caviar_study(client, scheduler={**PAUSE_ASHA, "eager_top": True},
-                         budget={"trials": 4})
+    study = caviar_study(client, scheduler={**PAUSE_ASHA, "eager_top": True}, budget={"trials": 4})
     assert study["scheduler_settings"]["eager_top"] is True
     (a, att_a), (b, att_b) = claim_one(client), claim_one(client)
     assert epoch_report(client, a, att_a, 1, 0.5) == "pause"  # rung 0 waits as in pause mode
@@ -110,9 +109,7 @@ def test_eager_top_sends_the_top_rungs_first_arrival_on(client: TestClient, db: 
     assert states(client, study["id"]) == {0: "paused", 1: "running", 2: "queued"}
 
 
-def test_a_trial_paused_by_a_user_is_never_promoted_or_pruned(
-    client: TestClient, db: DB
-) -> None:
+def test_a_trial_paused_by_a_user_is_never_promoted_or_pruned(client: TestClient, db: DB) -> None:
     study = caviar_study(client, scheduler=PAUSE_ASHA, budget={"trials": 2})
     (a, att_a), (b, att_b) = claim_one(client), claim_one(client)
     assert client.post(f"/api/trials/{a}/pause").status_code == 200
@@ -133,8 +130,14 @@ def test_a_trial_paused_by_a_user_is_never_promoted_or_pruned(
 
 @pytest.mark.parametrize(("mode", "field"), [("later", "scheduler.mode")])
 def test_an_unknown_mode_is_a_422_naming_it(client: TestClient, mode: str, field: str) -> None:
-    body = {"name": "s", "mode": "caviar", "task": "digits", "space": {"epochs": 4},
-            "scheduler": {**PAUSE_ASHA, "mode": mode}, "budget": {"trials": 2}}
+    body = {
+        "name": "s",
+        "mode": "caviar",
+        "task": "digits",
+        "space": {"epochs": 4},
+        "scheduler": {**PAUSE_ASHA, "mode": mode},
+        "budget": {"trials": 2},
+    }
     r = client.post("/api/studies", json=body)
     assert r.status_code == 422
     assert field in r.text and "'stop', 'pause'" in r.text

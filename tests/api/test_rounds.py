@@ -44,8 +44,7 @@ def _unit(dist: dict[str, Any], v: float) -> float:
 def test_round_from_top_spans_the_best_trials_and_reopens_the_study(client: TestClient) -> None:
     sid = done_study(client)
     trials = trials_of(client, sid)
-    r = client.post(f"/api/studies/{sid}/rounds", json={"from_top": 2, "margin": 0.0,
-                                                        "trials": 3})
+    r = client.post(f"/api/studies/{sid}/rounds", json={"from_top": 2, "margin": 0.0, "trials": 3})
     assert r.status_code == 201, r.text
     rnd = r.json()
     assert (rnd["number"], rnd["kind"], rnd["from_top"], rnd["margin"]) == (2, "search", 2, 0.0)
@@ -70,8 +69,10 @@ def test_round_from_top_spans_the_best_trials_and_reopens_the_study(client: Test
 
 def test_round_trials_run_after_and_inside_the_narrowed_space(client: TestClient) -> None:
     sid = done_study(client)
-    space = {"learning_rate": {"dist": "log_uniform", "low": 1e-3, "high": 1e-2},
-             "hidden_units": {"dist": "int_uniform", "low": 10, "high": 12}}
+    space = {
+        "learning_rate": {"dist": "log_uniform", "low": 1e-3, "high": 1e-2},
+        "hidden_units": {"dist": "int_uniform", "low": 10, "high": 12},
+    }
     rnd = client.post(f"/api/studies/{sid}/rounds", json={"space": space, "trials": 3}).json()
     assert rnd["outside_parent"] == []
     assert rnd["space"]["momentum"] == SPACE["momentum"]  # names left out keep their range
@@ -106,7 +107,10 @@ def test_list_rounds(client: TestClient) -> None:
     body = r.json()
     assert body["count"] == 3
     assert [(x["number"], x["kind"]) for x in body["data"]] == [
-        (1, "search"), (2, "search"), (3, "retest")]
+        (1, "search"),
+        (2, "search"),
+        (3, "retest"),
+    ]
     first = body["data"][0]
     assert first["space"]["learning_rate"] == SPACE["learning_rate"]
     assert first["counts"] == {"completed": 4} and first["parent_round_id"] is None
@@ -120,8 +124,13 @@ BAD_ROUNDS: list[tuple[dict[str, Any], str]] = [
     ({"from_top": 0, "trials": 2}, "from_top"),
     ({"from_top": 2, "margin": 1.5, "trials": 2}, "margin"),
     ({"from_top": 2, "trials": 0}, "trials"),
-    ({"space": {"learning_rate": {"dist": "log_uniform", "low": 1e-4, "high": 99}},
-      "trials": 2}, "space.learning_rate"),
+    (
+        {
+            "space": {"learning_rate": {"dist": "log_uniform", "low": 1e-4, "high": 99}},
+            "trials": 2,
+        },
+        "space.learning_rate",
+    ),
     ({"space": {"warp": 1}, "trials": 2}, "space.warp"),
 ]
 
@@ -145,8 +154,10 @@ def test_rounds_conflicts_write_nothing(client: TestClient, db: DB) -> None:
     too_many = client.post(f"/api/studies/{sid}/rounds", json={"from_top": 3, "trials": 2})
     assert too_many.status_code == 409 and too_many.json()["field"] == "from_top"
     assert "only 2" in too_many.json()["detail"]
-    for path, body in (("rounds", {"from_top": 1, "trials": 2}), ("retest",
-                                                                   {"top": 1, "seeds": 1})):
+    for path, body in (
+        ("rounds", {"from_top": 1, "trials": 2}),
+        ("retest", {"top": 1, "seeds": 1}),
+    ):
         r = client.post(f"/api/studies/{panda}/{path}", json=body)
         assert r.status_code == 409 and "panda" in r.json()["detail"]
     r = client.post(f"/api/studies/{sid}/retest", json={"top": 3, "seeds": 2})
@@ -157,8 +168,9 @@ def test_rounds_conflicts_write_nothing(client: TestClient, db: DB) -> None:
 def test_rounds_and_retest_of_unknown_study_are_404(client: TestClient, db: DB) -> None:
     before = db.snapshot()
     assert client.get("/api/studies/99/rounds").status_code == 404
-    assert client.post("/api/studies/99/rounds",
-                       json={"from_top": 1, "trials": 1}).status_code == 404
+    assert (
+        client.post("/api/studies/99/rounds", json={"from_top": 1, "trials": 1}).status_code == 404
+    )
     assert client.post("/api/studies/99/retest", json={"top": 1, "seeds": 1}).status_code == 404
     assert client.get("/api/studies/99/retest").status_code == 404
     assert db.snapshot() == before
@@ -205,8 +217,9 @@ def test_retest_reruns_the_best_configurations_with_fresh_seeds(
 
 
 def test_retest_trials_are_not_pruned(client: TestClient) -> None:
-    sid = caviar_study(client, scheduler={"name": "asha", "reduction_factor": 2},
-                       budget={"trials": 2})["id"]
+    sid = caviar_study(
+        client, scheduler={"name": "asha", "reduction_factor": 2}, budget={"trials": 2}
+    )["id"]
     for value in (0.9, 0.8):
         complete(client, value)
     client.post(f"/api/studies/{sid}/retest", json={"top": 1, "seeds": 1})

@@ -29,11 +29,19 @@ from tests.factories import (
 
 
 def test_create_study(client: TestClient, db: DB) -> None:
-    r = client.post("/api/studies", json={
-        "name": "babysit", "mode": "panda", "task": "digits",
-        "space": {"learning_rate": 0.01}, "objective": {"metric": "dev_loss"},
-        "epochs": 5, "budget": {"trials": 1}, "parallelism": 1,
-    })
+    r = client.post(
+        "/api/studies",
+        json={
+            "name": "babysit",
+            "mode": "panda",
+            "task": "digits",
+            "space": {"learning_rate": 0.01},
+            "objective": {"metric": "dev_loss"},
+            "epochs": 5,
+            "budget": {"trials": 1},
+            "parallelism": 1,
+        },
+    )
     assert r.status_code == 201
     body = r.json()
     assert isinstance(body["id"], int)
@@ -43,11 +51,20 @@ def test_create_study(client: TestClient, db: DB) -> None:
 
 
 def test_create_caviar_study_stores_space_and_first_round(client: TestClient, db: DB) -> None:
-    space = {"learning_rate": {"dist": "log_uniform", "low": 1e-4, "high": 1.0},
-             "optimizer": {"dist": "choice", "values": ["adam", "sgd"]},
-             "batch_size": 128}
-    body = create_study(client, mode="caviar", space=space, sampler="random", scheduler="asha",
-                        budget={"trials": 50}, parallelism=4)
+    space = {
+        "learning_rate": {"dist": "log_uniform", "low": 1e-4, "high": 1.0},
+        "optimizer": {"dist": "choice", "values": ["adam", "sgd"]},
+        "batch_size": 128,
+    }
+    body = create_study(
+        client,
+        mode="caviar",
+        space=space,
+        sampler="random",
+        scheduler="asha",
+        budget={"trials": 50},
+        parallelism=4,
+    )
     assert body["space"] == space and body["scheduler"] == "asha"
     assert body["budget"] == {"trials": 50} and body["parallelism"] == 4
     (first,) = db.all(select(Round))
@@ -101,16 +118,19 @@ def test_create_study_invalid_range_is_named(client: TestClient) -> None:
     assert "(0, 10]" in r.json()["detail"]
 
 
-@pytest.mark.parametrize(("fields", "detail"), [
-    # Pydantic's bounds, in our words: the value and the allowed range.
-    ({"parallelism": 0}, "parallelism: got 0, allowed: >= 1"),
-    # A validator's own sentence, without pydantic's "Value error, " prefix.
-    ({"mode": "caviar", "budget": {"trials": 2, "epochs": 9}},
-     "budget: give trials or epochs, not both"),
-])
-def test_validation_error_wording(
-    client: TestClient, fields: dict[str, Any], detail: str
-) -> None:
+@pytest.mark.parametrize(
+    ("fields", "detail"),
+    [
+        # Pydantic's bounds, in our words: the value and the allowed range.
+        ({"parallelism": 0}, "parallelism: got 0, allowed: >= 1"),
+        # A validator's own sentence, without pydantic's "Value error, " prefix.
+        (
+            {"mode": "caviar", "budget": {"trials": 2, "epochs": 9}},
+            "budget: give trials or epochs, not both",
+        ),
+    ],
+)
+def test_validation_error_wording(client: TestClient, fields: dict[str, Any], detail: str) -> None:
     r = client.post("/api/studies", json={"name": "bad", **fields})
     assert r.status_code == 422 and r.json()["detail"] == detail, r.text
 
@@ -143,14 +163,21 @@ def test_epochs_budget_shows_in_create_get_and_list(client: TestClient) -> None:
 
 
 def test_get_study_sampler_info_grid_against_random(client: TestClient) -> None:
-    space = {"learning_rate": {"dist": "log_uniform", "low": 1e-4, "high": 1.0},
-             "hidden_units": {"dist": "int_uniform", "low": 8, "high": 32}, "epochs": 2}
+    space = {
+        "learning_rate": {"dist": "log_uniform", "low": 1e-4, "high": 1.0},
+        "hidden_units": {"dist": "int_uniform", "low": 8, "high": 32},
+        "epochs": 2,
+    }
     common = {"mode": "caviar", "space": space, "budget": {"trials": 9}, "parallelism": 9}
     grid = create_study(client, sampler={"name": "grid", "points_per_dim": 3}, **common)
     rand = create_study(client, sampler="random", **common)
     info = client.get(f"/api/studies/{grid['id']}").json()["sampler_info"]
-    assert info == {"sampler": "grid", "distinct_values": {"learning_rate": 3, "hidden_units": 3},
-                    "grid_size": 9, "trials": 9}
+    assert info == {
+        "sampler": "grid",
+        "distinct_values": {"learning_rate": 3, "hidden_units": 3},
+        "grid_size": 9,
+        "trials": 9,
+    }
     info = client.get(f"/api/studies/{rand['id']}").json()["sampler_info"]
     assert info["sampler"] == "random" and info["grid_size"] is None and info["trials"] == 9
     assert info["distinct_values"]["learning_rate"] == 9
@@ -172,8 +199,10 @@ def test_delete_study_removes_trials_and_files(client: TestClient, db: DB) -> No
     upload(client, tid, attempt, 1)
     (ckpt,) = db.all(select(Checkpoint))
     client.post(f"/api/trials/{tid}/stop")
-    client.post(f"/api/workers/trials/{tid}/finish",
-                json={"attempt": attempt, "status": "stopped", "step": 1})
+    client.post(
+        f"/api/workers/trials/{tid}/finish",
+        json={"attempt": attempt, "status": "stopped", "step": 1},
+    )
     study_id = db.get(Trial, tid).study_id
     assert client.delete(f"/api/studies/{study_id}").status_code == 204
     assert (db.count(Study), db.count(Trial), db.count(Metric), db.count(Checkpoint)) == (0,) * 4
@@ -196,8 +225,9 @@ def test_delete_study_with_running_trial_conflict(client: TestClient, db: DB) ->
 
 def test_create_trial(client: TestClient) -> None:
     study = create_study(client, epochs=3, space={"batch_size": 32})
-    r = client.post(f"/api/studies/{study['id']}/trials",
-                    json={"hparams": {"learning_rate": 0.05}})
+    r = client.post(
+        f"/api/studies/{study['id']}/trials", json={"hparams": {"learning_rate": 0.05}}
+    )
     assert r.status_code == 201
     trial = r.json()
     assert trial["state"] == "queued" and trial["number"] == 0 and trial["attempt"] == 0
@@ -207,9 +237,11 @@ def test_create_trial(client: TestClient) -> None:
 
 
 def test_create_trial_in_caviar_study(client: TestClient) -> None:
-    study = create_study(client, mode="caviar",
-                         space={"learning_rate": {"dist": "log_uniform", "low": 1e-4,
-                                                  "high": 1.0}})
+    study = create_study(
+        client,
+        mode="caviar",
+        space={"learning_rate": {"dist": "log_uniform", "low": 1e-4, "high": 1.0}},
+    )
     trial = create_trial(client, study["id"], learning_rate=0.3)
     assert trial["hparams"]["learning_rate"] == 0.3
     assert trial["round_id"] is not None
@@ -228,23 +260,28 @@ RAW_BAD_LR = [b"-0.1", b"0", b"NaN", b"Infinity", b"1e400", b'"NaN"', b'"0.01"',
 def test_create_trial_invalid_learning_rate(client: TestClient, db: DB, raw: bytes) -> None:
     study = create_study(client)
     before = db.snapshot()
-    r = client.post(f"/api/studies/{study['id']}/trials",
-                    content=b'{"hparams": {"learning_rate": %s}}' % raw,
-                    headers={"Content-Type": "application/json"})
+    r = client.post(
+        f"/api/studies/{study['id']}/trials",
+        content=b'{"hparams": {"learning_rate": %s}}' % raw,
+        headers={"Content-Type": "application/json"},
+    )
     assert r.status_code == 422
     detail = r.json()["detail"]
     assert "learning_rate" in detail and "(0, 10]" in detail
     assert db.snapshot() == before
 
 
-@pytest.mark.parametrize(("hparams", "named"), [
-    ({"batch_size": 0}, "batch_size"),
-    ({"batch_size": 1.5}, "batch_size"),
-    ({"momentum": 1.0}, "momentum"),
-    ({"optimizer": "lbfgs"}, "optimizer"),
-    ({"nonsense": 1}, "nonsense"),
-    ({"decay_schedule": "exponential", "lr_decay": 5.0}, "lr_decay"),
-])
+@pytest.mark.parametrize(
+    ("hparams", "named"),
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": 1.5}, "batch_size"),
+        ({"momentum": 1.0}, "momentum"),
+        ({"optimizer": "lbfgs"}, "optimizer"),
+        ({"nonsense": 1}, "nonsense"),
+        ({"decay_schedule": "exponential", "lr_decay": 5.0}, "lr_decay"),
+    ],
+)
 def test_create_trial_invalid_hparams(
     client: TestClient, db: DB, hparams: dict[str, Any], named: str
 ) -> None:
@@ -278,10 +315,15 @@ def test_list_trials_not_found(client: TestClient) -> None:
     assert client.get("/api/studies/999/trials").status_code == 404
 
 
-@pytest.mark.parametrize(("params", "named"), [
-    ({"state": "sleeping"}, "state"), ({"sort": "colour"}, "sort"),
-    ({"limit": 0}, "limit"), ({"offset": -1}, "offset"),
-])
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [
+        ({"state": "sleeping"}, "state"),
+        ({"sort": "colour"}, "sort"),
+        ({"limit": 0}, "limit"),
+        ({"offset": -1}, "offset"),
+    ],
+)
 def test_list_trials_invalid(client: TestClient, params: dict[str, Any], named: str) -> None:
     study = create_study(client)
     r = client.get(f"/api/studies/{study['id']}/trials", params=params)
@@ -336,8 +378,9 @@ def test_progress_of_an_epoch_budget_and_a_spent_grid_counts_created_trials(
     complete(client, 0.6)
     assert progress_of(client, by_epochs) == {"ended": 2, "planned": 2}
     # 2 points on each of 3 ranges: the grid is spent after 8 of the 10 trials budgeted.
-    grid = caviar_study(client, budget={"trials": 10},
-                        sampler={"name": "grid", "points_per_dim": 2})["id"]
+    grid = caviar_study(
+        client, budget={"trials": 10}, sampler={"name": "grid", "points_per_dim": 2}
+    )["id"]
     assert progress_of(client, grid) == {"ended": 0, "planned": 10}
     for i in range(8):
         complete(client, 0.1 * i)
@@ -379,8 +422,9 @@ def test_list_studies_progress_takes_the_same_queries_for_one_study_or_many(
 
 def state_of(client: TestClient, study_id: int) -> str:
     got = client.get(f"/api/studies/{study_id}").json()["state"]
-    (listed,) = [s["state"] for s in client.get("/api/studies").json()["data"]
-                 if s["id"] == study_id]
+    (listed,) = [
+        s["state"] for s in client.get("/api/studies").json()["data"] if s["id"] == study_id
+    ]
     assert listed == got
     return str(got)
 

@@ -29,8 +29,19 @@ def completed_trial(client: TestClient) -> int:
 def test_get_trial(client: TestClient) -> None:
     trial = create_trial(client, learning_rate=0.02)
     body = client.get(f"/api/trials/{trial['id']}").json()
-    for key in ("id", "study_id", "number", "state", "hparams", "step", "epoch", "attempt",
-                "parent_id", "parent_step", "error"):
+    for key in (
+        "id",
+        "study_id",
+        "number",
+        "state",
+        "hparams",
+        "step",
+        "epoch",
+        "attempt",
+        "parent_id",
+        "parent_step",
+        "error",
+    ):
         assert key in body
     assert body["hparams"]["learning_rate"] == 0.02
     assert body["round_id"] is None and body["round"] is None  # a panda trial has no round
@@ -49,8 +60,9 @@ def test_get_metrics_names_since_step(client: TestClient) -> None:
     everything = client.get(f"/api/trials/{tid}/metrics").json()
     assert everything["train_loss"] == [[s, float(s)] for s in range(1, 6)]
     assert all(type(step) is int for step, _ in everything["train_loss"])
-    some = client.get(f"/api/trials/{tid}/metrics",
-                      params={"names": "dev_loss,missing", "since_step": 3}).json()
+    some = client.get(
+        f"/api/trials/{tid}/metrics", params={"names": "dev_loss,missing", "since_step": 3}
+    ).json()
     assert some == {"dev_loss": [[4, 4.0], [5, 5.0]], "missing": []}
 
 
@@ -59,8 +71,9 @@ def test_get_metrics_downsampled_keeps_first_last_and_extremes(client: TestClien
     values = {s: 1.0 for s in range(1, 1001)}
     values[333], values[777] = 50.0, -50.0
     report(client, tid, attempt, 1000, [[s, "train_loss", v] for s, v in values.items()])
-    got = client.get(f"/api/trials/{tid}/metrics",
-                     params={"names": "train_loss", "max_points": 20}).json()["train_loss"]
+    got = client.get(
+        f"/api/trials/{tid}/metrics", params={"names": "train_loss", "max_points": 20}
+    ).json()["train_loss"]
     assert 2 <= len(got) <= 20
     steps = [p[0] for p in got]
     assert steps == sorted(steps) and steps[0] == 1 and steps[-1] == 1000
@@ -125,9 +138,11 @@ def test_resume_paused_trial(client: TestClient) -> None:
 
 @pytest.mark.parametrize("state", ["queued", "running", "completed"])
 def test_resume_not_paused_conflict(client: TestClient, db: DB, state: str) -> None:
-    tid = {"queued": lambda: create_trial(client)["id"],
-           "running": lambda: running_trial(client)[0],
-           "completed": lambda: completed_trial(client)}[state]()
+    tid = {
+        "queued": lambda: create_trial(client)["id"],
+        "running": lambda: running_trial(client)[0],
+        "completed": lambda: completed_trial(client),
+    }[state]()
     before = db.snapshot()
     r = client.post(f"/api/trials/{tid}/resume")
     assert r.status_code == 409 and state in r.json()["detail"]
@@ -196,9 +211,9 @@ RAW_BAD_ADJUST = [
     (b'{"hidden_units": 256}', "hidden_units", "new trial"),
     (b'{"optimizer": "sgd"}', "optimizer", "new trial"),
     (b'{"warp": 1}', "warp", "unknown"),
-    (b'{}', "hparams", "no hyperparameters"),
+    (b"{}", "hparams", "no hyperparameters"),
     (b'{"decay_schedule": "exponential"}', "lr_decay", "(0, 1]"),
-    (b'[1, 2]', "body", "dictionary"),
+    (b"[1, 2]", "body", "dictionary"),
 ]
 
 
@@ -206,8 +221,9 @@ RAW_BAD_ADJUST = [
 def test_adjust_invalid(client: TestClient, db: DB, raw: bytes, field: str, text: str) -> None:
     tid, _ = running_trial(client)
     before = db.snapshot()
-    r = client.patch(f"/api/trials/{tid}/hparams", content=raw,
-                     headers={"Content-Type": "application/json"})
+    r = client.patch(
+        f"/api/trials/{tid}/hparams", content=raw, headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 422
     assert field in r.json()["detail"] and text in r.json()["detail"]
     assert db.snapshot() == before
@@ -249,8 +265,12 @@ def test_fork_from_checkpoint(client: TestClient, db: DB) -> None:
     assert child["hparams"]["learning_rate"] == 0.01 and child["hparams"]["momentum"] == 0.8
     got = claim(client)
     assert got["trial_id"] == child["id"]
-    assert got["checkpoint"] == {"id": ckpt["id"], "step": 10, "epoch": 0.0,
-                                 "sha256": ckpt["sha256"]}
+    assert got["checkpoint"] == {
+        "id": ckpt["id"],
+        "step": 10,
+        "epoch": 0.0,
+        "sha256": ckpt["sha256"],
+    }
     assert got["config"]["hparams"]["momentum"] == 0.8
     kinds = [e["kind"] for e in client.get(f"/api/trials/{tid}/events").json()]
     assert kinds[-1] == "fork"
@@ -268,13 +288,16 @@ def test_fork_starts_at_the_parents_step_and_epoch(client: TestClient) -> None:
     assert (got["state"], got["step"], got["epoch"]) == ("running", 150, 1.5)
 
 
-@pytest.mark.parametrize(("body", "named"), [
-    ({"step": 11}, "available steps: 10"),
-    ({"step": 10, "hparams": {"hidden_units": 64}}, "hparams.hidden_units"),
-    ({"step": 10, "hparams": {"learning_rate": -1}}, "(0, 10]"),
-    ({"step": -1}, "step"),
-    ({}, "step"),
-])
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"step": 11}, "available steps: 10"),
+        ({"step": 10, "hparams": {"hidden_units": 64}}, "hparams.hidden_units"),
+        ({"step": 10, "hparams": {"learning_rate": -1}}, "(0, 10]"),
+        ({"step": -1}, "step"),
+        ({}, "step"),
+    ],
+)
 def test_fork_invalid(client: TestClient, db: DB, body: dict[str, Any], named: str) -> None:
     tid, attempt = running_trial(client)
     upload(client, tid, attempt, 10)

@@ -73,8 +73,12 @@ def test_worker_lifecycle_pause_resume_complete(client: TestClient, db: DB) -> N
     assert client.post(f"/api/trials/{tid}/resume").json()["state"] == "queued"
     second = claim(client, "w2")
     assert second["trial_id"] == tid and second["attempt"] == 2
-    assert second["checkpoint"] == {"id": up.json()["id"], "step": 20, "epoch": 0.2,
-                                    "sha256": up.json()["sha256"]}
+    assert second["checkpoint"] == {
+        "id": up.json()["id"],
+        "step": 20,
+        "epoch": 0.2,
+        "sha256": up.json()["sha256"],
+    }
 
     before = db.snapshot()
     stale = report(client, tid, 1, 30, [[30, "train_loss", 9.0]])
@@ -90,9 +94,7 @@ def test_worker_lifecycle_pause_resume_complete(client: TestClient, db: DB) -> N
     body = done.json()
     assert body["state"] == "completed" and body["ended_at"] is not None
     assert body["best_value"] == 0.95 and body["last_value"] == 0.95
-    assert client.get(f"/api/trials/{tid}/metrics").json()["dev_accuracy"] == [
-        [40, 0.95]
-    ]
+    assert client.get(f"/api/trials/{tid}/metrics").json()["dev_accuracy"] == [[40, 0.95]]
     kinds = [e["kind"] for e in client.get(f"/api/trials/{tid}/events").json()]
     assert kinds == ["pause", "resume"]
 

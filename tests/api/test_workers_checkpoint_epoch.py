@@ -19,9 +19,7 @@ from tests.conftest import DB
 from tests.factories import npz_bytes, report, running_trial
 
 
-def upload_at(
-    client: TestClient, trial_id: int, attempt: int, step: int, **params: Any
-) -> Any:
+def upload_at(client: TestClient, trial_id: int, attempt: int, step: int, **params: Any) -> Any:
     """PUT a checkpoint with extra query parameters (``epoch``, ``hparams``) as given."""
     return client.put(
         f"/api/workers/trials/{trial_id}/checkpoints",
@@ -49,9 +47,7 @@ def test_stored_epoch_is_the_uploaded_one_not_the_last_reports(client: TestClien
     assert mid.status_code == 201
 
     ckpts = listed(client, tid)
-    assert {s: c["epoch"] for s, c in ckpts.items()} == {
-        200: 5.0, 210: 5 + 320 / 1437, 2600: 65.0
-    }
+    assert {s: c["epoch"] for s, c in ckpts.items()} == {200: 5.0, 210: 5 + 320 / 1437, 2600: 65.0}
     assert client.get(f"/api/trials/{tid}").json()["epoch"] == 2.5  # the trial's is its own
 
 
@@ -98,8 +94,9 @@ def test_hparams_are_the_uploaded_ones_even_after_the_adjustment_applied(
     assert (child.json()["step"], child.json()["epoch"]) == (10, 0.25)
 
 
-@pytest.mark.parametrize("bad", ["-1", "-0.5", "nan", "NaN", "inf", "-inf", "1e400", "abc",
-                                 "", "3e9"])
+@pytest.mark.parametrize(
+    "bad", ["-1", "-0.5", "nan", "NaN", "inf", "-inf", "1e400", "abc", "", "3e9"]
+)
 def test_bad_epoch_is_a_422_naming_it_and_writes_nothing(
     client: TestClient, db: DB, app: FastAPI, bad: str
 ) -> None:

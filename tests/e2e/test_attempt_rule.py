@@ -44,8 +44,11 @@ def _kill_its_worker(api: Api, trial_id: int, attempt: int) -> dict[str, object]
         trial_id, lambda t: t["state"] == "running" and t["attempt"] == attempt, "running"
     )
     os.kill(_worker_pid(str(running["worker"])), signal.SIGKILL)
-    return api.wait_trial(trial_id, lambda t: t["attempt"] > attempt or t["state"] != "running",
-                          "the lost attempt to be reaped")
+    return api.wait_trial(
+        trial_id,
+        lambda t: t["attempt"] > attempt or t["state"] != "running",
+        "the lost attempt to be reaped",
+    )
 
 
 def test_pauses_and_resumes_spend_nothing_and_two_lost_workers_do_not_fail_a_trial(

@@ -24,8 +24,7 @@ STUDY_SECONDS = 60.0  # generous: the whole test usually takes well under half o
 
 
 def _trials(api: Api, study_id: int) -> list[dict[str, Any]]:
-    return list(api.call("GET", f"/api/studies/{study_id}/trials",
-                         params={"limit": 1000})["data"])
+    return list(api.call("GET", f"/api/studies/{study_id}/trials", params={"limit": 1000})["data"])
 
 
 def _run_to_completion(api: Api, study_id: int, n_trials: int) -> int:
@@ -71,8 +70,16 @@ def _inside(space: dict[str, Any], hparams: dict[str, Any]) -> bool:
 
 @pytest.mark.slow
 def test_random_study_then_narrowed_round_then_export(api: Api) -> None:
-    body = {"name": "caviar e2e", "mode": "caviar", "task": "digits", "space": SPACE,
-            "sampler": "random", "budget": {"trials": 12}, "parallelism": 2, "seed": 1}
+    body = {
+        "name": "caviar e2e",
+        "mode": "caviar",
+        "task": "digits",
+        "space": SPACE,
+        "sampler": "random",
+        "budget": {"trials": 12},
+        "parallelism": 2,
+        "seed": 1,
+    }
     study_id = api.create_study(**body)["id"]
 
     assert _run_to_completion(api, study_id, 12) <= 2
@@ -83,8 +90,12 @@ def test_random_study_then_narrowed_round_then_export(api: Api) -> None:
     rounds = api.call("GET", f"/api/studies/{study_id}/rounds")["data"]
     assert [r["number"] for r in rounds] == [1]
 
-    rnd = api.call("POST", f"/api/studies/{study_id}/rounds", 201,
-                   json={"from_top": 3, "margin": 0.1, "trials": 6})
+    rnd = api.call(
+        "POST",
+        f"/api/studies/{study_id}/rounds",
+        201,
+        json={"from_top": 3, "margin": 0.1, "trials": 6},
+    )
     assert rnd["number"] == 2 and rnd["parent_round_id"] == rounds[0]["id"]
     narrowed = rnd["space"]["learning_rate"]
     top = sorted(first, key=lambda t: -t["last_value"])[:3]

@@ -112,9 +112,7 @@ def test_worker_sigkilled_between_claim_and_first_report_is_requeued(
     # Nobody reports for it: the lease runs out and the reaper puts it back in the queue.
     queued = api.wait_state(trial_id, "queued")
     assert queued["attempt"] == 1 and queued["worker"] is None
-    assert _requeues(api, trial_id) == [
-        {"attempt": 1, "worker": "doomed-worker", "failures": 1}
-    ]
+    assert _requeues(api, trial_id) == [{"attempt": 1, "worker": "doomed-worker", "failures": 1}]
     assert api.metrics(trial_id, "train_loss").get("train_loss", []) == []
 
     pool = WorkerProcesses(server.url, tmp_path)

@@ -88,8 +88,10 @@ def test_live_adjustment_applies_at_a_safe_point(api: Api) -> None:
     first = int(event["applied_step"])
     # The checkpoint taken just before applying lets a rewind land on the old values. It
     # uploads in the background, so it may land just after the report that applied the change.
-    wait_for(lambda: first - 1 in [c["step"] for c in api.checkpoints(trial_id)],
-             "the checkpoint taken just before the adjustment")
+    wait_for(
+        lambda: first - 1 in [c["step"] for c in api.checkpoints(trial_id)],
+        "the checkpoint taken just before the adjustment",
+    )
     api.wait_trial(trial_id, lambda t: t["step"] >= first + 2 * REPORT_EVERY, "training on")
     api.call("POST", f"/api/trials/{trial_id}/stop")
     stopped = api.wait_state(trial_id, "stopped", "completed", "failed")

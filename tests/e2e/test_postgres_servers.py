@@ -3,8 +3,8 @@
 Workers claim through both, a worker reports to one server while the user adjusts through the
 other, and two processes pause and adjust the same trials through different servers at once:
 every trial runs once, every adjustment is applied once, no request is doubled. The row locks
-behind this are in app.storage.locks and app.trials.claims; tests/test_postgres.py plays each race out
-step by step.
+behind this are in app.storage.locks and app.trials.claims; tests/test_postgres.py plays each
+race out step by step.
 """
 
 from __future__ import annotations
@@ -59,11 +59,28 @@ class Server:
                                           if p),
         }  # fmt: skip
         env.pop("PANDACAVIAR_TOKEN", None)
-        cmd = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-               "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app.main:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+        ]
         with log.open("ab") as out:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
 
     @property
     def url(self) -> str:
@@ -121,14 +138,20 @@ def claim_report_finish(claim_url: str, report_url: str, worker: str) -> list[tu
     """Claim through one server until the queue is empty; report and finish through the
     other. The (trial, attempt) pairs won."""
     won: list[tuple[int, int]] = []
-    with httpx2.Client(base_url=claim_url, timeout=60) as mine, \
-            httpx2.Client(base_url=report_url, timeout=60) as other:
+    with (
+        httpx2.Client(base_url=claim_url, timeout=60) as mine,
+        httpx2.Client(base_url=report_url, timeout=60) as other,
+    ):
         while (r := mine.post("/api/workers/claim", json={"worker": worker})).status_code == 200:
             trial_id, attempt = r.json()["trial_id"], r.json()["attempt"]
             won.append((trial_id, attempt))
             path = f"/api/workers/trials/{trial_id}"
-            body = {"attempt": attempt, "step": 1, "epoch": 0.1,
-                    "points": [[1, "train_loss", 0.5]]}
+            body = {
+                "attempt": attempt,
+                "step": 1,
+                "epoch": 0.1,
+                "points": [[1, "train_loss", 0.5]],
+            }
             assert other.post(f"{path}/report", json=body).json()["action"] == "continue"
             body = {"attempt": attempt, "status": "completed", "step": 2, "epoch": 0.2}
             assert mine.post(f"{path}/finish", json=body).status_code == 200
@@ -150,8 +173,9 @@ def test_workers_on_two_servers_run_every_trial_once(
 ) -> None:
     a, b = apis
     study = a.create_study(epochs=1)
-    ids = [(a if i % 2 else b).create_trial(study["id"], {"seed": i})["id"]
-           for i in range(N_TRIALS)]
+    ids = [
+        (a if i % 2 else b).create_trial(study["id"], {"seed": i})["id"] for i in range(N_TRIALS)
+    ]
     jobs = [(servers[i % 2], servers[1 - i % 2], f"w{i}") for i in range(N_CLAIMERS)]
     with mp.get_context("spawn").Pool(N_CLAIMERS) as pool:
         results = pool.starmap(claim_report_finish, jobs)
@@ -169,8 +193,14 @@ def test_the_parallelism_cap_holds_across_servers(
 ) -> None:
     a, b = apis
     space = {"learning_rate": {"dist": "log_uniform", "low": 1e-4, "high": 1.0}, "epochs": 2}
-    body = {"name": "cap", "mode": "caviar", "task": "digits", "space": space,
-            "budget": {"trials": 3}, "parallelism": 3}
+    body = {
+        "name": "cap",
+        "mode": "caviar",
+        "task": "digits",
+        "space": space,
+        "budget": {"trials": 3},
+        "parallelism": 3,
+    }
     study = a.call("POST", "/api/studies", 201, json=body)
     for seed in range(12):  # by hand: queued beyond the cap
         (a if seed % 2 else b).create_trial(study["id"], {"seed": seed})
@@ -211,8 +241,10 @@ def test_an_adjustment_through_one_server_reaches_the_worker_of_the_other(
     assert stopped["state"] == "stopped" and stopped["attempt"] == 1, stopped
     (adjust,) = [e for e in a.events(trial_id) if e["kind"] == "adjust"]
     assert adjust["applied_step"] == first  # applied once: a second report left it alone
-    assert adjust["payload"] == {"hparams": {"learning_rate": NEW_LR},
-                                 "old": {"learning_rate": OLD_LR}}
+    assert adjust["payload"] == {
+        "hparams": {"learning_rate": NEW_LR},
+        "old": {"learning_rate": OLD_LR},
+    }
     assert stopped["hparams"] == {**created["hparams"], "learning_rate": NEW_LR}
     # The checkpoint taken just before applying it, then the new value from that step on.
     assert first - 1 in [c["step"] for c in a.checkpoints(trial_id)]

@@ -16,7 +16,8 @@ from tests.e2e import FAST, Api, StartServer, total_steps, wait_for
 pytestmark = pytest.mark.slow
 
 SPACE: dict[str, Any] = {
-    "learning_rate": {"dist": "log_uniform", "low": 1e-4, "high": 1.0}, **FAST,
+    "learning_rate": {"dist": "log_uniform", "low": 1e-4, "high": 1.0},
+    **FAST,
 }
 
 
@@ -26,12 +27,19 @@ def test_asha_prunes_at_the_rung_it_judged(start_server: StartServer) -> None:
     server = start_server(workers=1, report_seconds=60)
     api = Api(server.url)
     study = api.create_study(
-        mode="caviar", epochs=8, space=SPACE, budget={"trials": 8}, parallelism=1,
+        mode="caviar",
+        epochs=8,
+        space=SPACE,
+        budget={"trials": 8},
+        parallelism=1,
         scheduler={"name": "asha", "min_resource": 1, "reduction_factor": 2},
     )
     sid = study["id"]
-    wait_for(lambda: api.call("GET", f"/api/studies/{sid}")["state"] == "completed" or None,
-             f"study {sid} completed", 180)
+    wait_for(
+        lambda: api.call("GET", f"/api/studies/{sid}")["state"] == "completed" or None,
+        f"study {sid} completed",
+        180,
+    )
     trials = api.call("GET", f"/api/studies/{sid}/trials")["data"]
     pruned = [t for t in trials if t["state"] == "pruned"]
     assert pruned, [(t["state"], t["epoch"]) for t in trials]

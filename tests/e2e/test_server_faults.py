@@ -98,7 +98,9 @@ def test_sigkilled_server_keeps_every_acknowledged_batch(
     clients = [
         subprocess.Popen(
             [sys.executable, "-c", REPORTING_CLIENT, server.url, f"client-{i}", str(log), "600"],
-            cwd=ROOT, env={**os.environ, **THREAD_ENV}, stdout=subprocess.DEVNULL,
+            cwd=ROOT,
+            env={**os.environ, **THREAD_ENV},
+            stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )  # fmt: skip
         for i, log in enumerate(logs)
@@ -125,8 +127,10 @@ def test_sigkilled_server_keeps_every_acknowledged_batch(
         for name in ("train_loss", "train_accuracy"):
             assert [int(p[0]) for p in stored[name]] == acked, f"trial {trial_id} lost {name}"
         # Re-attached: the same attempt went on after the restart and finished once.
-        assert [e for e in entries if "finished" in e] in ([{"finished": 200}],
-                                                           [{"finished": 409}])
+        assert [e for e in entries if "finished" in e] in (
+            [{"finished": 200}],
+            [{"finished": 409}],
+        )
         trial = api.trial(trial_id)
         assert (trial["state"], trial["attempt"]) == ("completed", 1), trial
         assert not [e for e in api.events(trial_id) if e["kind"] == "requeue"]

@@ -22,17 +22,34 @@ class Uvicorn:
         self.log = data / "server.log"
         data.mkdir(parents=True, exist_ok=True)
         full = {k: v for k, v in os.environ.items() if not k.startswith("PANDACAVIAR_")}
-        full.update({
-            "PANDACAVIAR_DATABASE_URL": f"sqlite:///{data / 'sec.db'}",
-            "PANDACAVIAR_DATA_DIR": str(data / "files"), "PANDACAVIAR_WORKERS": "0",
-            "PANDACAVIAR_START_DISPATCHER": "false", "PANDACAVIAR_PORT": str(self.port),
-            "PYTHONPATH": str(ROOT), **env,
-        })
-        cmd = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-               "--host", bind, "--port", str(self.port), "--log-level", "warning"]
+        full.update(
+            {
+                "PANDACAVIAR_DATABASE_URL": f"sqlite:///{data / 'sec.db'}",
+                "PANDACAVIAR_DATA_DIR": str(data / "files"),
+                "PANDACAVIAR_WORKERS": "0",
+                "PANDACAVIAR_START_DISPATCHER": "false",
+                "PANDACAVIAR_PORT": str(self.port),
+                "PYTHONPATH": str(ROOT),
+                **env,
+            }
+        )
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app.main:create_app",
+            "--factory",
+            "--host",
+            bind,
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+        ]
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=full, stdout=log,
-                                         stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                cmd, cwd=ROOT, env=full, stdout=log, stderr=subprocess.STDOUT
+            )
         self.url = f"http://127.0.0.1:{self.port}"
         _wait_until_up(self.url, self.proc, self.log)
 

@@ -13,13 +13,16 @@ BODY = b'{"name": "forged"}'
 SELF = "http://testserver"
 
 
-@pytest.mark.parametrize("headers", [
-    {"Origin": "https://evil.example"},
-    {"Origin": "null"},
-    {"Origin": "http://testserver:8080"},  # another port of the same host: another origin
-    {"Sec-Fetch-Site": "cross-site"},
-    {"Sec-Fetch-Site": "same-site"},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Origin": "http://testserver:8080"},  # another port of the same host: another origin
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+    ],
+)
 def test_cross_site_writes_refused(client: TestClient, db: DB, headers: dict[str, str]) -> None:
     trial = create_trial(client, create_study(client)["id"])
     before = db.snapshot()
@@ -32,17 +35,23 @@ def test_cross_site_writes_refused(client: TestClient, db: DB, headers: dict[str
     assert db.snapshot() == before
 
 
-@pytest.mark.parametrize("content_type", [
-    "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "text/plain",
-])
-def test_form_types_refused_on_json_routes(
-    client: TestClient, db: DB, content_type: str
-) -> None:
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "text/plain",
+    ],
+)
+def test_form_types_refused_on_json_routes(client: TestClient, db: DB, content_type: str) -> None:
     # What a plain HTML form (or a no-cors fetch) can send without a preflight.
     trial = create_trial(client, create_study(client)["id"])
     before = db.snapshot()
-    for path in ("/api/studies", f"/api/trials/{trial['id']}/pause",
-                 f"/api/studies/{trial['study_id']}/trials"):
+    for path in (
+        "/api/studies",
+        f"/api/trials/{trial['id']}/pause",
+        f"/api/studies/{trial['study_id']}/trials",
+    ):
         r = client.post(path, content=BODY, headers={"Content-Type": content_type})
         assert r.status_code == 415 and "application/json" in r.json()["detail"], path
     assert db.snapshot() == before

@@ -33,10 +33,15 @@ CHECKS = [not_a_server_error, content_type_conformance, response_schema_conforma
 def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The app with a study, trials, metrics and a checkpoint, so ids 1 and 2 exist."""
     tmp: Path = tmp_path_factory.mktemp("fuzz")
-    app = create_app(Settings(
-        database_url=f"sqlite:///{tmp / 'fuzz.db'}", data_dir=tmp / "data", workers=0,
-        start_dispatcher=False, reaper_seconds=3600,
-    ))
+    app = create_app(
+        Settings(
+            database_url=f"sqlite:///{tmp / 'fuzz.db'}",
+            data_dir=tmp / "data",
+            workers=0,
+            start_dispatcher=False,
+            reaper_seconds=3600,
+        )
+    )
     with TestClient(app) as client:  # the lifespan opens the database for the whole module
         study = create_study(client)
         create_trial(client, study["id"])
@@ -73,10 +78,14 @@ def test_api_fuzz(api_schema: Any) -> None:
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert len(operations) > 20
     for operation in operations:
-
         # No shrinking: a failure is reported as found (with a curl line), in seconds.
-        @settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-                  phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         @given(case=operation.as_strategy())
         def check(case: Any) -> None:
             case.call_and_validate(checks=CHECKS)

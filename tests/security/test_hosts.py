@@ -75,10 +75,14 @@ def test_wide_bind_with_token_accepts_ip_hosts_not_names(start_uvicorn: StartUvi
 def test_no_cors_headers(start_uvicorn: StartUvicorn) -> None:
     server = start_uvicorn()
     origin = {"Origin": "https://evil.example"}
-    preflight = httpx2.options(f"{server.url}/api/studies", headers={
-        **origin, "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type",
-    })
+    preflight = httpx2.options(
+        f"{server.url}/api/studies",
+        headers={
+            **origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
     read = httpx2.get(f"{server.url}/api/studies", headers=origin)
     for r in (preflight, read):
         assert not [h for h in r.headers if h.lower().startswith("access-control-")]

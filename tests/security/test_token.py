@@ -61,8 +61,9 @@ def test_api_needs_the_bearer_token(guarded: TestClient, db: DB) -> None:
     assert guarded.get("/api/studies", params={"token": TOKEN}).status_code == 401
     assert guarded.get("/openapi.json", follow_redirects=False).status_code == 303
     assert db.snapshot() == before
-    ok = guarded.post("/api/studies", json={"name": "x"},
-                      headers={"Authorization": f"Bearer {TOKEN}"})
+    ok = guarded.post(
+        "/api/studies", json={"name": "x"}, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
     assert ok.status_code == 201
 
 
@@ -71,11 +72,13 @@ def test_pages_need_a_session_from_the_login_page(guarded: TestClient) -> None:
     assert first.status_code == 303 and first.headers["location"] == "/login?next=%2Fstudies%2Fnew"
     login = guarded.get("/login")
     assert login.status_code == 200 and TOKEN not in login.text
-    wrong = guarded.post("/login", data={"token": "nope", "next": "/studies/new"},
-                         follow_redirects=False)
+    wrong = guarded.post(
+        "/login", data={"token": "nope", "next": "/studies/new"}, follow_redirects=False
+    )
     assert wrong.status_code == 401 and "set-cookie" not in wrong.headers
-    ok = guarded.post("/login", data={"token": TOKEN, "next": "/studies/new"},
-                      follow_redirects=False)
+    ok = guarded.post(
+        "/login", data={"token": TOKEN, "next": "/studies/new"}, follow_redirects=False
+    )
     assert ok.status_code == 303 and ok.headers["location"] == "/studies/new"
     cookie = ok.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and TOKEN not in cookie
@@ -93,8 +96,22 @@ def test_login_never_redirects_off_site(guarded: TestClient, target: str) -> Non
 def test_serve_wide_bind_generates_the_token_file(tmp_path: Path) -> None:
     port, data = free_port(), tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PANDACAVIAR_")}
-    cmd = [sys.executable, "-m", "app.cli", "serve", "--host", "0.0.0.0", "--port", str(port),
-           "--db", str(tmp_path / "t.db"), "--data-dir", str(data), "--workers", "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "app.cli",
+        "serve",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(port),
+        "--db",
+        str(tmp_path / "t.db"),
+        "--data-dir",
+        str(data),
+        "--workers",
+        "0",
+    ]
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -17,16 +17,23 @@ from app.storage.models import Study
 from tests.conftest import DB
 from tests.security.conftest import StartUvicorn
 
-CSV = b"a,b,label\n" + b"".join(b"%d,%d,%s\n" % (i, i * i, b"ab"[i % 2:i % 2 + 1])
-                                 for i in range(12))
+CSV = b"a,b,label\n" + b"".join(
+    b"%d,%d,%s\n" % (i, i * i, b"ab"[i % 2 : i % 2 + 1]) for i in range(12)
+)
 SERVER_NAME = re.compile(r"^[0-9a-f]{32}\.(csv|npz)$")
 
 
 def multipart(filename: bytes, content: bytes, field: bytes = b"file") -> tuple[bytes, str]:
     """A body built by hand, so any bytes (NUL, ``..``) reach the server as sent."""
-    body = (b"--BOUNDARY\r\nContent-Disposition: form-data; name=\"" + field
-            + b"\"; filename=\"" + filename + b"\"\r\nContent-Type: text/csv\r\n\r\n"
-            + content + b"\r\n--BOUNDARY--\r\n")
+    body = (
+        b'--BOUNDARY\r\nContent-Disposition: form-data; name="'
+        + field
+        + b'"; filename="'
+        + filename
+        + b'"\r\nContent-Type: text/csv\r\n\r\n'
+        + content
+        + b"\r\n--BOUNDARY--\r\n"
+    )
     return body, "multipart/form-data; boundary=BOUNDARY"
 
 
@@ -53,8 +60,10 @@ def test_upload_csv_then_train_on_it(client: TestClient, app: FastAPI, db: DB) -
     assert (out["name"], out["rows"], out["features"], out["classes"]) == ("iris.csv", 12, 2, 2)
     stored = app.state.settings.upload_dir / out["path"]
     assert stored.read_bytes() == CSV and out["sha256"] == hashlib.sha256(CSV).hexdigest()
-    study = client.post("/api/studies", json={
-        "name": "mine", "task": "file", "task_options": {"path": out["path"]}})
+    study = client.post(
+        "/api/studies",
+        json={"name": "mine", "task": "file", "task_options": {"path": out["path"]}},
+    )
     assert study.status_code == 201, study.text
 
 
@@ -66,10 +75,20 @@ def test_upload_npz(client: TestClient, app: FastAPI) -> None:
     assert out["path"].endswith(".npz") and (out["rows"], out["features"]) == (10, 3)
 
 
-@pytest.mark.parametrize("filename", [
-    b"../x.csv", b"%2e%2e%2fx.csv", b"/etc/passwd", b"a\x00b.csv", b"..\\..\\x.csv",
-    b"x" * 900 + b".csv", b"", b"\xff\xfe.csv",
-], ids=["dotdot", "encoded", "absolute", "nul", "backslash", "long", "empty", "not-utf8"])
+@pytest.mark.parametrize(
+    "filename",
+    [
+        b"../x.csv",
+        b"%2e%2e%2fx.csv",
+        b"/etc/passwd",
+        b"a\x00b.csv",
+        b"..\\..\\x.csv",
+        b"x" * 900 + b".csv",
+        b"",
+        b"\xff\xfe.csv",
+    ],
+    ids=["dotdot", "encoded", "absolute", "nul", "backslash", "long", "empty", "not-utf8"],
+)
 def test_hostile_names_stored_under_a_server_name(
     client: TestClient, app: FastAPI, tmp_path: Path, filename: bytes
 ) -> None:
@@ -83,19 +102,30 @@ def test_hostile_names_stored_under_a_server_name(
     assert files_under(tmp_path) - before == {upload_dir / out["path"]}
 
 
-@pytest.mark.parametrize(("filename", "content", "message"), [
-    (b"ragged.csv", b"a,b,label\n1,2,0\n1,2\n", "line 3 has 2 fields"),
-    (b"nan.csv", b"a,label\n1,0\nnan,1\n2,0\n3,1\n4,0\n5,1\n", "not finite"),
-    (b"one.csv", b"a,label\n1,0\n2,0\n3,0\n", "only one class"),
-    (b"empty.csv", b"", "empty"),
-    (b"pickle.npz", npz(X=np.array([[1], [object()]], dtype=object), y=np.array([0, 1])),
-     "pickled objects"),
-    (b"x.npz", CSV, "named .npz"),
-    (b"x.csv", npz(X=np.zeros((6, 2)), y=np.array([0, 1] * 3)), "named .csv"),
-])
+@pytest.mark.parametrize(
+    ("filename", "content", "message"),
+    [
+        (b"ragged.csv", b"a,b,label\n1,2,0\n1,2\n", "line 3 has 2 fields"),
+        (b"nan.csv", b"a,label\n1,0\nnan,1\n2,0\n3,1\n4,0\n5,1\n", "not finite"),
+        (b"one.csv", b"a,label\n1,0\n2,0\n3,0\n", "only one class"),
+        (b"empty.csv", b"", "empty"),
+        (
+            b"pickle.npz",
+            npz(X=np.array([[1], [object()]], dtype=object), y=np.array([0, 1])),
+            "pickled objects",
+        ),
+        (b"x.npz", CSV, "named .npz"),
+        (b"x.csv", npz(X=np.zeros((6, 2)), y=np.array([0, 1] * 3)), "named .csv"),
+    ],
+)
 def test_bad_files_refused_and_nothing_kept(
-    client: TestClient, app: FastAPI, db: DB, tmp_path: Path,
-    filename: bytes, content: bytes, message: str,
+    client: TestClient,
+    app: FastAPI,
+    db: DB,
+    tmp_path: Path,
+    filename: bytes,
+    content: bytes,
+    message: str,
 ) -> None:
     before, rows = files_under(tmp_path), db.snapshot()
     r = post(client, filename, content)
@@ -122,8 +152,11 @@ def test_malformed_requests_refused(client: TestClient, app: FastAPI) -> None:
     assert no_file.status_code == 422 and "file" in no_file.json()["detail"]
     raw = client.post("/api/uploads", content=CSV, headers={"Content-Type": "text/csv"})
     assert raw.status_code == 415
-    broken = client.post("/api/uploads", content=b"garbage",
-                         headers={"Content-Type": "multipart/form-data; boundary=zz"})
+    broken = client.post(
+        "/api/uploads",
+        content=b"garbage",
+        headers={"Content-Type": "multipart/form-data; boundary=zz"},
+    )
     assert broken.status_code == 422
     huge_name = post(client, b"x" * 20_000 + b".csv", CSV)  # past the part-header limit
     assert huge_name.status_code == 422  # type: ignore[attr-defined]
@@ -133,8 +166,9 @@ def test_malformed_requests_refused(client: TestClient, app: FastAPI) -> None:
 def test_file_task_path_must_be_an_upload(client: TestClient, db: DB, tmp_path: Path) -> None:
     (tmp_path / "outside.csv").write_bytes(CSV)
     for path in ("../outside.csv", str(tmp_path / "outside.csv"), "/etc/passwd", "nope.csv"):
-        r = client.post("/api/studies", json={
-            "name": "x", "task": "file", "task_options": {"path": path}})
+        r = client.post(
+            "/api/studies", json={"name": "x", "task": "file", "task_options": {"path": path}}
+        )
         assert r.status_code == 422 and r.json()["field"] == "task_options.path", path
     assert db.count(Study) == 0
 
@@ -146,8 +180,11 @@ def test_size_checked_while_streaming(start_uvicorn: StartUvicorn) -> None:
     head, content_type = multipart(b"big.csv", b"")
     head = head[: head.index(b"\r\n--BOUNDARY--")]
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
-        sock.sendall(b"POST /api/uploads HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
-                     + content_type.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n")
+        sock.sendall(
+            b"POST /api/uploads HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+            + content_type.encode()
+            + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
         chunk = b"1,2,0\n" * 10_000  # 60 kB a chunk; the body is never finished
         for piece in (head, chunk, chunk, chunk):
             sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))

@@ -35,10 +35,19 @@ np.savez(sys.argv[3], **trainer.model.state_dict(), **{
 
 CONFIGS = {
     "adam_bn_dropout": {"optimizer": "adam", "keep_prob": 0.8, "batch_norm": True},
-    "momentum_decay": {"optimizer": "momentum", "decay_schedule": "exponential", "lr_decay": 0.9,
-                       "learning_rate": 0.05},
-    "rmsprop_no_bn_l2": {"optimizer": "rmsprop", "batch_norm": False, "l2": 0.01,
-                         "activation": "tanh", "init": "xavier"},
+    "momentum_decay": {
+        "optimizer": "momentum",
+        "decay_schedule": "exponential",
+        "lr_decay": 0.9,
+        "learning_rate": 0.05,
+    },
+    "rmsprop_no_bn_l2": {
+        "optimizer": "rmsprop",
+        "batch_norm": False,
+        "l2": 0.01,
+        "activation": "tanh",
+        "init": "xavier",
+    },
 }
 
 
@@ -54,8 +63,15 @@ def _resume_in_fresh_process(
     ckpt_file, out_file = tmp_path / "ckpt.npz", tmp_path / "out.npz"
     ckpt_file.write_bytes(data)
     subprocess.run(
-        [sys.executable, "-c", RESUME_SCRIPT, json.dumps(config.to_dict()), str(ckpt_file),
-         str(out_file), json.dumps(update) if update else ""],
+        [
+            sys.executable,
+            "-c",
+            RESUME_SCRIPT,
+            json.dumps(config.to_dict()),
+            str(ckpt_file),
+            str(out_file),
+            json.dumps(update) if update else "",
+        ],
         check=True,
         env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
         cwd=Path(__file__).resolve().parents[2],

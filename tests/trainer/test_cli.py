@@ -12,7 +12,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "trainer", *args], capture_output=True, text=True, cwd=ROOT,
+        [sys.executable, "-m", "trainer", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
         timeout=300,
     )
 
@@ -23,15 +26,31 @@ def test_digits_json_prints_a_single_parseable_object() -> None:
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1
     result = json.loads(lines[0])
-    for key in ("dev_accuracy", "dev_loss", "test_accuracy", "test_loss", "steps", "epochs",
-                "seconds"):
+    for key in (
+        "dev_accuracy",
+        "dev_loss",
+        "test_accuracy",
+        "test_loss",
+        "steps",
+        "epochs",
+        "seconds",
+    ):
         assert key in result
     assert result["epochs"] == 20 and result["dev_accuracy"] > 0.9
 
 
 def test_quadratic_reports_w() -> None:
-    proc = _run("--task", "quadratic", "--optimizer", "sgd", "--learning-rate", "0.01",
-                "--steps", "1000", "--json")
+    proc = _run(
+        "--task",
+        "quadratic",
+        "--optimizer",
+        "sgd",
+        "--learning-rate",
+        "0.01",
+        "--steps",
+        "1000",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     assert abs(json.loads(proc.stdout)["w"] - 5.0) < 1e-4
 

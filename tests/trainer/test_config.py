@@ -7,11 +7,14 @@ import pytest
 from trainer.config import HParamError, HParamSpec, check_hparams
 
 
-@pytest.mark.parametrize(("name", "value", "allowed"), [
-    ("seed", -1, "allowed: an integer in [0, 4294967295]"),  # in full, not 4.29497e+09
-    ("learning_rate", 0.0, "allowed: a finite number in (0, 10]"),
-    ("epochs", 0, "[1, 100000]"),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "allowed"),
+    [
+        ("seed", -1, "allowed: an integer in [0, 4294967295]"),  # in full, not 4.29497e+09
+        ("learning_rate", 0.0, "allowed: a finite number in (0, 10]"),
+        ("epochs", 0, "[1, 100000]"),
+    ],
+)
 def test_range_in_error(name: str, value: float, allowed: str) -> None:
     with pytest.raises(HParamError) as err:
         check_hparams({name: value})

@@ -39,9 +39,14 @@ def all_X(ds: Dataset) -> np.ndarray:
 def test_registry_lists_every_task_with_its_kind() -> None:
     kinds = {name: info.kind for name, info in TASKS.items()}
     assert kinds == {
-        "digits": TaskKind.BUILTIN, "iris": TaskKind.BUILTIN, "wine": TaskKind.BUILTIN,
-        "breast_cancer": TaskKind.BUILTIN, "spirals": TaskKind.SYNTHETIC,
-        "moons": TaskKind.SYNTHETIC, "blobs": TaskKind.SYNTHETIC, "file": TaskKind.FILE,
+        "digits": TaskKind.BUILTIN,
+        "iris": TaskKind.BUILTIN,
+        "wine": TaskKind.BUILTIN,
+        "breast_cancer": TaskKind.BUILTIN,
+        "spirals": TaskKind.SYNTHETIC,
+        "moons": TaskKind.SYNTHETIC,
+        "blobs": TaskKind.SYNTHETIC,
+        "file": TaskKind.FILE,
         "quadratic": TaskKind.QUADRATIC,
     }
     for info in TASKS.values():
@@ -53,8 +58,14 @@ def test_registry_is_json_ready() -> None:
     spirals = next(t for t in out if t["name"] == "spirals")
     assert spirals["kind"] == "synthetic"
     assert spirals["options"]["n_samples"] == {
-        "name": "n_samples", "type": "int", "default": 1500, "low": 30, "high": 200_000,
-        "length": None, "help": spirals["options"]["n_samples"]["help"], "required": False,
+        "name": "n_samples",
+        "type": "int",
+        "default": 1500,
+        "low": 30,
+        "high": 200_000,
+        "length": None,
+        "help": spirals["options"]["n_samples"]["help"],
+        "required": False,
     }
     quadratic = next(t for t in out if t["name"] == "quadratic")
     assert quadratic["options"]["coefficients"]["default"] == [1.0, -10.0, 25.0]
@@ -100,8 +111,11 @@ def test_check_task_options_unknown_option_lists_allowed() -> None:
 @pytest.mark.parametrize(
     ("task", "options", "message"),
     [
-        ("spirals", {"n_samples": 29},
-         r"'n_samples': got 29, allowed: an integer in \[30, 200000\]"),
+        (
+            "spirals",
+            {"n_samples": 29},
+            r"'n_samples': got 29, allowed: an integer in \[30, 200000\]",
+        ),
         ("spirals", {"n_samples": 200_001}, "'n_samples': got 200001"),
         ("spirals", {"n_samples": 100.5}, "'n_samples': got 100.5"),
         ("spirals", {"n_samples": "100"}, "'n_samples': got '100'"),
@@ -131,8 +145,12 @@ def test_check_task_options_rejects_bad_values(
 
 @pytest.mark.parametrize(
     ("name", "n_rows", "n_features", "n_classes"),
-    [("digits", 1797, 64, 10), ("iris", 150, 4, 3), ("wine", 178, 13, 3),
-     ("breast_cancer", 569, 30, 2)],
+    [
+        ("digits", 1797, 64, 10),
+        ("iris", 150, 4, 3),
+        ("wine", 178, 13, 3),
+        ("breast_cancer", 569, 30, 2),
+    ],
 )
 def test_builtin_task_shapes(name: str, n_rows: int, n_features: int, n_classes: int) -> None:
     ds = load_task(name)
@@ -301,8 +319,9 @@ def test_synthetic_data_is_a_function_of_options_and_seed() -> None:
 
 def test_file_task_string_labels_map_to_sorted_indices(tmp_path: Path) -> None:
     path = tmp_path / "pets.csv"
-    path.write_text("w,kind\n" + "".join(f"{i},{k}\n" for i, k in
-                                         enumerate(["dog", "cat", "ant"] * 4)))
+    path.write_text(
+        "w,kind\n" + "".join(f"{i},{k}\n" for i, k in enumerate(["dog", "cat", "ant"] * 4))
+    )
     ds = load_task("file", {"path": str(path)})
     assert ds.class_names == ("ant", "cat", "dog") and ds.feature_names == ("w",)
     assert ds.n_classes == 3 and np.bincount(all_y(ds)).tolist() == [4, 4, 4]

@@ -104,8 +104,13 @@ def test_csv_ragged_row_names_the_line(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("cell", "what"),
-    [("nan", "not finite"), ("inf", "not finite"), ("-Infinity", "not finite"),
-     ("abc", "not a number"), ("", "empty")],
+    [
+        ("nan", "not finite"),
+        ("inf", "not finite"),
+        ("-Infinity", "not finite"),
+        ("abc", "not a number"),
+        ("", "empty"),
+    ],
 )
 def test_csv_bad_feature_cell_names_line_and_column(tmp_path: Path, cell: str, what: str) -> None:
     text = "a,b,label\n1,2,0\n3,4,1\n5,6,0\n" + f"7,{cell},1\n" + "1,1,0\n2,2,1\n"
@@ -165,8 +170,9 @@ def test_npz_reads_X_and_y(tmp_path: Path) -> None:
 
 
 def test_npz_string_labels_and_feature_names(tmp_path: Path) -> None:
-    path = npz(tmp_path, X=np.ones((6, 2)), y=np.array(["b", "a"] * 3),
-               feature_names=np.array(["p", "q"]))
+    path = npz(
+        tmp_path, X=np.ones((6, 2)), y=np.array(["b", "a"] * 3), feature_names=np.array(["p", "q"])
+    )
     _, labels, names = read_table(path)
     assert labels.tolist() == ["b", "a"] * 3 and names == ("p", "q")
 

@@ -123,8 +123,7 @@ def test_batchnorm_eval_uses_running_averages(rng) -> None:
     layer.params["beta"][:] = beta
     x = rng.standard_normal((5, 3))
     y = layer.forward(x, training=False)
-    np.testing.assert_allclose(y, gamma * (x - mean) / np.sqrt(var + layer.eps) + beta,
-                               rtol=1e-12)
+    np.testing.assert_allclose(y, gamma * (x - mean) / np.sqrt(var + layer.eps) + beta, rtol=1e-12)
     np.testing.assert_array_equal(layer.buffers["running_mean"], mean)
     np.testing.assert_array_equal(layer.buffers["running_var"], var)
 

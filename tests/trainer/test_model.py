@@ -15,9 +15,17 @@ from trainer.model import MLP
 
 
 def make(seed: int = 0, **overrides: Any) -> MLP:
-    kw: dict[str, Any] = dict(hidden_units=6, num_layers=2, activation="relu", batch_norm=True,
-                              bn_momentum=0.9, keep_prob=1.0, init="he",
-                              rng=np.random.default_rng(seed), dtype=np.float64)
+    kw: dict[str, Any] = dict(
+        hidden_units=6,
+        num_layers=2,
+        activation="relu",
+        batch_norm=True,
+        bn_momentum=0.9,
+        keep_prob=1.0,
+        init="he",
+        rng=np.random.default_rng(seed),
+        dtype=np.float64,
+    )
     kw.update(overrides)
     return MLP(4, 3, **kw)
 
@@ -63,11 +71,23 @@ def test_l2_adds_the_penalty_to_loss_and_weight_grads_only() -> None:
 
 def test_parameter_buffer_and_gradient_names() -> None:
     bn = make()
-    assert set(bn.params) == {"layer1/W", "layer1/gamma", "layer1/beta", "layer2/W",
-                              "layer2/gamma", "layer2/beta", "out/W", "out/b"}
+    assert set(bn.params) == {
+        "layer1/W",
+        "layer1/gamma",
+        "layer1/beta",
+        "layer2/W",
+        "layer2/gamma",
+        "layer2/beta",
+        "out/W",
+        "out/b",
+    }
     assert set(bn.grads) == set(bn.params)
-    assert set(bn.buffers) == {"layer1/running_mean", "layer1/running_var",
-                               "layer2/running_mean", "layer2/running_var"}
+    assert set(bn.buffers) == {
+        "layer1/running_mean",
+        "layer1/running_var",
+        "layer2/running_mean",
+        "layer2/running_var",
+    }
     plain = make(batch_norm=False, num_layers=1)
     assert set(plain.params) == {"layer1/W", "layer1/b", "out/W", "out/b"}
     assert plain.buffers == {}
@@ -210,9 +230,13 @@ def test_repr_prints_the_architecture() -> None:
 
 @pytest.mark.parametrize(
     ("override", "match"),
-    [({"num_layers": 0}, "num_layers"), ({"activation": "gelu"}, "activation"),
-     ({"init": "zeros"}, "init"), ({"keep_prob": 0.0}, "keep_prob"),
-     ({"dtype": np.float16}, "float32 or float64")],
+    [
+        ({"num_layers": 0}, "num_layers"),
+        ({"activation": "gelu"}, "activation"),
+        ({"init": "zeros"}, "init"),
+        ({"keep_prob": 0.0}, "keep_prob"),
+        ({"dtype": np.float16}, "float32 or float64"),
+    ],
 )
 def test_bad_hyperparameters_are_refused(override, match) -> None:
     with pytest.raises(ValueError, match=match):

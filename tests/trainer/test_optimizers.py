@@ -59,11 +59,15 @@ def test_rmsprop_three_steps_by_hand() -> None:
     # s1 = 0.1 * G1**2 = [0.025, 0.1]
     w1 = [1.0 - 0.1 * 0.5 / (math.sqrt(0.025) + eps), -2.0 + 0.1 * 1.0 / (math.sqrt(0.1) + eps)]
     # s2 = 0.9 * [0.025, 0.1] + 0.1 * [0.04, 0.16] = [0.0265, 0.106]
-    w2 = [w1[0] - 0.1 * 0.2 / (math.sqrt(0.0265) + eps),
-          w1[1] - 0.1 * 0.4 / (math.sqrt(0.106) + eps)]
+    w2 = [
+        w1[0] - 0.1 * 0.2 / (math.sqrt(0.0265) + eps),
+        w1[1] - 0.1 * 0.4 / (math.sqrt(0.106) + eps),
+    ]
     # s3 = 0.9 * [0.0265, 0.106] + 0.1 * [0.09, 0.01] = [0.03285, 0.0964]
-    w3 = [w2[0] + 0.1 * 0.3 / (math.sqrt(0.03285) + eps),
-          w2[1] - 0.1 * 0.1 / (math.sqrt(0.0964) + eps)]
+    w3 = [
+        w2[0] + 0.1 * 0.3 / (math.sqrt(0.03285) + eps),
+        w2[1] - 0.1 * 0.1 / (math.sqrt(0.0964) + eps),
+    ]
     # The first step is lr * sign(g) / sqrt(1 - beta2): RMSprop has no bias correction.
     assert w1[0] == pytest.approx(1.0 - 0.1 * math.sqrt(10.0), abs=1e-7)
     for g, w in zip(got, (w1, w2, w3), strict=True):
@@ -117,8 +121,10 @@ def random_problem(seed: int) -> tuple[dict[str, NDArray[np.float32]], list[dict
         "layer1/W": rng.standard_normal((4, 3)).astype(np.float32),
         "layer1/gamma": rng.standard_normal(3).astype(np.float32),
     }
-    grads = [{k: rng.standard_normal(v.shape).astype(np.float32) for k, v in params.items()}
-             for _ in range(6)]
+    grads = [
+        {k: rng.standard_normal(v.shape).astype(np.float32) for k, v in params.items()}
+        for _ in range(6)
+    ]
     return params, grads
 
 
@@ -247,7 +253,9 @@ def test_make_optimizer_reads_its_names_from_hparams() -> None:
     assert isinstance(adam, Adam)
     assert adam.hyperparameters == {"beta1": 0.8, "beta2": 0.99, "epsilon": 1e-7}
     assert make_optimizer("adam", {}).hyperparameters == {
-        "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8
+        "beta1": 0.9,
+        "beta2": 0.999,
+        "epsilon": 1e-8,
     }
     with pytest.raises(ValueError, match="optimizer"):
         make_optimizer("adagrad", hp)

@@ -43,7 +43,9 @@ def test_make_schedule_accepts_the_enum() -> None:
     schedule = make_schedule(DecaySchedule.STEP, 0.1, 2)
     assert isinstance(schedule, StepDecay)
     assert schedule.hyperparameters == {
-        "decay_schedule": "step", "lr_decay": 0.1, "decay_every": 2
+        "decay_schedule": "step",
+        "lr_decay": 0.1,
+        "decay_every": 2,
     }
 
 

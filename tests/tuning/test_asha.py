@@ -187,18 +187,37 @@ P = Decision.PAUSE
 # Then no trial is promoted: rung 1 keeps 1 (t7, running), rung 0 keeps 5 (all sent on). At
 # the end of the study (final) rung 1 keeps ceil(5 / 3) = 2: t4 (0.25) goes on to epoch 9.
 PAUSE_EVENTS: list[tuple[int, int, float, Decision]] = [
-    (0, 1, 0.50, P), (1, 1, 0.70, P), (2, 1, 0.40, C), (3, 1, 0.90, P), (4, 1, 0.30, C),
-    (5, 1, 0.80, P), (6, 1, 0.45, P), (7, 1, 0.20, C), (8, 1, 0.35, C), (9, 1, 0.60, P),
-    (10, 1, 0.55, P), (11, 1, 0.65, P), (12, 1, 0.85, P), (13, 1, 0.75, P), (14, 1, 0.95, P),
-    (2, 3, 0.38, P), (4, 3, 0.25, P), (7, 3, 0.15, C), (8, 3, 0.33, P), (6, 3, 0.30, P),
+    (0, 1, 0.50, P),
+    (1, 1, 0.70, P),
+    (2, 1, 0.40, C),
+    (3, 1, 0.90, P),
+    (4, 1, 0.30, C),
+    (5, 1, 0.80, P),
+    (6, 1, 0.45, P),
+    (7, 1, 0.20, C),
+    (8, 1, 0.35, C),
+    (9, 1, 0.60, P),
+    (10, 1, 0.55, P),
+    (11, 1, 0.65, P),
+    (12, 1, 0.85, P),
+    (13, 1, 0.75, P),
+    (14, 1, 0.95, P),
+    (2, 3, 0.38, P),
+    (4, 3, 0.25, P),
+    (7, 3, 0.15, C),
+    (8, 3, 0.33, P),
+    (6, 3, 0.30, P),
 ]
 # The promotions asked after each report above, with the trials waiting then.
 PROMOTED_AFTER = {14: [6]}
 
 
 def pause_run(
-    asha: AshaScheduler, events: list[tuple[int, int, float, Decision]],
-    records: list[RungRecord], waiting: set[int], offset: int = 0,
+    asha: AshaScheduler,
+    events: list[tuple[int, int, float, Decision]],
+    records: list[RungRecord],
+    waiting: set[int],
+    offset: int = 0,
 ) -> tuple[list[Decision], dict[int, list[int]]]:
     """The server's loop: a report, its records stored, PAUSE parks, promotions un-park."""
     decisions, promoted = [], {}
@@ -233,8 +252,9 @@ def test_pause_mode_after_a_restart_continues_the_same_way(restart_at: int) -> N
     # from the stored settings decides and promotes as the old one would have.
     records: list[RungRecord] = []
     waiting: set[int] = set()
-    before = pause_run(AshaScheduler(1, 3, 9, mode="pause"), PAUSE_EVENTS[:restart_at],
-                       records, waiting)
+    before = pause_run(
+        AshaScheduler(1, 3, 9, mode="pause"), PAUSE_EVENTS[:restart_at], records, waiting
+    )
     fresh = make_scheduler("asha", **SETTINGS, mode="pause")
     assert isinstance(fresh, AshaScheduler) and fresh.pauses
     after = pause_run(fresh, PAUSE_EVENTS[restart_at:], list(records), set(waiting), restart_at)
@@ -261,8 +281,11 @@ def test_promotions_match_ranking_each_waiting_trial_on_its_own(seed: int, final
     # docstring states it; promotions() sorts each rung once. Values on a coarse grid: ties.
     rng = np.random.default_rng(seed)
     asha = AshaScheduler(1, 3, 27, mode="pause")
-    records = [RungRecord(int(n), int(rung), float(rng.integers(0, 8)) / 8)
-               for rung, size in enumerate((60, 20, 7)) for n in rng.permutation(60)[:size]]
+    records = [
+        RungRecord(int(n), int(rung), float(rng.integers(0, 8)) / 8)
+        for rung, size in enumerate((60, 20, 7))
+        for n in rng.permutation(60)[:size]
+    ]
     waiting = {int(n) for n in rng.permutation(60)[:40]}
     at = {n: max(r.rung for r in records if r.trial_number == n) for n in waiting}
     expected = []
@@ -270,8 +293,11 @@ def test_promotions_match_ranking_each_waiting_trial_on_its_own(seed: int, final
         rows = [r for r in records if r.rung == rung]
         cut = -(-len(rows) // 3) if final else len(rows) // 3
         keys = sorted(r.value for r in rows)
-        ok = [(r.value, i, r.trial_number) for i, r in enumerate(rows)
-              if at.get(r.trial_number) == rung and cut > 0 and r.value <= keys[cut - 1]]
+        ok = [
+            (r.value, i, r.trial_number)
+            for i, r in enumerate(rows)
+            if at.get(r.trial_number) == rung and cut > 0 and r.value <= keys[cut - 1]
+        ]
         expected += [n for *_, n in sorted(ok)]
     assert asha.promotions(records, waiting, final=final) == expected
     assert expected  # the draw leaves something to promote

@@ -102,8 +102,11 @@ def test_asha_pause_mode_from_the_form_parks_promotes_and_ends(
     assert study["scheduler_settings"].get("eager_top", False) is eager_top
 
     # Real workers: the first arrival at rung 0 always waits (floor(1/3) = 0 promoted).
-    wait_api(lambda: api.get(f"/api/studies/{study_id}").json()["state"] == "completed",
-             "the study to complete", timeout=120)
+    wait_api(
+        lambda: api.get(f"/api/studies/{study_id}").json()["state"] == "completed",
+        "the study to complete",
+        timeout=120,
+    )
     trials = trials_of(api, study_id)
     states = sorted(t["state"] for t in trials)
     assert len(trials) == 6 and "completed" in states

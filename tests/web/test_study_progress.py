@@ -13,8 +13,10 @@ from tests.web import trials_of, wait_api
 
 pytestmark = pytest.mark.slow  # a real server, real workers and a real browser
 
-SPACE = {"learning_rate": {"dist": "log_uniform", "low": 1e-3, "high": 0.5},
-         "hidden_units": {"dist": "int_uniform", "low": 8, "high": 16}}
+SPACE = {
+    "learning_rate": {"dist": "log_uniform", "low": 1e-3, "high": 0.5},
+    "hidden_units": {"dist": "int_uniform", "low": 8, "high": 16},
+}
 ROUND_1, ROUND_2 = 6, 3
 # Round 2's trials train long enough to be still running (or queued) while the page is read.
 LONG_EPOCHS = 2000
@@ -23,8 +25,9 @@ LONG_EPOCHS = 2000
 def stop_open_trials(api: httpx2.Client, study_id: int) -> bool:
     """Stop what is queued, running or paused; True once the study has completed."""
     for t in trials_of(api, study_id):
-        if t["state"] in ("queued", "paused") or (t["state"] == "running"
-                                                   and not t["stop_requested"]):
+        if t["state"] in ("queued", "paused") or (
+            t["state"] == "running" and not t["stop_requested"]
+        ):
             api.post(f"/api/trials/{t['id']}/stop")
     return bool(api.get(f"/api/studies/{study_id}").json()["state"] == "completed")
 
@@ -34,10 +37,16 @@ def test_list_progress_counts_later_rounds_and_retests(page: Any, api: httpx2.Cl
         "name": "two rounds", "mode": "caviar", "task": "digits", "epochs": 1, "space": SPACE,
         "budget": {"trials": ROUND_1}, "parallelism": 2,
     }).json()["id"]  # fmt: skip
-    wait_api(lambda: len(trials_of(api, sid)) == ROUND_1 and all(
-        t["state"] == "completed" for t in trials_of(api, sid)), "round 1 to complete")
-    r = api.post(f"/api/studies/{sid}/rounds",
-                 json={"space": {"epochs": LONG_EPOCHS}, "trials": ROUND_2})
+    wait_api(
+        lambda: (
+            len(trials_of(api, sid)) == ROUND_1
+            and all(t["state"] == "completed" for t in trials_of(api, sid))
+        ),
+        "round 1 to complete",
+    )
+    r = api.post(
+        f"/api/studies/{sid}/rounds", json={"space": {"epochs": LONG_EPOCHS}, "trials": ROUND_2}
+    )
     assert r.status_code == 201, r.text
 
     # Round 1's budget alone made this "6 / 6", and past 100 % once round 2 ran.

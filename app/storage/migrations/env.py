@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection that :func:`app.storage.migrations.config` passes in."""
+"""Alembic environment: runs on the connection :func:`app.storage.migrations.config` passes in."""
 
 from __future__ import annotations
 

@@ -15,8 +15,8 @@ down_revision: str | None = None
 branch_labels: str | None = None
 depends_on: str | None = None
 
-# Enums are stored as their values in VARCHAR(16) without a CHECK (see app.storage.models._enum), so
-# the migrations spell them as plain strings and a new enum value needs no migration.
+# Enums are stored as their values in VARCHAR(16) without a CHECK (see app.storage.models._enum),
+# so the migrations spell them as plain strings and a new enum value needs no migration.
 ENUM = sa.String(16)
 
 
@@ -58,8 +58,11 @@ def upgrade() -> None:
     # trials and checkpoints refer to each other: SQLite takes the forward reference inline
     # (it cannot add a constraint later), other databases get it once checkpoints exists.
     forward = (
-        [sa.ForeignKeyConstraint(["parent_checkpoint_id"], ["checkpoints.id"],
-                                 ondelete="SET NULL")]
+        [
+            sa.ForeignKeyConstraint(
+                ["parent_checkpoint_id"], ["checkpoints.id"], ondelete="SET NULL"
+            )
+        ]
         if sqlite
         else []
     )
@@ -136,8 +139,12 @@ def upgrade() -> None:
     if not sqlite:
         # The name PostgreSQL gives the unnamed constraint that create_all adds by ALTER.
         op.create_foreign_key(
-            "trials_parent_checkpoint_id_fkey", "trials", "checkpoints",
-            ["parent_checkpoint_id"], ["id"], ondelete="SET NULL",
+            "trials_parent_checkpoint_id_fkey",
+            "trials",
+            "checkpoints",
+            ["parent_checkpoint_id"],
+            ["id"],
+            ondelete="SET NULL",
         )
 
 

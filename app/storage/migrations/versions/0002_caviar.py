@@ -27,10 +27,12 @@ def upgrade() -> None:
     # NOT NULL columns are added with a server default that fills the existing rows, then
     # the default is dropped so the table matches create_all (the ORM supplies the values).
     with op.batch_alter_table("studies") as batch:
-        batch.add_column(sa.Column("sampler_settings", sa.JSON(), nullable=False,
-                                   server_default=EMPTY_OBJECT))
-        batch.add_column(sa.Column("scheduler_settings", sa.JSON(), nullable=False,
-                                   server_default=EMPTY_OBJECT))
+        batch.add_column(
+            sa.Column("sampler_settings", sa.JSON(), nullable=False, server_default=EMPTY_OBJECT)
+        )
+        batch.add_column(
+            sa.Column("scheduler_settings", sa.JSON(), nullable=False, server_default=EMPTY_OBJECT)
+        )
         batch.add_column(sa.Column("budget_epochs", sa.Integer(), nullable=True))
         batch.alter_column("budget_trials", existing_type=sa.Integer(), nullable=True)
     with op.batch_alter_table("studies") as batch:
@@ -45,10 +47,12 @@ def upgrade() -> None:
         batch.add_column(sa.Column("budget_epochs", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("from_top", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("margin", sa.Float(), nullable=True))
-        batch.add_column(sa.Column("outside_parent", sa.JSON(), nullable=False,
-                                   server_default=EMPTY_LIST))
-        batch.add_column(sa.Column("exhausted", sa.Boolean(), nullable=False,
-                                   server_default=sa.false()))
+        batch.add_column(
+            sa.Column("outside_parent", sa.JSON(), nullable=False, server_default=EMPTY_LIST)
+        )
+        batch.add_column(
+            sa.Column("exhausted", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
     with op.batch_alter_table("rounds") as batch:
         batch.alter_column("kind", existing_type=ENUM, server_default=None)
         batch.alter_column("outside_parent", existing_type=sa.JSON(), server_default=None)
@@ -70,9 +74,15 @@ def upgrade() -> None:
             "REFERENCES trials (id) ON DELETE SET NULL"
         )
     else:
-        op.add_column("trials", sa.Column("retest_of_id", sa.Integer(),
-                                          sa.ForeignKey("trials.id", ondelete="SET NULL"),
-                                          nullable=True))
+        op.add_column(
+            "trials",
+            sa.Column(
+                "retest_of_id",
+                sa.Integer(),
+                sa.ForeignKey("trials.id", ondelete="SET NULL"),
+                nullable=True,
+            ),
+        )
 
     op.create_table(
         "rung_records",
@@ -107,8 +117,15 @@ def downgrade() -> None:
         batch.drop_column("retest_of_id")
         batch.drop_column("index_in_round")
     with op.batch_alter_table("rounds") as batch:
-        for column in ("exhausted", "outside_parent", "margin", "from_top", "budget_epochs",
-                       "budget_trials", "kind"):
+        for column in (
+            "exhausted",
+            "outside_parent",
+            "margin",
+            "from_top",
+            "budget_epochs",
+            "budget_trials",
+            "kind",
+        ):
             batch.drop_column(column)
     op.execute("UPDATE studies SET state = 'finished' WHERE state = 'completed'")
     # A study budgeted in epochs has no trial count; 0 keeps the old NOT NULL satisfied.

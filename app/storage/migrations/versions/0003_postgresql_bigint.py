@@ -26,8 +26,13 @@ def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
     for table, column in COLUMNS:
-        op.alter_column(table, column, type_=sa.BigInteger(), existing_type=sa.Integer(),
-                        existing_nullable=False)
+        op.alter_column(
+            table,
+            column,
+            type_=sa.BigInteger(),
+            existing_type=sa.Integer(),
+            existing_nullable=False,
+        )
     # The id's sequence has a type of its own, whose maximum nextval would hit.
     op.execute("ALTER SEQUENCE metrics_id_seq AS bigint")
 
@@ -37,5 +42,10 @@ def downgrade() -> None:
         return
     op.execute("ALTER SEQUENCE metrics_id_seq AS integer")
     for table, column in COLUMNS:
-        op.alter_column(table, column, type_=sa.Integer(), existing_type=sa.BigInteger(),
-                        existing_nullable=False)
+        op.alter_column(
+            table,
+            column,
+            type_=sa.Integer(),
+            existing_type=sa.BigInteger(),
+            existing_nullable=False,
+        )
