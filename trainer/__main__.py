@@ -44,8 +44,14 @@ def _parse_option(text: str) -> tuple[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__.split("\n")[0])
     parser.add_argument("--task", required=True, help="digits, iris, wine, breast_cancer, ...")
-    parser.add_argument("--task-option", action="append", type=_parse_option, default=[],
-                        metavar="KEY=VALUE", help="a task option, e.g. n_samples=3000")
+    parser.add_argument(
+        "--task-option",
+        action="append",
+        type=_parse_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help="a task option, e.g. n_samples=3000",
+    )
     parser.add_argument("--steps", type=int, help="train this many steps instead of --epochs")
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--dtype", choices=[d.value for d in DType], default="float32")
@@ -53,12 +59,23 @@ def build_parser() -> argparse.ArgumentParser:
     for name, spec in HPARAM_SPECS.items():
         flag = "--" + name.replace("_", "-")
         if spec.type is bool:
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
-                                default=None, help=spec.help)
+            parser.add_argument(
+                flag,
+                dest=name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=spec.help,
+            )
         else:
             kind: Any = spec.type if not spec.choices else str
-            parser.add_argument(flag, dest=name, type=kind, default=None,
-                                choices=spec.choices or None, help=spec.help)
+            parser.add_argument(
+                flag,
+                dest=name,
+                type=kind,
+                default=None,
+                choices=spec.choices or None,
+                help=spec.help,
+            )
     return parser
 
 
@@ -82,8 +99,9 @@ class ConsoleReporter:
         elif self.tty and self.total > 0:
             done = min(epoch / self.total, 1.0)
             bar = "#" * int(30 * done)
-            print(f"\r[{bar:<30}] {100 * done:5.1f}%  step {step}", end="", file=self.out,
-                  flush=True)
+            print(
+                f"\r[{bar:<30}] {100 * done:5.1f}%  step {step}", end="", file=self.out, flush=True
+            )
         return CONTINUE
 
     def checkpoint(self, step: int, data: bytes) -> None:

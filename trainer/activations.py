@@ -110,8 +110,9 @@ class Dropout(Layer):
     trial).
     """
 
-    def __init__(self, keep_prob: float, *, rng: np.random.Generator,
-                 dtype: DTypeLike = np.float32) -> None:
+    def __init__(
+        self, keep_prob: float, *, rng: np.random.Generator, dtype: DTypeLike = np.float32
+    ) -> None:
         super().__init__(dtype)
         self.keep_prob = keep_prob
         self.rng = rng

@@ -22,8 +22,17 @@ from trainer.options import OptionSpec, OptionType
 from trainer.synthetic import make_synthetic
 
 __all__ = [
-    "TASKS", "DataError", "Dataset", "OptionSpec", "OptionType", "TaskInfo", "TaskKind",
-    "check_task_options", "load_task", "standardise", "stratified_split",
+    "TASKS",
+    "DataError",
+    "Dataset",
+    "OptionSpec",
+    "OptionType",
+    "TaskInfo",
+    "TaskKind",
+    "check_task_options",
+    "load_task",
+    "standardise",
+    "stratified_split",
 ]
 
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)  # train, dev, test
@@ -79,8 +88,14 @@ class Dataset:
     feature_names: tuple[str, ...]
 
 
-_N_SAMPLES = OptionSpec("n_samples", OptionType.INT, 1500, 30, 200_000,
-                        help="total number of points, split evenly over the classes")
+_N_SAMPLES = OptionSpec(
+    "n_samples",
+    OptionType.INT,
+    1500,
+    30,
+    200_000,
+    help="total number of points, split evenly over the classes",
+)
 _N_CLASSES = OptionSpec("n_classes", OptionType.INT, 3, 2, 10, help="number of classes")
 
 
@@ -94,38 +109,91 @@ TASKS: dict[str, TaskInfo] = {
         _builtin("digits", "8x8 handwritten digits, 1797 images, 64 pixels, 10 classes"),
         _builtin("iris", "Iris flowers, 150 rows, 4 measurements, 3 species"),
         _builtin("wine", "Wine recognition, 178 rows, 13 chemical features, 3 cultivars"),
-        _builtin("breast_cancer",
-                 "Breast cancer Wisconsin, 569 rows, 30 features, 2 classes (logistic)"),
-        TaskInfo("spirals", TaskKind.SYNTHETIC, "Interleaved 2-D spiral arms, one per class", {
-            "n_samples": _N_SAMPLES,
-            "n_classes": _N_CLASSES,
-            "noise": OptionSpec("noise", OptionType.FLOAT, 0.2, 0.0, 2.0,
-                                help="standard deviation of the angle noise, radians"),
-        }),
-        TaskInfo("moons", TaskKind.SYNTHETIC, "Two interleaving 2-D half circles, 2 classes", {
-            "n_samples": _N_SAMPLES,
-            "noise": OptionSpec("noise", OptionType.FLOAT, 0.2, 0.0, 2.0,
-                                help="standard deviation of the Gaussian noise"),
-        }),
-        TaskInfo("blobs", TaskKind.SYNTHETIC, "Gaussian clusters, one per class", {
-            "n_samples": _N_SAMPLES,
-            "n_features": OptionSpec("n_features", OptionType.INT, 2, 1, 100,
-                                     help="dimension of the points"),
-            "n_classes": _N_CLASSES,
-            "noise": OptionSpec("noise", OptionType.FLOAT, 1.0, 0.0, 50.0,
-                                help="cluster standard deviation (centres lie in [-10, 10])"),
-        }),
-        TaskInfo("file", TaskKind.FILE, "Your own CSV or NPZ file of features and labels", {
-            "path": OptionSpec("path", OptionType.STR, None,
-                               help="CSV (label column last or named label/target/y) or NPZ "
-                                    "(arrays X and y)"),
-        }),
-        TaskInfo("quadratic", TaskKind.QUADRATIC,
-                 "The notes' cost J(w) = c0*w^2 + c1*w + c2, coefficients fed in as data", {
-                     "coefficients": OptionSpec(
-                         "coefficients", OptionType.FLOAT_LIST, (1.0, -10.0, 25.0), -1e6, 1e6,
-                         length=3, help="[c0, c1, c2]; the default has its minimum at w = 5"),
-                 }),
+        _builtin(
+            "breast_cancer", "Breast cancer Wisconsin, 569 rows, 30 features, 2 classes (logistic)"
+        ),
+        TaskInfo(
+            "spirals",
+            TaskKind.SYNTHETIC,
+            "Interleaved 2-D spiral arms, one per class",
+            {
+                "n_samples": _N_SAMPLES,
+                "n_classes": _N_CLASSES,
+                "noise": OptionSpec(
+                    "noise",
+                    OptionType.FLOAT,
+                    0.2,
+                    0.0,
+                    2.0,
+                    help="standard deviation of the angle noise, radians",
+                ),
+            },
+        ),
+        TaskInfo(
+            "moons",
+            TaskKind.SYNTHETIC,
+            "Two interleaving 2-D half circles, 2 classes",
+            {
+                "n_samples": _N_SAMPLES,
+                "noise": OptionSpec(
+                    "noise",
+                    OptionType.FLOAT,
+                    0.2,
+                    0.0,
+                    2.0,
+                    help="standard deviation of the Gaussian noise",
+                ),
+            },
+        ),
+        TaskInfo(
+            "blobs",
+            TaskKind.SYNTHETIC,
+            "Gaussian clusters, one per class",
+            {
+                "n_samples": _N_SAMPLES,
+                "n_features": OptionSpec(
+                    "n_features", OptionType.INT, 2, 1, 100, help="dimension of the points"
+                ),
+                "n_classes": _N_CLASSES,
+                "noise": OptionSpec(
+                    "noise",
+                    OptionType.FLOAT,
+                    1.0,
+                    0.0,
+                    50.0,
+                    help="cluster standard deviation (centres lie in [-10, 10])",
+                ),
+            },
+        ),
+        TaskInfo(
+            "file",
+            TaskKind.FILE,
+            "Your own CSV or NPZ file of features and labels",
+            {
+                "path": OptionSpec(
+                    "path",
+                    OptionType.STR,
+                    None,
+                    help="CSV (label column last or named label/target/y) or NPZ (arrays X and y)",
+                ),
+            },
+        ),
+        TaskInfo(
+            "quadratic",
+            TaskKind.QUADRATIC,
+            "The notes' cost J(w) = c0*w^2 + c1*w + c2, coefficients fed in as data",
+            {
+                "coefficients": OptionSpec(
+                    "coefficients",
+                    OptionType.FLOAT_LIST,
+                    (1.0, -10.0, 25.0),
+                    -1e6,
+                    1e6,
+                    length=3,
+                    help="[c0, c1, c2]; the default has its minimum at w = 5",
+                ),
+            },
+        ),
     ]
 }
 
@@ -152,12 +220,13 @@ def check_task_options(name: str, options: Mapping[str, Any] | None = None) -> d
     if unknown:
         allowed = ", ".join(info.options) or "none"
         raise DataError(
-            f"task {name!r}: unknown option(s) {', '.join(map(repr, unknown))}; "
-            f"allowed: {allowed}"
+            f"task {name!r}: unknown option(s) {', '.join(map(repr, unknown))}; allowed: {allowed}"
         )
     try:
-        return {o: spec.check(options[o]) if o in options else spec.fill()
-                for o, spec in info.options.items()}
+        return {
+            o: spec.check(options[o]) if o in options else spec.fill()
+            for o, spec in info.options.items()
+        }
     except DataError as exc:
         raise DataError(f"task {name!r}: {exc}") from exc
 
@@ -188,8 +257,11 @@ def load_task(
         DataError: bad task, options, seed, dtype or data file.
     """
     opts = check_task_options(name, options)
-    if isinstance(split_seed, bool) or not isinstance(split_seed, int | np.integer) \
-            or split_seed < 0:
+    if (
+        isinstance(split_seed, bool)
+        or not isinstance(split_seed, int | np.integer)
+        or split_seed < 0
+    ):
         raise DataError(f"split_seed: got {split_seed!r}, allowed: an integer >= 0")
     dt = np.dtype(dtype.value if isinstance(dtype, Enum) else dtype)
     if dt.kind != "f":
@@ -217,11 +289,16 @@ def load_task(
     Xs = standardise(X[train], X[dev], X[test])
     return Dataset(
         name=name,
-        X_train=Xs[0].astype(dt), y_train=y[train],
-        X_dev=Xs[1].astype(dt), y_dev=y[dev],
-        X_test=Xs[2].astype(dt), y_test=y[test],
-        n_features=X.shape[1], n_classes=len(classes),
-        class_names=class_names, feature_names=tuple(feature_names),
+        X_train=Xs[0].astype(dt),
+        y_train=y[train],
+        X_dev=Xs[1].astype(dt),
+        y_dev=y[dev],
+        X_test=Xs[2].astype(dt),
+        y_test=y[test],
+        n_features=X.shape[1],
+        n_classes=len(classes),
+        class_names=class_names,
+        feature_names=tuple(feature_names),
     )
 
 
@@ -249,16 +326,14 @@ def stratified_split(
     for c in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == c))
         n_dev, n_test = (max(1, int(f * len(idx) + 0.5)) for f in SPLIT_FRACTIONS[1:])
-        parts[0].append(idx[n_dev + n_test:])
+        parts[0].append(idx[n_dev + n_test :])
         parts[1].append(idx[:n_dev])
-        parts[2].append(idx[n_dev:n_dev + n_test])
+        parts[2].append(idx[n_dev : n_dev + n_test])
     train, dev, test = (rng.permutation(np.concatenate(p)).astype(np.int64) for p in parts)
     return train, dev, test
 
 
-def standardise(
-    X_train: np.ndarray, *others: np.ndarray
-) -> tuple[np.ndarray, ...]:
+def standardise(X_train: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
     """Centre and scale features with the training split's mean and standard deviation.
 
     A column that is constant on the training split keeps std 1 (it is only centred), so it
@@ -284,7 +359,14 @@ def _quadratic(coefficients: list[float], dt: np.dtype[Any]) -> Dataset:
     zero = np.zeros(1, dtype=np.int64)
     return Dataset(
         name="quadratic",
-        X_train=row, y_train=zero, X_dev=row.copy(), y_dev=zero.copy(),
-        X_test=row.copy(), y_test=zero.copy(),
-        n_features=3, n_classes=0, class_names=(), feature_names=("c0", "c1", "c2"),
+        X_train=row,
+        y_train=zero,
+        X_dev=row.copy(),
+        y_dev=zero.copy(),
+        X_test=row.copy(),
+        y_test=zero.copy(),
+        n_features=3,
+        n_classes=0,
+        class_names=(),
+        feature_names=("c0", "c1", "c2"),
     )

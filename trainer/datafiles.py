@@ -173,8 +173,10 @@ def _parse_cells(
             except ValueError:
                 value = None
             if value is None or not math.isfinite(value):
-                what = "is empty" if not cells[j] else (
-                    "is not a number" if value is None else "is not finite"
+                what = (
+                    "is empty"
+                    if not cells[j]
+                    else ("is not a number" if value is None else "is not finite")
                 )
                 raise DataError(
                     f"{path.name}: line {line}, column {names[k]!r}: {cells[j]!r} {what}; "

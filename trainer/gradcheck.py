@@ -67,8 +67,12 @@ def rel_error(a: Array, b: Array, floor: float = 1e-12) -> float:
     return float(np.max(np.abs(a64 - b64))) / scale
 
 
-def check_params(loss: Callable[[], float], params: Mapping[str, Array],
-                 analytic: Mapping[str, Array], eps: float = 1e-6) -> dict[str, float]:
+def check_params(
+    loss: Callable[[], float],
+    params: Mapping[str, Array],
+    analytic: Mapping[str, Array],
+    eps: float = 1e-6,
+) -> dict[str, float]:
     """Relative error of each analytic gradient against centred differences of ``loss``.
 
     Args:
@@ -80,12 +84,20 @@ def check_params(loss: Callable[[], float], params: Mapping[str, Array],
     Returns:
         name -> :func:`rel_error`.
     """
-    return {name: rel_error(analytic[name], numerical_grad(lambda _: loss(), p, eps))
-            for name, p in params.items()}
+    return {
+        name: rel_error(analytic[name], numerical_grad(lambda _: loss(), p, eps))
+        for name, p in params.items()
+    }
 
 
-def check_layer(layer: Layer, x: Array, *, rng: np.random.Generator, eps: float = 1e-6,
-                reset: Callable[[], None] | None = None) -> dict[str, float]:
+def check_layer(
+    layer: Layer,
+    x: Array,
+    *,
+    rng: np.random.Generator,
+    eps: float = 1e-6,
+    reset: Callable[[], None] | None = None,
+) -> dict[str, float]:
     """Check ``layer.backward`` (input gradient ``"x"`` and every parameter gradient) around a
     training-mode forward (the only mode with a backward).
 

@@ -19,8 +19,9 @@ from trainer.config import Init
 Initializer = Callable[[int, int, np.random.Generator, DTypeLike], NDArray[Any]]
 
 
-def _normal(scale: float, n_in: int, n_out: int, rng: np.random.Generator,
-            dtype: DTypeLike) -> NDArray[Any]:
+def _normal(
+    scale: float, n_in: int, n_out: int, rng: np.random.Generator, dtype: DTypeLike
+) -> NDArray[Any]:
     if n_in < 1 or n_out < 1:
         raise ValueError(f"layer sizes must be >= 1, got n_in={n_in}, n_out={n_out}")
     dt = np.dtype(dtype)
@@ -36,8 +37,9 @@ def _normal(scale: float, n_in: int, n_out: int, rng: np.random.Generator,
     return w
 
 
-def he(n_in: int, n_out: int, rng: np.random.Generator,
-       dtype: DTypeLike = np.float32) -> NDArray[Any]:
+def he(
+    n_in: int, n_out: int, rng: np.random.Generator, dtype: DTypeLike = np.float32
+) -> NDArray[Any]:
     """He initialisation, for ReLU layers: ``W ~ N(0, 2 / n_in)``.
 
     Args:
@@ -52,8 +54,9 @@ def he(n_in: int, n_out: int, rng: np.random.Generator,
     return _normal(2.0, n_in, n_out, rng, dtype)
 
 
-def xavier(n_in: int, n_out: int, rng: np.random.Generator,
-           dtype: DTypeLike = np.float32) -> NDArray[Any]:
+def xavier(
+    n_in: int, n_out: int, rng: np.random.Generator, dtype: DTypeLike = np.float32
+) -> NDArray[Any]:
     """Xavier initialisation as the course gives it for tanh: ``W ~ N(0, 1 / n_in)``.
 
     Args and Returns as :func:`he`.

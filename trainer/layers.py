@@ -88,9 +88,16 @@ class Dense(Layer):
     cancel ``b`` anyway.
     """
 
-    def __init__(self, n_in: int, n_out: int, *, bias: bool = True,
-                 init: Init | str | Initializer = Init.HE, rng: np.random.Generator,
-                 dtype: DTypeLike = np.float32) -> None:
+    def __init__(
+        self,
+        n_in: int,
+        n_out: int,
+        *,
+        bias: bool = True,
+        init: Init | str | Initializer = Init.HE,
+        rng: np.random.Generator,
+        dtype: DTypeLike = np.float32,
+    ) -> None:
         super().__init__(dtype)
         self.n_in, self.n_out, self.bias = n_in, n_out, bias
         init_fn = init if callable(init) else initializer(init)
@@ -152,8 +159,9 @@ class BatchNorm(Layer):
     square root as the notes' test-time formula. Running stats start at mean 0, variance 1.
     """
 
-    def __init__(self, n: int, *, momentum: float = 0.9, eps: float = 1e-5,
-                 dtype: DTypeLike = np.float32) -> None:
+    def __init__(
+        self, n: int, *, momentum: float = 0.9, eps: float = 1e-5, dtype: DTypeLike = np.float32
+    ) -> None:
         super().__init__(dtype)
         if not (math.isfinite(eps) and eps > 0):
             raise ValueError(f"eps must be > 0, got {eps!r}")
@@ -207,7 +215,8 @@ class BatchNorm(Layer):
         np.add(z_tilde, beta, out=z_tilde)
         mom = self._momentum
         for running, batch in (
-            (self.buffers["running_mean"], mu), (self.buffers["running_var"], sigma2)
+            (self.buffers["running_mean"], mu),
+            (self.buffers["running_var"], sigma2),
         ):
             running *= mom
             running += (1.0 - mom) * batch

@@ -237,11 +237,16 @@ class Trainer:
                 self.order = None
                 self.pos = 0
             now = time.perf_counter()
-            evaluate = epoch_end or self._done() or (
-                cfg.eval_every > 0 and self.step % cfg.eval_every == 0
+            evaluate = (
+                epoch_end
+                or self._done()
+                or (cfg.eval_every > 0 and self.step % cfg.eval_every == 0)
             )
-            due = evaluate or report_next or self.step % cfg.report_every == 0 or (
-                cfg.report_seconds > 0 and now - last_report >= cfg.report_seconds
+            due = (
+                evaluate
+                or report_next
+                or self.step % cfg.report_every == 0
+                or (cfg.report_seconds > 0 and now - last_report >= cfg.report_seconds)
             )
             if not due:
                 continue

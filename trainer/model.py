@@ -29,7 +29,9 @@ from trainer.losses import check_labels, log_softmax, softmax, softmax_cross_ent
 Array = NDArray[Any]
 
 _ACTIVATIONS: dict[Activation, type[Layer]] = {
-    Activation.RELU: ReLU, Activation.TANH: Tanh, Activation.SIGMOID: Sigmoid,
+    Activation.RELU: ReLU,
+    Activation.TANH: Tanh,
+    Activation.SIGMOID: Sigmoid,
 }
 
 
@@ -54,10 +56,21 @@ class MLP:
         ValueError: a hyperparameter outside its range (``HParamError``) or a bad size.
     """
 
-    def __init__(self, n_in: int, n_out: int, *, hidden_units: int, num_layers: int,
-                 activation: Activation | str, batch_norm: bool, bn_momentum: float,
-                 keep_prob: float, init: Init | str, rng: np.random.Generator,
-                 dtype: DTypeLike = np.float32) -> None:
+    def __init__(
+        self,
+        n_in: int,
+        n_out: int,
+        *,
+        hidden_units: int,
+        num_layers: int,
+        activation: Activation | str,
+        batch_norm: bool,
+        bn_momentum: float,
+        keep_prob: float,
+        init: Init | str,
+        rng: np.random.Generator,
+        dtype: DTypeLike = np.float32,
+    ) -> None:
         if n_in < 1 or n_out < 1:
             raise ValueError(f"n_in and n_out must be >= 1, got {n_in}, {n_out}")
         self.n_in, self.n_out = n_in, n_out
@@ -74,29 +87,46 @@ class MLP:
         self.blocks: list[tuple[str, list[Layer]]] = []
         fan_in = n_in
         for i in range(1, self.num_layers + 1):
-            block: list[Layer] = [Dense(fan_in, self.hidden_units, bias=not self.batch_norm,
-                                        init=self.init, rng=rng, dtype=dt)]
+            block: list[Layer] = [
+                Dense(
+                    fan_in,
+                    self.hidden_units,
+                    bias=not self.batch_norm,
+                    init=self.init,
+                    rng=rng,
+                    dtype=dt,
+                )
+            ]
             if self.batch_norm:
                 block.append(BatchNorm(self.hidden_units, momentum=self._bn_momentum, dtype=dt))
             block.append(_ACTIVATIONS[self.activation](dt))
             block.append(Dropout(self._keep_prob, rng=rng, dtype=dt))
             self.blocks.append((f"layer{i}", block))
             fan_in = self.hidden_units
-        self.blocks.append(("out", [Dense(fan_in, n_out, bias=True, init=self.init, rng=rng,
-                                          dtype=dt)]))
+        self.blocks.append(
+            ("out", [Dense(fan_in, n_out, bias=True, init=self.init, rng=rng, dtype=dt)])
+        )
 
         self._layers: list[Layer] = [layer for _, block in self.blocks for layer in block]
         self._params = self._collect("params")
         self._grads = self._collect("grads")
         self._buffers = self._collect("buffers")
-        self._dense = [(layer.params["W"], layer.grads["W"]) for _, block in self.blocks
-                       for layer in block if isinstance(layer, Dense)]
+        self._dense = [
+            (layer.params["W"], layer.grads["W"])
+            for _, block in self.blocks
+            for layer in block
+            if isinstance(layer, Dense)
+        ]
         self._l2_tmp: list[Array] = [np.empty_like(w) for w, _ in self._dense]
         self._z: dict[str, Array] = {}
 
     def _collect(self, attr: str) -> dict[str, Array]:
-        return {f"{name}/{key}": arr for name, block in self.blocks for layer in block
-                for key, arr in getattr(layer, attr).items()}
+        return {
+            f"{name}/{key}": arr
+            for name, block in self.blocks
+            for layer in block
+            for key, arr in getattr(layer, attr).items()
+        }
 
     @property
     def params(self) -> dict[str, Array]:
@@ -183,7 +213,7 @@ class MLP:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         x = self._as_input(x)
-        return [self._forward(x[s:s + batch_size], False) for s in range(0, len(x), batch_size)]
+        return [self._forward(x[s : s + batch_size], False) for s in range(0, len(x), batch_size)]
 
     def evaluate(self, x: Array, y: Array, *, batch_size: int = 1024) -> tuple[float, float]:
         """Mean cross-entropy (no L2 term) and accuracy in eval mode.
@@ -203,9 +233,10 @@ class MLP:
         y = np.asarray(y)
         check_labels(y, len(x), self.n_out)
         total, correct = 0.0, 0
-        for s, z in zip(range(0, len(x), batch_size), self._eval_batches(x, batch_size),
-                        strict=True):
-            yb = y[s:s + len(z)]
+        for s, z in zip(
+            range(0, len(x), batch_size), self._eval_batches(x, batch_size), strict=True
+        ):
+            yb = y[s : s + len(z)]
             total -= float(np.sum(log_softmax(z)[np.arange(len(z)), yb], dtype=np.float64))
             correct += int(np.count_nonzero(np.argmax(z, axis=1) == yb))
         return total / len(x), correct / len(x)
@@ -264,8 +295,9 @@ class MLP:
         own = {**self._params, **self._buffers}
         missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own)
         if missing or unexpected:
-            raise ValueError(f"state_dict does not match the model: missing {missing}, "
-                             f"unexpected {unexpected}")
+            raise ValueError(
+                f"state_dict does not match the model: missing {missing}, unexpected {unexpected}"
+            )
         arrays = {k: np.asarray(v) for k, v in state.items()}
         for k, v in arrays.items():
             if v.shape != own[k].shape:
@@ -276,8 +308,7 @@ class MLP:
             np.copyto(own[k], v, casting="same_kind")
 
     def __repr__(self) -> str:
-        lines = [f"MLP({self.n_in} -> {self.n_out}, params={self.num_params}, "
-                 f"dtype={self.dtype})"]
+        lines = [f"MLP({self.n_in} -> {self.n_out}, params={self.num_params}, dtype={self.dtype})"]
         for name, block in self.blocks:
             lines.append(f"  {name}: " + " -> ".join(repr(layer) for layer in block))
         return "\n".join(lines)

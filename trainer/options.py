@@ -83,6 +83,13 @@ class OptionSpec:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form; ``default`` None means the option is required."""
         default = list(self.default) if isinstance(self.default, tuple) else self.default
-        return {"name": self.name, "type": self.type.value, "default": default,
-                "low": self.low, "high": self.high, "length": self.length, "help": self.help,
-                "required": self.default is None}
+        return {
+            "name": self.name,
+            "type": self.type.value,
+            "default": default,
+            "low": self.low,
+            "high": self.high,
+            "length": self.length,
+            "help": self.help,
+            "required": self.default is None,
+        }

@@ -115,8 +115,7 @@ class SqrtDecay(Schedule):
 
 
 _CLASSES: dict[DecaySchedule, type[Schedule]] = {
-    cls.KIND: cls
-    for cls in (NoDecay, InverseTimeDecay, ExponentialDecay, StepDecay, SqrtDecay)
+    cls.KIND: cls for cls in (NoDecay, InverseTimeDecay, ExponentialDecay, StepDecay, SqrtDecay)
 }
 
 
