@@ -6,7 +6,7 @@
 - a trial that kills every worker taking it: failed after ``max_failures``, the rest completes;
 - a trial that diverges: failed with "diverged at step N" on its first attempt, not retried.
 
-(A worker frozen with SIGSTOP past its lease is in tests/test_worker.py.)
+(A worker frozen with SIGSTOP past its lease is in tests/worker/test_loop.py.)
 """
 
 from __future__ import annotations

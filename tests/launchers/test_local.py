@@ -20,7 +20,7 @@ import pytest
 
 from app.launchers.local import PARENT_ENV, TOKEN_ENV, Dispatcher
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WAIT_SECONDS = 30.0
 
 pytestmark = pytest.mark.slow

@@ -1,7 +1,7 @@
 """app.serving.spread: when a server process hands a worker connection to the others.
 
 The other processes are count files written the way theirs would be; the clock is explicit.
-The end-to-end check, real processes and sockets, is in tests/test_serving.py.
+The end-to-end check, real processes and sockets, is in tests/serving/test_processes.py.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from app.storage.db import init_db, make_engine
 from app.storage.models import Base
 from tests.api.test_caviar import caviar_study, claim_one, epoch_report
 
-SCHEMA_0001 = Path(__file__).parent / "data" / "schema_0001.sql"
+SCHEMA_0001 = Path(__file__).parents[1] / "data" / "schema_0001.sql"
 HEAD = ScriptDirectory(str(migrations.SCRIPT_LOCATION)).get_current_head()
 
 
