@@ -235,7 +235,9 @@ def stop_workers_first(dispatcher: Launcher) -> None:
     if threading.current_thread() is not threading.main_thread():
         return
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    handlers = {sig: h for sig, h in previous.items() if callable(h)}
+    handlers: dict[int, SignalHandler] = {
+        int(sig): h for sig, h in previous.items() if callable(h)
+    }
     if not handlers:
         return
     relay = _StopWorkersFirst(dispatcher, handlers)
