@@ -149,18 +149,16 @@ class _WriterQueue:
     """Writing transactions take turns on a lock before ``BEGIN IMMEDIATE``.
 
     SQLite's busy handler makes waiting writers poll with growing sleeps (1, 2, 5, 10 ms...),
-    which is slow and unfair: under load (the soak: 16 reporting clients on 2 cores) one
-    unlucky request kept losing the race for 10 s and got "database is locked". So writers
-    queue on locks of our own instead: a thread lock inside the process, then, when several
-    server processes share the file (``pandacaviar serve --processes N``), an exclusive
-    ``flock`` on ``<database>-writer.lock``, held by one thread per process at a time and
-    released by the kernel if its process dies. After ``busy_timeout`` on the thread lock the
-    transaction still goes ahead and SQLite's own wait applies, so a transaction left open by
-    mistake cannot deadlock the server. The wait for the file lock is a blocking ``flock``: its
-    holder is a live process inside a transaction (the kernel drops a dead one's lock), and
-    the kernel wakes the next waiter the moment it is released. Polling it every 0.2 ms, as
-    before, woke a waiting process about 5,000 times a second on CPU that the lock's holder
-    needed (2 cores, 2 server processes and their workers).
+    which is slow and unfair: under load one request can keep losing the race until
+    "database is locked". So writers queue on locks of our own: a thread lock inside the
+    process, then, when several server processes share the file (``serve --processes N``),
+    an exclusive ``flock`` on ``<database>-writer.lock``, held by one thread per process at a
+    time and released by the kernel if its process dies. After ``busy_timeout`` on the thread
+    lock the transaction goes ahead and SQLite's own wait applies, so a transaction left open
+    by mistake cannot deadlock the server. The wait for the file lock blocks in ``flock``
+    (its holder is a live process inside a transaction): the kernel wakes the next waiter the
+    moment it is released, and a waiting process spends no CPU that the holder needs.
+    docs/decisions.md has the measurements.
     """
 
     KEY = "pandacaviar_writer"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -24,6 +24,11 @@ from app.storage.models import EventKind, Trial, TrialState, utcnow
 from app.storage.pending import close_events, end_trial, kinds_of, pending_of
 
 log = logging.getLogger(__name__)
+
+
+def renew(trial: Trial, settings: Settings) -> None:
+    """The worker is alive (it reported or checkpointed): its lease runs a full term again."""
+    trial.lease_expires_at = utcnow() + timedelta(seconds=settings.lease_seconds)
 
 
 def any_expired(session: Session, now: datetime) -> bool:

@@ -15,7 +15,6 @@ others, and whatever is counted per study waits for the study's lock (see app.st
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
@@ -26,6 +25,7 @@ from app.search import feeder
 from app.storage import locks, queries
 from app.storage.models import Direction, Event, EventKind, Study, Trial, TrialState, utcnow
 from app.storage.pending import close_events, end_trial, kinds_of, pending_of
+from app.trials import leases
 from trainer.reporting import Action
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def report(session: Session, trial: Trial, body: ReportIn, settings: Settings) -
     queries.upsert_metrics(session, trial_id=trial.id, points=body.points)
     _record_objective(trial, trial.study, body.points)
     trial.step, trial.epoch = body.step, body.epoch
-    trial.lease_expires_at = utcnow() + timedelta(seconds=settings.lease_seconds)
+    leases.renew(trial, settings)
     _apply(session, trial, body.applied)
     for step, epoch in _epoch_ends(body.epoch_ends, (body.step, body.epoch)):
         feeder.on_report(session, trial, step, epoch, body.points)
@@ -124,7 +124,7 @@ def checkpoint_taken(session: Session, trial: Trial, step: int, settings: Settin
     # caller read it, and a lease renewed on a requeued trial would outlive its worker.
     check_attempt(trial, attempt)
     close_events(pending_of(session, trial), step=step, kinds={EventKind.CHECKPOINT})
-    trial.lease_expires_at = utcnow() + timedelta(seconds=settings.lease_seconds)
+    leases.renew(trial, settings)
     # Progress: the next lost attempt resumes from here, so the ones before no longer count.
     trial.failures = 0
 
