@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException
 
 from app.deps import SettingsDep
 from app.errors import Invalid, NotFound
+from app.hashing import file_sha256
 
 router = APIRouter(prefix="/uploads", tags=["uploads"])
 ZIP_MAGIC = b"PK\x03\x04"
@@ -237,14 +238,6 @@ def _stored(name: str, directory: Path) -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @router.get("/{name}", response_model=DatasetOut)
 async def dataset_info(name: str, settings: SettingsDep) -> DatasetOut:
     """Size and sha256 of an upload: a remote worker checks its cached copy against them.
@@ -253,7 +246,7 @@ async def dataset_info(name: str, settings: SettingsDep) -> DatasetOut:
     equals the upload's answer), which also catches a file damaged on the server's disk.
     """
     path = _stored(name, settings.upload_dir)
-    digest = await run_in_threadpool(_sha256, path)
+    digest = await run_in_threadpool(file_sha256, path)
     return DatasetOut(path=name, bytes=path.stat().st_size, sha256=digest)
 
 
@@ -265,7 +258,7 @@ async def dataset_info(name: str, settings: SettingsDep) -> DatasetOut:
 async def dataset_content(name: str, settings: SettingsDep) -> FileResponse:
     """The upload's bytes, for workers on other machines (``file`` tasks)."""
     path = _stored(name, settings.upload_dir)
-    digest = await run_in_threadpool(_sha256, path)
+    digest = await run_in_threadpool(file_sha256, path)
     return FileResponse(
         path, media_type="application/octet-stream", headers={SHA256_HEADER: digest}
     )

@@ -10,7 +10,6 @@ the trial's hparams: those write, in a transaction of their own.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.hashing import file_sha256
 from app.schemas import CheckpointRef, ClaimOut
 from app.search.study_config import scheduler_for
 from app.storage import locks, queries
@@ -29,7 +29,6 @@ from app.tuning.base import DecisionPoints
 from trainer.config import TrainConfig
 
 log = logging.getLogger(__name__)
-HASH_CHUNK = 1024 * 1024
 
 
 def assignment(engine: Engine, taken: Taken, settings: Settings) -> ClaimOut | None:
@@ -71,13 +70,9 @@ def file_problem(ckpt: Checkpoint) -> str | None:
     try:
         if path.stat().st_size != ckpt.bytes:
             return f"size {path.stat().st_size} != recorded {ckpt.bytes}"
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            while chunk := fh.read(HASH_CHUNK):
-                digest.update(chunk)
+        actual = file_sha256(path)
     except OSError as exc:
         return f"unreadable: {exc.strerror or exc}"
-    actual = digest.hexdigest()
     return None if actual == ckpt.sha256 else f"sha256 {actual} != recorded {ckpt.sha256}"
 
 

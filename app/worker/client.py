@@ -1,11 +1,11 @@
 """The worker's side of the HTTP protocol: a retrying client and the trainer's HTTP reporter.
 
-Imports ``httpx2``, ``trainer`` and the standard library only: workers never open the database.
+Imports ``httpx2``, ``trainer``, ``app.hashing`` and the standard library only: workers never
+open the database.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx2
 
+from app.hashing import bytes_sha256, file_sha256
 from trainer import checkpoint as ckpt
 from trainer.config import ADJUSTABLE
 from trainer.reporting import Action, Directive
@@ -183,7 +184,7 @@ class WorkerClient:
         """The checkpoint's bytes, verified against the sha256 the claim announced."""
         response = self.request("GET", f"/api/workers/checkpoints/{checkpoint_id}")
         data = response.content
-        digest = hashlib.sha256(data).hexdigest()
+        digest = bytes_sha256(data)
         if digest != sha256:
             raise ValueError(f"checkpoint {checkpoint_id}: sha256 {digest} != expected {sha256}")
         return data
@@ -195,14 +196,6 @@ def default_cache_dir() -> Path:
         return Path(os.environ[CACHE_ENV])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "pandacaviar"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class DatasetCache:
@@ -235,7 +228,7 @@ class DatasetCache:
     def _download(self, name: str, expected: str, target: Path) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         response = self.client.request("GET", f"/api/uploads/{name}/content")
-        digest = hashlib.sha256(response.content).hexdigest()
+        digest = bytes_sha256(response.content)
         if digest != expected:
             raise ValueError(f"data set {name}: downloaded sha256 {digest} != expected {expected}")
         # Written under a unique temp name, then renamed: several worker processes may share

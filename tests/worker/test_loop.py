@@ -7,6 +7,7 @@ expires and another worker takes the trial over).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -286,3 +287,17 @@ def test_worker_path_imports_no_web_or_database_code() -> None:
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_worker_path_imports_nothing_of_the_server() -> None:
+    # app.hashing is the one shared module: standard library only, imported by both sides.
+    probe = (
+        "import json, sys, app.cli, app.worker.loop; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('app.'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    loaded = json.loads(out.stdout)
+    allowed = ("app.cli", "app.hashing", "app.launchers", "app.worker")
+    assert [m for m in loaded if not m.startswith(allowed)] == []
