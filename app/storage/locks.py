@@ -30,7 +30,8 @@ from sqlalchemy.orm import Session, joinedload
 from app.storage.models import Study, Trial
 
 
-def _dialect(session: Session) -> str:
+def dialect(session: Session) -> str:
+    """The session's database: ``"sqlite"`` or ``"postgresql"``."""
     return session.get_bind().dialect.name
 
 
@@ -42,7 +43,7 @@ _HELD = "pandacaviar_row_locks"
 
 def locks_rows(session: Session) -> bool:
     """Whether read-then-write code must lock rows: concurrent writers (PostgreSQL)."""
-    return _dialect(session) == "postgresql"
+    return dialect(session) == "postgresql"
 
 
 def held_rows(session: Session) -> set[tuple[str, int]]:

@@ -52,10 +52,6 @@ TRIAL_SORTS = (
 )
 
 
-def _dialect(session: Session) -> str:
-    return session.get_bind().dialect.name
-
-
 # -- studies ---------------------------------------------------------------------------------
 
 
@@ -217,7 +213,7 @@ def upsert_metrics(
         {"trial_id": trial_id, "name": name, "step": step, "value": value}
         for (name, step), value in latest.items()
     ]
-    session.connection().execute(_upsert_metrics(_dialect(session)), rows)
+    session.connection().execute(_upsert_metrics(locks.dialect(session)), rows)
     return len(rows)
 
 
@@ -233,7 +229,7 @@ def _upsert_metrics(dialect: str) -> Any:
 
 def upsert_intermediate(session: Session, *, trial_id: int, resource: int, value: float) -> None:
     """The objective at the end of epoch ``resource``; a retried report overwrites it."""
-    insert = pg_insert if _dialect(session) == "postgresql" else sqlite_insert
+    insert = pg_insert if locks.dialect(session) == "postgresql" else sqlite_insert
     stmt = insert(IntermediateValue).values(trial_id=trial_id, resource=resource, value=value)
     stmt = stmt.on_conflict_do_update(
         index_elements=["trial_id", "resource"], set_={"value": stmt.excluded.value}
