@@ -16,17 +16,15 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from app import defaults
+from app.launchers import DEFAULT_LAUNCHER, LAUNCHERS
 from app.launchers.local import CACHE_ENV, PARENT_ENV, SINGLE_THREAD_ENV, TOKEN_ENV
 
-ENV_PREFIX = "PANDACAVIAR_"
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8000
-DEFAULT_DATA_DIR = "data"
 EXIT_USAGE = 2
 
 
 def _env(name: str) -> str | None:
-    return os.environ.get(ENV_PREFIX + name) or None
+    return os.environ.get(defaults.ENV_PREFIX + name) or None
 
 
 def _database_url(db: str | None) -> str | None:
@@ -42,10 +40,10 @@ def _serve(args: argparse.Namespace) -> int:
             f"pandacaviar serve: --processes: got {args.processes}, allowed: >= 1", file=sys.stderr
         )
         return EXIT_USAGE
-    host = args.host or _env("HOST") or DEFAULT_HOST
-    port = args.port or int(_env("PORT") or DEFAULT_PORT)
+    host = args.host or _env("HOST") or defaults.HOST
+    port = args.port or int(_env("PORT") or defaults.PORT)
     token = args.token or _env("TOKEN")
-    data_dir = args.data_dir or _env("DATA_DIR") or DEFAULT_DATA_DIR
+    data_dir = args.data_dir or _env("DATA_DIR") or defaults.DATA_DIR
     from app.config import is_loopback  # pydantic: kept off the worker's import path
 
     if not is_loopback(host.strip("[]")) and not token:
@@ -72,7 +70,7 @@ def _serve(args: argparse.Namespace) -> int:
         settings["SPREAD_DIR"] = str(spread)  # and they share the workers' connections out
     for name, value in settings.items():
         if value is not None:
-            os.environ[ENV_PREFIX + name] = value
+            os.environ[defaults.ENV_PREFIX + name] = value
     from app.serving.run import run as run_server  # only the serve path needs the web stack
 
     try:
@@ -175,8 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the dashboard server and its local workers")
-    serve.add_argument("--host", help=f"address to bind (default {DEFAULT_HOST})")
-    serve.add_argument("--port", type=int, help=f"port (default {DEFAULT_PORT})")
+    serve.add_argument("--host", help=f"address to bind (default {defaults.HOST})")
+    serve.add_argument("--port", type=int, help=f"port (default {defaults.PORT})")
     serve.add_argument(
         "--access-log",
         action=argparse.BooleanOptionalAction,
@@ -184,9 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="log every HTTP request (off: idle workers poll every second)",
     )
     serve.add_argument(
-        "--db", help="SQLite database file or database URL (default ./pandacaviar.db)"
+        "--db",
+        help=f"SQLite database file or database URL (default {defaults.DATABASE_FILE})",
     )
-    serve.add_argument("--workers", type=int, help="local worker processes (default: cores)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help=f"local worker processes (default: one per core, {defaults.workers()} here)",
+    )
     serve.add_argument(
         "--processes",
         type=int,
@@ -195,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="server processes on the one port (default 1): more serve many "
         "workers of short trials faster",
     )
-    serve.add_argument("--data-dir", help="checkpoints and uploads (default ./data)")
+    serve.add_argument(
+        "--data-dir", help=f"checkpoints and uploads (default ./{defaults.DATA_DIR})"
+    )
     serve.add_argument(
         "--token",
         help=f"API token (prefer the {TOKEN_ENV} variable; a wide "
@@ -209,8 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--launcher",
-        choices=("local", "dask"),
-        help="who runs the workers: local processes (default) or a Dask cluster",
+        choices=LAUNCHERS,
+        help=f"who runs the workers: local processes or a Dask cluster "
+        f"(default {DEFAULT_LAUNCHER})",
     )
     serve.add_argument(
         "--dask-scheduler",

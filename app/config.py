@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app import defaults
+from app.launchers import DEFAULT_LAUNCHER, LauncherName
 
 MIB = 1024 * 1024
 LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
@@ -30,13 +32,14 @@ def is_loopback(host: str) -> bool:
 class Settings(BaseSettings):
     """Server configuration; every field can be set as ``PANDACAVIAR_<NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix="PANDACAVIAR_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=defaults.ENV_PREFIX, extra="ignore")
 
-    database_url: str = "sqlite:///./pandacaviar.db"
-    data_dir: Path = Path("data")
-    workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
+    # Defaults shown by `pandacaviar serve --help` live in app.defaults (no pydantic there).
+    database_url: str = defaults.DATABASE_URL
+    data_dir: Path = Path(defaults.DATA_DIR)
+    workers: int = Field(default_factory=defaults.workers)
+    host: str = defaults.HOST
+    port: int = Field(defaults.PORT, ge=0, le=65535)
     token: str | None = None
     lease_seconds: float = 30.0
     # Workers also report every this many seconds: 0.1 s keeps a pause or an edit under
@@ -59,7 +62,7 @@ class Settings(BaseSettings):
     start_dispatcher: bool = True
     # Who keeps the `workers` worker loops alive: "local" child processes, or tasks on a Dask
     # cluster (`dask_scheduler`, e.g. tcp://host:8786; a LocalCluster when unset).
-    launcher: Literal["local", "dask"] = "local"
+    launcher: LauncherName = DEFAULT_LAUNCHER
     dask_scheduler: str | None = None
     # `pandacaviar serve --processes N` runs N server processes on one port; of those, only
     # the one holding an exclusive lock on this file launches the workers.
@@ -67,6 +70,9 @@ class Settings(BaseSettings):
     # And they keep the workers' connections spread evenly among them through count files in
     # this directory (app.serving.spread).
     spread_dir: Path | None = None
+    # Modules imported at start-up, e.g. third-party samplers and schedulers, which register
+    # on import: PANDACAVIAR_PLUGINS=mypkg.hyperband,mypkg.bohb (comma-separated).
+    plugins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod
@@ -74,6 +80,11 @@ class Settings(BaseSettings):
         if isinstance(v, str):
             return [h.strip().lower() for h in v.split(",") if h.strip()]
         return v
+
+    @field_validator("plugins", mode="before")
+    @classmethod
+    def _split_plugins(cls, v: Any) -> Any:
+        return [m.strip() for m in v.split(",") if m.strip()] if isinstance(v, str) else v
 
     @field_validator("workers")
     @classmethod

@@ -10,9 +10,12 @@ job, and control flows through the HTTP worker protocol whatever the launcher.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
-LAUNCHERS = ("local", "dask")
+# Who keeps the workers alive: Settings.launcher and ``serve --launcher`` take these names.
+LauncherName = Literal["local", "dask"]
+LAUNCHERS: tuple[LauncherName, ...] = get_args(LauncherName)
+DEFAULT_LAUNCHER: LauncherName = "local"
 
 
 class Launcher(Protocol):
