@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import io
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
+
+from app.storage.models import utcnow
 
 
 def create_study(client: TestClient, **fields: Any) -> dict[str, Any]:
@@ -30,6 +34,14 @@ def claim(client: TestClient, worker: str = "test-worker") -> dict[str, Any]:
     r = client.post("/api/workers/claim", json={"worker": worker})
     assert r.status_code == 200, r.text
     return dict(r.json())
+
+
+def after_the_leases(app: FastAPI) -> datetime:
+    """A clock past every lease granted so far, for ``reap_once(app, now=...)``: no sleeping.
+
+    Leases granted with the current ``lease_seconds``: a test that shortens it needs none.
+    """
+    return utcnow() + timedelta(seconds=app.state.settings.lease_seconds + 1)
 
 
 def running_trial(client: TestClient, **hparams: Any) -> tuple[int, int]:

@@ -97,10 +97,14 @@ def _lost(session: Session, trial: Trial, max_failures: int) -> None:
     end_trial(session, trial, TrialState.FAILED)
 
 
-def reap_once(app: FastAPI) -> int:
-    """Requeue (or fail) the running trials whose lease expired; returns how many."""
+def reap_once(app: FastAPI, now: datetime | None = None) -> int:
+    """Requeue (or fail) the running trials whose lease expired by ``now``; returns how many.
+
+    ``now`` is the clock (the current time when None): tests pass a later time rather than
+    wait for a lease to run out.
+    """
     settings: Settings = app.state.settings
-    now = utcnow()
+    now = utcnow() if now is None else now
     # Most passes find nothing: they only read, so every server process's pass every few
     # seconds does not take the writers' turn (nor hold it, should the process stall there).
     with Session(read_engine(app.state.engine)) as session:

@@ -14,6 +14,7 @@ from app.storage.models import Checkpoint, Event, EventKind, Metric, Trial
 from app.trials.leases import reap_once
 from tests.conftest import DB
 from tests.factories import (
+    after_the_leases,
     claim,
     create_trial,
     finish,
@@ -245,10 +246,10 @@ def test_finish_rejections_write_nothing(client: TestClient, db: DB) -> None:
     assert db.snapshot() == before
 
 
-def test_report_renews_lease(client: TestClient, db: DB) -> None:
+def test_report_renews_lease(client: TestClient, app: FastAPI, db: DB) -> None:
     tid, attempt = running_trial(client)
     first = db.get(Trial, tid).lease_expires_at
-    time.sleep(0.01)  # only so that "now" moves on; nothing depends on its length
+    app.state.settings.lease_seconds *= 2  # a renewed lease ends later, whatever the clock did
     report(client, tid, attempt, 1)
     assert db.get(Trial, tid).lease_expires_at > first
 
@@ -256,20 +257,18 @@ def test_report_renews_lease(client: TestClient, db: DB) -> None:
 def test_reaper_requeues_expired_lease_then_fails(
     client: TestClient, app: FastAPI, db: DB
 ) -> None:
-    app.state.settings.lease_seconds = 0.001
     app.state.settings.max_failures = 2
     tid, attempt = running_trial(client)
     upload(client, tid, attempt, 4)
-    time.sleep(0.01)  # let the 1 ms lease run out
-    assert reap_once(app) == 1
+    assert reap_once(app, now=after_the_leases(app)) == 1
     trial = client.get(f"/api/trials/{tid}").json()
     assert trial["state"] == "queued" and trial["worker"] is None and trial["failures"] == 1
     assert client.get(f"/api/trials/{tid}/events").json()[-1]["kind"] == "requeue"
     again = claim(client)
     assert again["attempt"] == 2 and again["checkpoint"]["step"] == 4
     assert report(client, tid, 1, 5).status_code == 409  # the dead worker's attempt
-    time.sleep(0.01)
-    assert reap_once(app) == 1
+    assert reap_once(app) == 0  # the second attempt's lease runs on
+    assert reap_once(app, now=after_the_leases(app)) == 1
     failed = client.get(f"/api/trials/{tid}").json()
     assert failed["state"] == "failed" and failed["failures"] == 2
     assert failed["error"] == (
@@ -280,11 +279,9 @@ def test_reaper_requeues_expired_lease_then_fails(
 def test_reaper_pauses_an_expired_trial_with_a_pending_pause(
     client: TestClient, app: FastAPI
 ) -> None:
-    app.state.settings.lease_seconds = 0.001
     tid, _ = running_trial(client)
     client.post(f"/api/trials/{tid}/pause")
-    time.sleep(0.01)
-    reap_once(app)
+    reap_once(app, now=after_the_leases(app))
     assert client.get(f"/api/trials/{tid}").json()["state"] == "paused"
 
 
