@@ -290,7 +290,7 @@ def test_worker_path_imports_no_web_or_database_code() -> None:
 
 
 def test_worker_path_imports_nothing_of_the_server() -> None:
-    # app.hashing is the one shared module: standard library only, imported by both sides.
+    # app.hashing and app.defaults are shared with the server: standard library only.
     probe = (
         "import json, sys, app.cli, app.worker.loop; "
         "print(json.dumps(sorted(m for m in sys.modules if m.startswith('app.'))))"
@@ -299,5 +299,5 @@ def test_worker_path_imports_nothing_of_the_server() -> None:
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
     )
     loaded = json.loads(out.stdout)
-    allowed = ("app.cli", "app.hashing", "app.launchers", "app.worker")
+    allowed = ("app.cli", "app.defaults", "app.hashing", "app.launchers", "app.worker")
     assert [m for m in loaded if not m.startswith(allowed)] == []
