@@ -6,6 +6,6 @@ The same code runs next to the server (started by app.launchers) or on another m
 (``pandacaviar worker --server URL``).
 
 May import: trainer/, httpx2, app.hashing (standard library only, shared with the server)
-and the standard library. Nothing of the server: it never opens the database, and
-tests/worker/test_loop.py holds it so.
+and the standard library. Nothing of the server: it never opens the database; the
+import-linter contracts in pyproject.toml and tests/worker/test_loop.py hold it so.
 """
