@@ -59,13 +59,36 @@ async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse
 
 
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    """Pydantic's errors as one sentence per field, e.g. ``budget.trials: Input should be...``."""
+    """Pydantic's errors as one sentence per field, e.g. ``budget.trials: Input should be...``.
+
+    A body that is not JSON at all names ``body`` and where it broke (see :func:`_not_json`).
+    """
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
+    broken = next((e for e in errors if e.get("type") == "json_invalid"), None)
+    if broken is not None:
+        return JSONResponse(_body(_not_json(broken, exc.body), "body"), status_code=422)
     fields = [_loc(tuple(e.get("loc", ()))) for e in errors]
     messages = [_message(e) for e in errors]
     detail = "; ".join(f"{f}: {m}" for f, m in zip(fields, messages, strict=True))
     return JSONResponse(_body(detail, fields[0] if fields else None), status_code=422)
+
+
+def _not_json(error: Any, doc: Any) -> str:
+    """``body: not valid JSON: Expecting value at line 1 column 13``.
+
+    FastAPI reports a JSON syntax error at ``("body", <character offset>)``: the bare offset
+    would read as a field named "12". Line and column count from 1, as :mod:`json` counts.
+    """
+    reason = str((error.get("ctx") or {}).get("error") or "cannot be parsed")
+    loc = tuple(error.get("loc", ()))
+    pos = loc[-1] if len(loc) > 1 and isinstance(loc[-1], int) else None
+    if pos is None or not isinstance(doc, str | bytes):
+        return f"body: not valid JSON: {reason}"
+    text = doc.decode("utf-8", "replace") if isinstance(doc, bytes) else doc
+    line = text.count("\n", 0, pos) + 1
+    column = pos - text.rfind("\n", 0, pos)
+    return f"body: not valid JSON: {reason} at line {line} column {column}"
 
 
 # Pydantic's bound errors, in the words our own checks use: "got 0, allowed: >= 1".
