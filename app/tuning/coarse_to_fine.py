@@ -10,6 +10,10 @@ from app.tuning.discrete import IntegerDistribution, LogInt
 from app.tuning.distributions import ContinuousDistribution, Scalar, is_number
 from app.tuning.space import Choice, Distribution, SearchSpace
 
+# A child range is at least this share of its parent's on the sampling scale: a round narrowed
+# around two close trials still samples a region, as the notes' coarse-to-fine box does.
+MIN_WIDTH_SHARE = 0.25
+
 
 def narrow_from_top(
     space: SearchSpace,
@@ -19,17 +23,20 @@ def narrow_from_top(
     margin: float,
     direction: Direction,
 ) -> SearchSpace:
-    """The child space spanned by the ``k`` best completed trials.
+    """The child space around the ``k`` best completed trials: a smaller box, never a point.
 
     For each ranged hyperparameter, on its sampling scale ``s`` (log10 for ``log_uniform``,
-    ``-log10(1 - v)`` for ``one_minus_log_uniform``, the exponent for ``log_int``)::
+    ``-log10(1 - v)`` for ``one_minus_log_uniform``, the exponent for ``log_int``), with the
+    parent's range mapped to [0, 1] (``L`` levels wide for integers)::
 
-        [a, b] = [min s(top-k), max s(top-k)]
-        w      = b - a, or the parent's width when b == a
-        child  = [a - margin * w, b + margin * w] clipped to the parent
+        [a, b] = [min s(top-k), max s(top-k)]          the top trials' spread
+        w      = max(b - a, MIN_WIDTH_SHARE)            at least a share of the parent
+        child  = [c - (1/2 + margin) w, c + (1/2 + margin) w],  c = (a + b) / 2
 
-    Integer ranges are rounded outward; a range that collapses to one value becomes fixed.
-    A choice keeps the values the top-k used (in the parent's order). Fixed values stay.
+    shifted inside the parent when it overhangs one end (clipped only when wider than it).
+    Integer ranges span at least ``max(2, MIN_WIDTH_SHARE * L)`` levels and are rounded
+    outward, so a child keeps three values or more where its parent had them. A choice keeps
+    the values the top-k used (in the parent's order). Fixed values stay.
 
     Args:
         space: the parent round's space.
@@ -76,26 +83,30 @@ def narrow(dist: Distribution, values: Sequence[object], margin: float) -> Distr
     raise ValueError(f"dist: got {dist!r}, allowed: a known distribution")
 
 
-def _hull(points: Sequence[float], parent_width: float, margin: float) -> tuple[float, float]:
+def _box(
+    points: Sequence[float], parent_width: float, floor: float, margin: float
+) -> tuple[float, float]:
+    """The child's ends on the parent's scale ``[0, parent_width]`` (:func:`narrow_from_top`)."""
     a, b = min(points), max(points)
-    w = b - a if b > a else parent_width
-    return a - margin * w, b + margin * w
+    width = max(b - a, floor)
+    half = (0.5 + margin) * width
+    low, high = (a + b) / 2 - half, (a + b) / 2 + half
+    if high - low >= parent_width:
+        return 0.0, parent_width
+    shift = max(0.0, -low) - max(0.0, high - parent_width)
+    return low + shift, high + shift
 
 
 def _narrow_continuous(
     dist: ContinuousDistribution, values: Sequence[object], margin: float
 ) -> Distribution | Scalar:
     units = [dist.to_unit(v) for v in values]
-    a, b = _hull(units, 1.0, margin)
+    a, b = _box(units, 1.0, MIN_WIDTH_SHARE, margin)
     nums = [float(v) for v in values]  # type: ignore[arg-type]
     # Mapping a value to the unit scale and back can move it by one ulp, which must not push
-    # a top-k value out of its own child range: the hull's ends are the raw values, and a
-    # widened end is never inside them.
-    vmin, vmax = min(nums), max(nums)
-    low = vmin if a >= min(units) else min(dist.from_unit(a), vmin)
-    high = vmax if b <= max(units) else max(dist.from_unit(b), vmax)
-    low = dist.low if a <= 0.0 else max(dist.low, low)
-    high = dist.high if b >= 1.0 else min(dist.high, high)
+    # a top-k value out of its own child range: an end is never inside the raw values.
+    low = dist.low if a <= 0.0 else min(max(dist.low, dist.from_unit(a)), min(nums))
+    high = dist.high if b >= 1.0 else max(min(dist.high, dist.from_unit(b)), max(nums))
     if low >= high:
         return low
     return type(dist)(low, high)
@@ -105,8 +116,10 @@ def _narrow_levels(
     dist: IntegerDistribution, values: Sequence[object], margin: float
 ) -> Distribution | Scalar:
     first, last = dist.levels()
-    a, b = _hull([dist.level_of(int(v)) for v in values], last - first, margin)  # type: ignore[call-overload]
-    lo, hi = max(first, math.floor(a)), min(last, math.ceil(b))
+    span = last - first
+    levels = [dist.level_of(int(v)) - first for v in values]  # type: ignore[call-overload]
+    a, b = _box(levels, span, min(span, max(2.0, MIN_WIDTH_SHARE * span)), margin)
+    lo, hi = first + max(0, math.floor(a + 1e-9)), first + min(span, math.ceil(b - 1e-9))
     if lo >= hi:
         return dist.value_at(lo)
     return type(dist)(dist.value_at(lo), dist.value_at(hi))

@@ -62,40 +62,51 @@ TRIALS = [
 def test_hand_worked_top_3_with_margin_half() -> None:
     child = narrow_from_top(PARENT, TRIALS, k=3, margin=0.5, direction=Direction.MINIMIZE)
     lr = child.ranged["learning_rate"]
-    # log10: hull [-3, -2], width 1, widened by 0.5 each side: [-3.5, -1.5].
+    # log10 in [-4, 0] is the unit scale [0, 1]: the top 3 span [-3, -2] = [0.25, 0.5], a
+    # width of 0.25 (the floor too); centred on 0.375, +-(1/2 + 0.5) * 0.25: [0.125, 0.625],
+    # log10 [-3.5, -1.5].
     assert isinstance(lr, LogUniform)
     assert (lr.low, lr.high) == pytest.approx((10**-3.5, 10**-1.5))
-    # hidden units: hull [60, 70], width 10, +-5: [55, 75].
-    assert child.ranged["hidden_units"] == IntUniform(55, 75)
-    # batch size exponents: hull [5, 6], +-0.5: [4.5, 6.5], rounded outward [4, 7]: 16..128.
-    assert child.ranged["batch_size"] == LogInt(16, 128)
-    # momentum: every top-3 value is 0.99 (s = -log10(1 - beta) = 2, halfway in [1, 3]); a
-    # zero-width hull widens by 0.5 * the parent's width: the whole parent.
-    assert child.ranged["momentum"] == OneMinusLogUniform(0.9, 0.999)
+    # hidden units, levels 0..50: the top 3 at 10, 14, 20 (spread 10) widen to the floor of
+    # 12.5 levels; centred on 15, +-12.5: [2.5, 27.5], rounded outward [2, 28]: 52..78.
+    assert child.ranged["hidden_units"] == IntUniform(52, 78)
+    # batch size exponents 4..9 are levels 0..5: the top 3 at 1, 2 (32, 64) widen to the floor
+    # of 2 levels; centred on 1.5, +-2: [-0.5, 3.5], shifted inside: [0, 4]: 16..256.
+    assert child.ranged["batch_size"] == LogInt(16, 256)
+    # momentum: every top-3 value is 0.99 (s = -log10(1 - beta) = 2, unit 0.5); the floor of
+    # 0.25, +-0.25: unit [0.25, 0.75], s in [1.5, 2.5].
+    mom = child.ranged["momentum"]
+    assert isinstance(mom, OneMinusLogUniform)
+    assert (mom.low, mom.high) == pytest.approx((1 - 10**-1.5, 1 - 10**-2.5))
     # choices keep what the top 3 used; fixed stays fixed.
     assert child.ranged["activation"] == Choice(("relu",))
     assert child.fixed == {"optimizer": "adam"}
 
 
-def test_zero_width_hull_widens_by_margin_times_the_parent_width() -> None:
+def test_a_zero_width_spread_keeps_a_quarter_of_the_parent_plus_the_margin() -> None:
     child = narrow_from_top(PARENT, TRIALS, k=3, margin=0.1, direction=Direction.MINIMIZE)
     mom = child.ranged["momentum"]
-    # s in [1, 3]; the hull is s = 2; widened by 0.1 * 2 = 0.2: s in [1.8, 2.2].
+    # s in [1, 3] is unit [0, 1]; every top value at unit 0.5; the floor of 0.25, +-(0.5 + 0.1)
+    # * 0.25 = 0.15: unit [0.35, 0.65], s in [1.7, 2.3].
     assert isinstance(mom, OneMinusLogUniform)
-    assert (mom.low, mom.high) == pytest.approx((1 - 10**-1.8, 1 - 10**-2.2))
+    assert (mom.low, mom.high) == pytest.approx((1 - 10**-1.7, 1 - 10**-2.3))
 
 
-def test_maximize_takes_the_highest_values() -> None:
+def test_maximize_takes_the_highest_values_and_never_collapses_a_range() -> None:
     child = narrow_from_top(PARENT, TRIALS, k=1, margin=0.0, direction=Direction.MAXIMIZE)
-    # Trial 3 alone, margin 0: every numeric range collapses to trial 3's value, now fixed.
-    assert child.fixed == {
-        "optimizer": "adam",
-        "learning_rate": 0.5,
-        "momentum": 0.9,
-        "hidden_units": 100,
-        "batch_size": 512,
-    }
-    assert child.ranged == {"activation": Choice(("tanh",))}
+    # Trial 3 alone, margin 0: each range keeps the floor width, shifted inside the parent.
+    # lr 0.5 (unit 0.925): [0.8, 1.05] shifted to [0.75, 1]: log10 [-1, 0].
+    assert child.ranged["learning_rate"] == LogUniform(0.1, 1.0)
+    # momentum 0.9 (unit 0): [-0.125, 0.125] shifted to [0, 0.25]: s in [1, 1.5].
+    mom = child.ranged["momentum"]
+    assert isinstance(mom, OneMinusLogUniform)
+    assert (mom.low, mom.high) == pytest.approx((0.9, 1 - 10**-1.5))
+    # hidden units 100 (level 50): 12.5 levels, [43.75, 56.25] shifted to [37.5, 50]: 87..100.
+    assert child.ranged["hidden_units"] == IntUniform(87, 100)
+    # batch size 512 (level 5): 2 levels, [4, 6] shifted to [3, 5]: 128..512.
+    assert child.ranged["batch_size"] == LogInt(128, 512)
+    assert child.ranged["activation"] == Choice(("tanh",))
+    assert child.fixed == {"optimizer": "adam"}
 
 
 def test_ranges_are_clipped_to_the_parent() -> None:
@@ -105,9 +116,12 @@ def test_ranges_are_clipped_to_the_parent() -> None:
         done(1, 0.2, **hp(1e-3, 0.9, 52, 32, "relu")),
     ]
     child = narrow_from_top(PARENT, edge, k=2, margin=1.0, direction=Direction.MINIMIZE)
-    assert child.ranged["learning_rate"] == LogUniform(1e-4, 1e-2)
-    assert child.ranged["hidden_units"] == IntUniform(50, 54)
-    assert child.ranged["batch_size"] == LogInt(16, 64)
+    # lr unit [0, 0.25], +-1.5 * 0.25 around 0.125: [-0.25, 0.5], shifted: [0, 0.75].
+    assert child.ranged["learning_rate"] == LogUniform(1e-4, 0.1)
+    # levels 0 and 2; 12.5 levels, +-18.75 around 1: [-17.75, 19.75], shifted: [0, 37.5].
+    assert child.ranged["hidden_units"] == IntUniform(50, 88)
+    # levels 0 and 1; 2 levels, +-3 around 0.5: 6 levels, wider than the parent's 5: all of it.
+    assert child.ranged["batch_size"] == LogInt(16, 512)
     assert check_within(PARENT, child) == []
 
 
@@ -145,17 +159,23 @@ def test_top_k_round_contains_every_top_value_and_is_narrower(
         assert child.contains(t.hparams), t.hparams
     assert check_within(PARENT, child) == []
     for name in ("learning_rate", "momentum"):
-        if name in child.ranged:  # k = 1 with margin 0 collapses a range to a fixed value
-            assert sampling_width(child, name) < sampling_width(PARENT, name)
-        else:
-            assert child.fixed[name] == top[0].hparams[name]
+        # Narrower than the parent, never narrower than a quarter of it.
+        width, parent = sampling_width(child, name), sampling_width(PARENT, name)
+        assert 0.25 * parent - 1e-9 <= width < parent
 
 
 def test_a_child_round_can_be_narrowed_again() -> None:
     child = narrow_from_top(PARENT, TRIALS, k=3, margin=0.5, direction=Direction.MINIMIZE)
     grandchild = narrow_from_top(child, TRIALS, k=2, margin=0.0, direction=Direction.MINIMIZE)
-    # Top 2: trials 0 (lr 1e-3) and 2 (lr 3e-3).
-    assert grandchild.ranged["learning_rate"] == LogUniform(1e-3, 3e-3)
+    # Top 2: trials 0 (lr 1e-3) and 2 (lr 3e-3). The child's log10 range [-3.5, -1.5] is the
+    # unit scale; they sit at 0.25 and (log10(3e-3) + 3.5) / 2 = 0.4886, a spread under the
+    # floor of 0.25: centred on 0.3693, +-0.125: log10 [-3.0114, -2.5114].
+    lr = grandchild.ranged["learning_rate"]
+    c = (0.25 + (np.log10(3e-3) + 3.5) / 2) / 2
+    assert isinstance(lr, LogUniform)
+    assert (lr.low, lr.high) == pytest.approx(
+        (10 ** (-3.5 + 2 * (c - 0.125)), 10 ** (-3.5 + 2 * (c + 0.125)))
+    )
     assert check_within(child, grandchild) == []
 
 
