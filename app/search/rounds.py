@@ -30,7 +30,6 @@ from app.schemas import (
 from app.search import feeder, study_config
 from app.storage import queries
 from app.storage.models import Direction, Round, RoundKind, Study, StudyMode, Trial, TrialState
-from app.tuning import Direction as TuningDirection
 from app.tuning import check_within, completed_trials, narrow_from_top, parse_space, trial_rng
 
 SEED_SPACE = 2**32 - 1  # trainer seeds are in [0, 2**32 - 1]
@@ -150,7 +149,7 @@ def _narrowed(
         history,
         k=body.from_top,
         margin=body.margin,
-        direction=TuningDirection(study.direction.value),
+        direction=study.direction,
     )
     return child.to_dict(), []
 

@@ -12,8 +12,8 @@ from typing import Any
 from app.errors import Invalid
 from app.storage.models import Study
 from app.tuning import (
+    SCHEDULERS,
     Choice,
-    Direction,
     Sampler,
     Scheduler,
     SearchSpace,
@@ -24,8 +24,6 @@ from app.tuning import (
 )
 from trainer.config import HPARAM_SPECS, HParamError, complete_hparams
 
-# Algorithms whose constructor takes the objective's direction (the study sets it, not users).
-DIRECTED = frozenset({"tpe", "asha", "median"})
 # The trainer's only cross-field rule ties these two; their range corners are checked at once.
 COMBINED = ("lr_decay", "decay_schedule")
 
@@ -63,6 +61,12 @@ def max_epochs(space: SearchSpace, default: int) -> int:
         return int(space.fixed["epochs"])
     dist = space.ranged.get("epochs")
     return default if dist is None else max(int(v) for v in _corners(dist))
+
+
+def takes_max_resource(scheduler: str | None) -> bool:
+    """Whether the scheduler has a ``max_resource`` setting, which defaults to ``max_epochs``."""
+    cls = SCHEDULERS.get(scheduler or "")
+    return cls is not None and any(s.name == "max_resource" for s in cls.settings)
 
 
 def split(spec: str | dict[str, Any] | None, what: str) -> tuple[str | None, dict[str, Any]]:
@@ -103,15 +107,15 @@ def check_algorithms(study: Study) -> None:
 
 def sampler_for(study: Study, round_number: int = 1) -> Sampler:
     """The study's sampler for one of its rounds."""
-    extra = {"direction": Direction(study.direction.value)} if study.sampler in DIRECTED else {}
     # Sobol's scrambling seed differs per round, so a narrowed round gets fresh points.
     seed = study.seed + round_number - 1
-    return make_sampler(study.sampler, seed, **extra, **study.sampler_settings)
+    return make_sampler(study.sampler, seed, direction=study.direction, **study.sampler_settings)
 
 
 def scheduler_for(study: Study) -> Scheduler | None:
-    """The study's early-stopping scheduler, or None."""
-    if study.scheduler in (None, "none"):
+    """The study's early-stopping scheduler, or None (none, or ``"none"``: nothing to ask)."""
+    if study.scheduler is None:
         return None
-    extra = {"direction": Direction(study.direction.value)} if study.scheduler in DIRECTED else {}
-    return make_scheduler(study.scheduler, **extra, **study.scheduler_settings)
+    settings = study.scheduler_settings
+    scheduler = make_scheduler(study.scheduler, direction=study.direction, **settings)
+    return None if study.scheduler == "none" else scheduler

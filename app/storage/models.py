@@ -21,6 +21,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator
 
+# The search algorithms' own Direction, re-exported: stored as "maximize" / "minimize".
+from app.tuning import Direction as Direction
+
 
 class Base(DeclarativeBase):
     """Declarative base of every table."""
@@ -48,11 +51,6 @@ def utcnow() -> datetime:
 class StudyMode(enum.StrEnum):
     PANDA = "panda"
     CAVIAR = "caviar"
-
-
-class Direction(enum.StrEnum):
-    MAXIMIZE = "maximize"
-    MINIMIZE = "minimize"
 
 
 class StudyState(enum.StrEnum):

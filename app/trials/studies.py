@@ -66,7 +66,7 @@ def create_study(session: Session, body: StudyCreate, settings: Settings) -> Stu
     else:
         parsed = study_config.parse(space, body.epochs)
         space = parsed.to_dict()
-        if scheduler == "asha":  # rungs stop below the longest training: ASHA's max resource
+        if study_config.takes_max_resource(scheduler):  # ASHA's rungs stop below it
             longest = study_config.max_epochs(parsed, body.epochs)
             scheduler_settings.setdefault("max_resource", longest)
     assert body.objective.direction is not None  # filled in by the schema

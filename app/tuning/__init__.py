@@ -7,14 +7,21 @@ algorithms return, so their state lives in the database.
 
 from __future__ import annotations
 
+# The registry first: it defines the built-in algorithms in the order they are offered.
+from app.tuning.registry import SAMPLERS, SCHEDULERS, make_sampler, make_scheduler
+
+# isort: split
 from app.tuning.asha import AshaScheduler
 from app.tuning.base import (
+    Algorithm,
     Decision,
     Direction,
+    Preset,
     RungRecord,
     Sampler,
     Scheduler,
     SchedulerStep,
+    Setting,
     TrialStatus,
     TrialView,
     completed_trials,
@@ -27,7 +34,6 @@ from app.tuning.importance import ImportanceResult, importance
 from app.tuning.median import MedianStoppingScheduler
 from app.tuning.no_stopping import NoStoppingScheduler
 from app.tuning.random_search import RandomSampler
-from app.tuning.registry import SAMPLERS, SCHEDULERS, make_sampler, make_scheduler
 from app.tuning.sobol import SobolSampler
 from app.tuning.space import (
     Choice,
@@ -48,6 +54,7 @@ from app.tuning.tpe import TpeSampler
 __all__ = [
     "SAMPLERS",
     "SCHEDULERS",
+    "Algorithm",
     "AshaScheduler",
     "Choice",
     "Decision",
@@ -63,12 +70,14 @@ __all__ = [
     "MedianStoppingScheduler",
     "NoStoppingScheduler",
     "OneMinusLogUniform",
+    "Preset",
     "RandomSampler",
     "RungRecord",
     "Sampler",
     "Scheduler",
     "SchedulerStep",
     "SearchSpace",
+    "Setting",
     "SobolSampler",
     "SpaceError",
     "TpeSampler",

@@ -10,9 +10,11 @@ from app.tuning.base import (
     Decision,
     DecisionPoints,
     Direction,
+    Preset,
     RungRecord,
     Scheduler,
     SchedulerStep,
+    Setting,
     TrialView,
 )
 
@@ -28,12 +30,6 @@ class AshaMode(str, Enum):
 
     STOP = "stop"
     PAUSE = "pause"
-
-
-def _positive_int(arg: str, v: object, minimum: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise ValueError(f"{arg}: got {v!r}, allowed: an integer >= {minimum}")
-    return v
 
 
 class AshaScheduler(Scheduler):
@@ -74,6 +70,40 @@ class AshaScheduler(Scheduler):
             full groups already keep hopeless early arrivals out.
     """
 
+    name = "asha"
+    label = "ASHA (successive halving)"
+    help = (
+        "At rungs of min_resource * reduction_factor**k epochs, only the best "
+        "1/reduction_factor of the trials go on; the others stop (or wait, in pause mode)."
+    )
+    settings = (
+        Setting("min_resource", "int", 1, "epochs at the first rung", low=1),
+        Setting("reduction_factor", "int", 3, "eta: 1/eta of a rung's trials go on", low=2),
+        Setting(
+            "max_resource", "int", None,
+            "epochs a trial trains at most, above min_resource; by default the most epochs "
+            "a trial of the study can train", low=2,
+        ),
+        Setting(
+            "mode", "str", AshaMode.STOP.value,
+            "stop: a trial below a rung's cut ends there; pause: it waits for a promotion",
+            choices=tuple(m.value for m in AshaMode),
+        ),
+        Setting(
+            "eager_top", "bool", False,
+            "pause mode: the top rung's best early arrival goes on instead of waiting",
+        ),
+    )  # fmt: skip
+    presets = (
+        Preset("pause", "ASHA, trials wait at a rung for promotion", {"mode": "pause"}),
+        Preset(
+            "eager",
+            "ASHA, trials wait, but the top rung's best goes on",
+            {"mode": "pause", "eager_top": True},
+        ),
+    )
+    needs_direction = True
+
     def __init__(
         self,
         min_resource: int = 1,
@@ -83,18 +113,17 @@ class AshaScheduler(Scheduler):
         mode: AshaMode | str = AshaMode.STOP,
         eager_top: bool = False,
     ) -> None:
-        self.min_resource = _positive_int("min_resource", min_resource, 1)
-        self.reduction_factor = _positive_int("reduction_factor", reduction_factor, 2)
-        self.max_resource = _positive_int("max_resource", max_resource, min_resource + 1)
+        self.min_resource = self._check("min_resource", min_resource)
+        self.reduction_factor = self._check("reduction_factor", reduction_factor)
+        self.max_resource = self._check("max_resource", max_resource)
+        if self.max_resource <= self.min_resource:
+            raise ValueError(
+                f"max_resource: got {max_resource!r}, allowed: an integer >= {min_resource + 1}"
+            )
         self.direction = Direction(direction)
-        try:
-            self.mode = AshaMode(mode)
-        except ValueError:
-            allowed = ", ".join(repr(m.value) for m in AshaMode)
-            raise ValueError(f"mode: got {mode!r}, allowed: one of {allowed}") from None
+        self.mode = AshaMode(self._check("mode", mode))
         self.pauses = self.mode is AshaMode.PAUSE
-        if not isinstance(eager_top, bool):
-            raise ValueError(f"eager_top: got {eager_top!r}, allowed: true or false")
+        eager_top = self._check("eager_top", eager_top)
         if eager_top and not self.pauses:
             raise ValueError(
                 "eager_top: got true with mode 'stop', allowed: true only with "

@@ -1,5 +1,13 @@
 """Small bases every search algorithm builds on: trial views, enums and two ABCs.
 
+A sampler or scheduler declares what the rest of the program needs to know about it as class
+attributes (:class:`Algorithm`): its ``name``, a one-line ``label`` and ``help``, its user
+``settings`` (:class:`Setting`: type, default, allowed range), named ``presets`` of them, and
+whether it is built with the objective's direction or the study seed. A class that declares a
+``name`` registers itself when it is defined (:data:`SAMPLERS`, :data:`SCHEDULERS`); the
+registry, the request checks, ``GET /api/algorithms`` and the new-study form are built from
+these declarations, so a new algorithm is one module.
+
 Algorithms never see ORM rows. A glue module in the server turns stored trials into
 :class:`TrialView` objects and stored rung records into :class:`RungRecord` objects, calls an
 algorithm, and persists whatever it returns. Every decision is a pure function of those
@@ -8,12 +16,13 @@ inputs plus the algorithm's own settings, so a server restart changes nothing.
 
 from __future__ import annotations
 
+import inspect
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import TYPE_CHECKING
+from enum import Enum, StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TypeVar, cast
 
 import numpy as np
 
@@ -31,8 +40,12 @@ class TrialStatus(str, Enum):
     OTHER = "other"
 
 
-class Direction(str, Enum):
-    """Whether the objective is minimised (a loss) or maximised (an accuracy)."""
+class Direction(StrEnum):
+    """Whether the objective is minimised (a loss) or maximised (an accuracy).
+
+    The one Direction of the program: the server stores it as its value (``app.storage.models``
+    re-exports this class), so ``"minimize"`` and ``"maximize"`` are what the database holds.
+    """
 
     MINIMIZE = "minimize"
     MAXIMIZE = "maximize"
@@ -145,8 +158,183 @@ def trial_rng(seed: int, trial_number: int) -> np.random.Generator:
     return np.random.default_rng([seed, trial_number])
 
 
-class Sampler(ABC):
+SettingType = Literal["int", "float", "bool", "str"]
+SettingValue = int | float | bool | str
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting a user may give a sampler or scheduler: ``{"name": "asha", "<name>": v}``.
+
+    Attributes:
+        name: the constructor's keyword argument.
+        type: ``"int"``, ``"float"``, ``"bool"`` or ``"str"`` (a str setting lists ``choices``).
+        default: the constructor's default; None when the server fills it in from the study
+            (ASHA's ``max_resource``: the most epochs a trial can train).
+        help: one line for the API and the new-study form.
+        low, high: bounds of a number, inclusive unless ``low_open`` / ``high_open``.
+        choices: the values a str setting allows.
+    """
+
+    name: str
+    type: SettingType
+    default: SettingValue | None
+    help: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+
+    def allowed(self) -> str:
+        """The allowed values in words: ``an integer >= 1``, ``0 < gamma < 1``, ``one of ...``."""
+        if self.type == "bool":
+            return "true or false"
+        if self.type == "str":
+            return "one of " + ", ".join(map(repr, self.choices)) if self.choices else "a string"
+        kind = "an integer" if self.type == "int" else "a number"
+        below = "<" if self.low_open else "<="
+        above = "<" if self.high_open else "<="
+        if self.low is not None and self.high is not None:
+            between = f"{self.low:g} {below} {self.name} {above} {self.high:g}"
+            return f"{kind}, {between}" if self.type == "int" else between
+        if self.low is not None:
+            return f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
+        if self.high is not None:
+            return f"{kind} {above} {self.high:g}"
+        return kind
+
+    def check(self, value: object) -> SettingValue:
+        """``value`` if allowed (an int given for a float setting becomes a float).
+
+        Raises:
+            ValueError: ``"<name>: got <value>, allowed: <allowed()>"``.
+        """
+        if self.type == "bool":
+            if isinstance(value, bool):
+                return value
+        elif self.type == "str":
+            if isinstance(value, str) and (not self.choices or value in self.choices):
+                return value
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            number = float(value) if self.type == "float" else value
+            if (self.type == "float" or isinstance(value, int)) and self._within(float(value)):
+                return number
+        raise ValueError(f"{self.name}: got {value!r}, allowed: {self.allowed()}")
+
+    def _within(self, v: float) -> bool:
+        if not math.isfinite(v):
+            return False
+        if self.low is not None and (v < self.low or (self.low_open and v == self.low)):
+            return False
+        return self.high is None or not (v > self.high or (self.high_open and v == self.high))
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Settings the new-study form offers as an entry of their own, e.g. ASHA in pause mode.
+
+    The form's entry is ``"<algorithm name>-<key>"``; choosing it fills the settings in.
+    """
+
+    key: str
+    label: str
+    settings: Mapping[str, SettingValue]
+
+
+class Algorithm:
+    """What a sampler or scheduler declares about itself, as class attributes.
+
+    Attributes:
+        name: the registry name a study stores (``"asha"``); a class that declares one is
+            registered when it is defined, so importing its module once makes it known.
+        label: a few words for the new-study form's list.
+        help: one sentence on what it does.
+        settings: the keyword arguments a user may set, each checked by its :class:`Setting`.
+        presets: settings offered as entries of their own in the new-study form.
+        needs_direction: whether the constructor takes ``direction`` (the study's objective
+            sets it, users do not).
+        needs_seed: whether the constructor takes ``seed`` (the study seed, per round).
+    """
+
+    name: ClassVar[str]
+    label: ClassVar[str] = ""
+    help: ClassVar[str] = ""
+    settings: ClassVar[tuple[Setting, ...]] = ()
+    presets: ClassVar[tuple[Preset, ...]] = ()
+    needs_direction: ClassVar[bool] = False
+    needs_seed: ClassVar[bool] = False
+
+    @classmethod
+    def check_settings(cls, settings: Mapping[str, object]) -> dict[str, SettingValue]:
+        """The user's settings, each checked against its declaration.
+
+        Raises:
+            ValueError: naming the first unknown or refused setting, ``"<setting>: got ..."``.
+        """
+        declared = {s.name: s for s in cls.settings}
+        out: dict[str, SettingValue] = {}
+        for key, value in settings.items():
+            if key not in declared:
+                allowed = f"one of {', '.join(declared)}" if declared else "no settings"
+                raise ValueError(f"{key}: got an unknown setting, allowed: {allowed}")
+            out[key] = declared[key].check(value)
+        return out
+
+    @classmethod
+    def build(
+        cls, settings: Mapping[str, object], *, seed: int = 0, direction: Direction | None = None
+    ) -> Self:
+        """An instance from a study's stored settings, its seed and its objective's direction."""
+        kwargs: dict[str, object] = dict(cls.check_settings(settings))
+        if cls.needs_direction:
+            kwargs["direction"] = Direction(direction or Direction.MINIMIZE)
+        if cls.needs_seed:
+            kwargs["seed"] = seed
+        return cast(Callable[..., Self], cls)(**kwargs)
+
+    @classmethod
+    def _check(cls, name: str, value: _T) -> _T:
+        """A constructor argument checked by its declared :class:`Setting`."""
+        setting = next(s for s in cls.settings if s.name == name)
+        return cast(_T, setting.check(value))
+
+
+_A = TypeVar("_A", bound=Algorithm)
+
+#: Every sampler and scheduler defined so far, by name, in the order they were defined
+#: (``app.tuning.registry`` defines the built-in ones first, in the order they are offered).
+SAMPLERS: dict[str, type[Sampler]] = {}
+SCHEDULERS: dict[str, type[Scheduler]] = {}
+
+
+def _register(registry: dict[str, type[_A]], cls: type[_A], kind: str) -> None:
+    """Adds ``cls`` under its declared ``name`` (a class without one is a base, not added)."""
+    if "name" not in vars(cls):
+        return
+    taken = registry.get(cls.name)
+    if taken is not None and _where(taken) != _where(cls):  # a reloaded module may redefine
+        raise ValueError(f"{kind} {cls.name!r}: the name is taken by {_where(taken)}")
+    params = inspect.signature(cls).parameters
+    wanted = [s.name for s in cls.settings]
+    wanted += ["direction"] * cls.needs_direction + ["seed"] * cls.needs_seed
+    missing = [w for w in wanted if w not in params]
+    if missing:
+        raise TypeError(f"{kind} {cls.name!r}: the constructor takes no {', '.join(missing)}")
+    registry[cls.name] = cls
+
+
+def _where(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class Sampler(Algorithm, ABC):
     """Proposes hyperparameters for a new trial."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _register(SAMPLERS, cls, "sampler")
 
     @abstractmethod
     def sample(
@@ -168,8 +356,12 @@ class Sampler(ABC):
         """
 
 
-class Scheduler(ABC):
+class Scheduler(Algorithm, ABC):
     """Decides, at each report, whether a running trial goes on."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _register(SCHEDULERS, cls, "scheduler")
 
     #: Whether ``on_report`` may answer PAUSE; only then does the server ask ``promotions``.
     pauses: bool = False

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from app.tuning.base import Sampler, TrialView
+from app.tuning.base import Sampler, Setting, TrialView
 from app.tuning.space import Scalar, SearchSpace
 
 
@@ -32,14 +32,21 @@ class GridSampler(Sampler):
             scale (log for a learning rate), ends included.
     """
 
+    name = "grid"
+    label = "grid"
+    help = "Every combination of evenly spaced values of each hyperparameter, in a fixed order."
+    settings = (
+        Setting(
+            "points_per_dim",
+            "int",
+            3,
+            "values per numeric hyperparameter, evenly spaced on its scale, ends included",
+            low=1,
+        ),
+    )
+
     def __init__(self, points_per_dim: int = 3) -> None:
-        if (
-            isinstance(points_per_dim, bool)
-            or not isinstance(points_per_dim, int)
-            or (points_per_dim < 1)
-        ):
-            raise ValueError(f"points_per_dim: got {points_per_dim!r}, allowed: an integer >= 1")
-        self.points_per_dim = points_per_dim
+        self.points_per_dim = self._check("points_per_dim", points_per_dim)
 
     def axes(self, space: SearchSpace) -> dict[str, list[Scalar]]:
         """Each ranged hyperparameter's grid values."""

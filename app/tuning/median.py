@@ -14,6 +14,7 @@ from app.tuning.base import (
     RungRecord,
     Scheduler,
     SchedulerStep,
+    Setting,
     TrialView,
 )
 
@@ -34,18 +35,26 @@ class MedianStoppingScheduler(Scheduler):
         direction: which values are better.
     """
 
+    name = "median"
+    label = "median stopping"
+    help = (
+        "Stops a trial whose best value so far is worse than the median of the other trials' "
+        "values at the same epoch."
+    )
+    settings = (
+        Setting("grace", "int", 1, "epochs before any stop", low=0),
+        Setting("min_trials", "int", 3, "other trials needed at an epoch to compare", low=1),
+    )
+    needs_direction = True
+
     def __init__(
         self,
         grace: int = 1,
         min_trials: int = 3,
         direction: Direction = Direction.MINIMIZE,
     ) -> None:
-        if isinstance(grace, bool) or not isinstance(grace, int) or grace < 0:
-            raise ValueError(f"grace: got {grace!r}, allowed: an integer >= 0")
-        if isinstance(min_trials, bool) or not isinstance(min_trials, int) or min_trials < 1:
-            raise ValueError(f"min_trials: got {min_trials!r}, allowed: an integer >= 1")
-        self.grace = grace
-        self.min_trials = min_trials
+        self.grace = self._check("grace", grace)
+        self.min_trials = self._check("min_trials", min_trials)
         self.direction = Direction(direction)
 
     def decision_points(self) -> DecisionPoints:

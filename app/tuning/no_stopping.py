@@ -17,6 +17,10 @@ from app.tuning.base import (
 class NoStoppingScheduler(Scheduler):
     """Always CONTINUE; no records."""
 
+    name = "none"
+    label = "none"
+    help = "Every trial trains to the end."
+
     def decision_points(self) -> DecisionPoints:
         return DecisionPoints()  # never decides: reports stay batched
 

@@ -18,6 +18,10 @@ class RandomSampler(Sampler):
     hyperparameters matter. Stateless: the trial's generator carries all the randomness.
     """
 
+    name = "random"
+    label = "random (recommended by the notes)"
+    help = "Every hyperparameter drawn independently on its own scale."
+
     def sample(
         self,
         space: SearchSpace,

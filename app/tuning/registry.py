@@ -1,80 +1,68 @@
-"""Build samplers and schedulers from the names and settings a study stores."""
+"""Samplers and schedulers by name, built from the names and settings a study stores.
+
+Every sampler and scheduler registers itself when its class is defined, from what it declares
+(:class:`~app.tuning.base.Algorithm`). This module imports the built-in ones, in the order
+they are offered; a new built-in algorithm is one module, listed in :data:`BUILT_IN`, and a
+third-party one is any module the server imports (``PANDACAVIAR_PLUGINS``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from typing import Any
 
-from app.tuning.asha import AshaScheduler
-from app.tuning.base import Sampler, Scheduler
-from app.tuning.grid import GridSampler
-from app.tuning.median import MedianStoppingScheduler
-from app.tuning.no_stopping import NoStoppingScheduler
-from app.tuning.random_search import RandomSampler
-from app.tuning.sobol import SobolSampler
-from app.tuning.tpe import TpeSampler
+from app.tuning.base import SAMPLERS, SCHEDULERS, Direction, Sampler, Scheduler
+
+__all__ = ["BUILT_IN", "SAMPLERS", "SCHEDULERS", "make_sampler", "make_scheduler"]
+
+BUILT_IN = (
+    "app.tuning.random_search",
+    "app.tuning.grid",
+    "app.tuning.sobol",
+    "app.tuning.tpe",
+    "app.tuning.no_stopping",
+    "app.tuning.asha",
+    "app.tuning.median",
+)
+for _module in BUILT_IN:
+    importlib.import_module(_module)
 
 
-def _random(seed: int, **settings: Any) -> Sampler:
-    return RandomSampler(**settings)
-
-
-def _grid(seed: int, **settings: Any) -> Sampler:
-    return GridSampler(**settings)
-
-
-def _sobol(seed: int, **settings: Any) -> Sampler:
-    return SobolSampler(seed, **settings)
-
-
-def _tpe(seed: int, **settings: Any) -> Sampler:
-    return TpeSampler(**settings)
-
-
-SAMPLERS: dict[str, Callable[..., Sampler]] = {
-    "random": _random,
-    "grid": _grid,
-    "sobol": _sobol,
-    "tpe": _tpe,
-}
-SCHEDULERS: dict[str, Callable[..., Scheduler]] = {
-    "none": NoStoppingScheduler,
-    "asha": AshaScheduler,
-    "median": MedianStoppingScheduler,
-}
-
-
-def make_sampler(name: str, seed: int = 0, **settings: Any) -> Sampler:
-    """A sampler by name: ``"random"``, ``"grid"``, ``"sobol"`` or ``"tpe"``.
+def make_sampler(
+    name: str, seed: int = 0, *, direction: Direction | str | None = None, **settings: Any
+) -> Sampler:
+    """A sampler by name (``"random"``, ``"grid"``, ...), its settings checked.
 
     Args:
         name: the registry name.
-        seed: the study seed (Sobol's scrambling; the others draw from the trial's generator).
-        **settings: constructor arguments, e.g. ``points_per_dim`` for grid, ``direction``
-            for tpe.
+        seed: the study seed, for the samplers that declare ``needs_seed`` (Sobol's
+            scrambling; the others draw from the trial's generator).
+        direction: the objective's, for the samplers that declare ``needs_direction`` (tpe);
+            minimise when not given.
+        **settings: the user's settings, e.g. ``points_per_dim`` for grid.
 
     Raises:
         ValueError: an unknown name or setting, or a setting out of range.
     """
-    factory = SAMPLERS.get(name)
-    if factory is None:
+    cls = SAMPLERS.get(name)
+    if cls is None:
         raise ValueError(f"sampler: got {name!r}, allowed: one of {', '.join(SAMPLERS)}")
-    try:
-        return factory(seed, **settings)
-    except TypeError as exc:  # an unknown keyword
-        raise ValueError(f"sampler {name!r} settings: {exc}") from None
+    return cls.build(settings, seed=seed, direction=_direction(direction))
 
 
-def make_scheduler(name: str, **settings: Any) -> Scheduler:
-    """A scheduler by name: ``"none"``, ``"asha"`` or ``"median"``, with its settings.
+def make_scheduler(
+    name: str, *, direction: Direction | str | None = None, **settings: Any
+) -> Scheduler:
+    """A scheduler by name (``"none"``, ``"asha"``, ...), its settings checked.
 
     Raises:
         ValueError: an unknown name or setting, or a setting out of range.
     """
-    factory = SCHEDULERS.get(name)
-    if factory is None:
+    cls = SCHEDULERS.get(name)
+    if cls is None:
         raise ValueError(f"scheduler: got {name!r}, allowed: one of {', '.join(SCHEDULERS)}")
-    try:
-        return factory(**settings)
-    except TypeError as exc:
-        raise ValueError(f"scheduler {name!r} settings: {exc}") from None
+    return cls.build(settings, direction=_direction(direction))
+
+
+def _direction(direction: Direction | str | None) -> Direction | None:
+    return None if direction is None else Direction(direction)

@@ -23,6 +23,11 @@ class SobolSampler(Sampler):
         seed: scrambles the sequence; the server may derive it from the study seed and round.
     """
 
+    name = "sobol"
+    label = "sobol (quasi-random)"
+    help = "A scrambled Sobol sequence: covers the space more evenly than independent draws."
+    needs_seed = True
+
     def __init__(self, seed: int = 0) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed: got {seed!r}, allowed: an integer >= 0")

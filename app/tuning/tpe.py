@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.special import ndtr, ndtri  # type: ignore[import-untyped]
 
-from app.tuning.base import Direction, Sampler, TrialView, ranked
+from app.tuning.base import Direction, Sampler, Setting, TrialView, ranked
 from app.tuning.space import Choice, Distribution, SearchSpace
 
 # Bandwidth limits on the unit scale: below 0.05 a single good trial would pin the search to
@@ -41,6 +41,22 @@ class TpeSampler(Sampler):
         direction: whether lower or higher objective values are better.
     """
 
+    name = "tpe"
+    label = "TPE (models the good trials)"
+    help = (
+        "Tree-structured Parzen Estimator: proposes values where the best trials are dense "
+        "and the rest are not; random until enough trials have completed."
+    )
+    settings = (
+        Setting("n_startup", "int", 10, "completed trials needed before modelling", low=2),
+        Setting(
+            "gamma", "float", 0.25, "the fraction of trials taken as good", low=0, high=1,
+            low_open=True, high_open=True,
+        ),
+        Setting("n_candidates", "int", 24, "candidates drawn per proposal", low=1),
+    )  # fmt: skip
+    needs_direction = True
+
     def __init__(
         self,
         n_startup: int = 10,
@@ -49,19 +65,9 @@ class TpeSampler(Sampler):
         *,
         direction: Direction = Direction.MINIMIZE,
     ) -> None:
-        if isinstance(n_startup, bool) or not isinstance(n_startup, int) or n_startup < 2:
-            raise ValueError(f"n_startup: got {n_startup!r}, allowed: an integer >= 2")
-        if not (isinstance(gamma, int | float) and 0.0 < gamma < 1.0):
-            raise ValueError(f"gamma: got {gamma!r}, allowed: 0 < gamma < 1")
-        if (
-            isinstance(n_candidates, bool)
-            or not isinstance(n_candidates, int)
-            or (n_candidates < 1)
-        ):
-            raise ValueError(f"n_candidates: got {n_candidates!r}, allowed: an integer >= 1")
-        self.n_startup = n_startup
-        self.gamma = float(gamma)
-        self.n_candidates = n_candidates
+        self.n_startup = self._check("n_startup", n_startup)
+        self.gamma = float(self._check("gamma", gamma))
+        self.n_candidates = self._check("n_candidates", n_candidates)
         self.direction = Direction(direction)
 
     def sample(
