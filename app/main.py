@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import importlib
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -43,6 +44,8 @@ SWAGGER_UI = "/static/vendor/swagger-ui"
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A configured app; the database, reaper and workers start with its lifespan."""
     settings = settings or get_settings()
+    for module in settings.plugins:  # e.g. samplers and schedulers: they register on import
+        importlib.import_module(module)
     # /docs is ours (_api_docs); FastAPI's own pages load Swagger UI and ReDoc from a CDN.
     app = FastAPI(
         title="panda-caviar", version="0.1.0", lifespan=_lifespan, docs_url=None, redoc_url=None

@@ -1,4 +1,4 @@
-"""Health, the task catalogue and the hyperparameter catalogue."""
+"""Health, the task catalogue, the hyperparameter catalogue and the search algorithms."""
 
 from __future__ import annotations
 
@@ -10,7 +10,17 @@ from fastapi import APIRouter, Request
 from sqlalchemy import text
 
 from app.deps import SessionDep
-from app.schemas import Health, HParamPublic, TaskPublic, TasksPublic
+from app.schemas import (
+    AlgorithmPublic,
+    AlgorithmsPublic,
+    Health,
+    HParamPublic,
+    PresetPublic,
+    SettingPublic,
+    TaskPublic,
+    TasksPublic,
+)
+from app.tuning import SAMPLERS, SCHEDULERS, Algorithm
 from trainer.config import HPARAM_SPECS
 
 router = APIRouter(tags=["meta"])
@@ -65,4 +75,41 @@ def _hparam(spec: Any) -> HParamPublic:
         adjustable=spec.adjustable,
         range=spec.range_text(),
         help=spec.help,
+    )
+
+
+@router.get("/algorithms", response_model=AlgorithmsPublic)
+def algorithms() -> AlgorithmsPublic:
+    """The samplers and schedulers a caviar study can use, with their settings, in the order
+    the new-study form offers them; those of ``PANDACAVIAR_PLUGINS`` modules included."""
+    return AlgorithmsPublic(
+        samplers=[_algorithm(cls) for cls in SAMPLERS.values()],
+        schedulers=[_algorithm(cls) for cls in SCHEDULERS.values()],
+    )
+
+
+def _algorithm(cls: type[Algorithm]) -> AlgorithmPublic:
+    return AlgorithmPublic(
+        name=cls.name,
+        label=cls.label or cls.name,
+        help=cls.help,
+        needs_direction=cls.needs_direction,
+        settings=[
+            SettingPublic(
+                name=s.name,
+                type=s.type,
+                default=s.default,
+                low=s.low,
+                high=s.high,
+                low_open=s.low_open,
+                high_open=s.high_open,
+                choices=list(s.choices),
+                range=s.allowed(),
+                help=s.help,
+            )
+            for s in cls.settings
+        ],
+        presets=[
+            PresetPublic(key=p.key, label=p.label, settings=dict(p.settings)) for p in cls.presets
+        ],
     )

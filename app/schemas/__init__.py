@@ -6,7 +6,16 @@ from __future__ import annotations
 
 from app.schemas.analysis import BestPublic, ImportancePublic
 from app.schemas.common import Budget, FiniteFloat, Name, Strict, check_spec
-from app.schemas.meta import Health, HParamPublic, TaskPublic, TasksPublic
+from app.schemas.meta import (
+    AlgorithmPublic,
+    AlgorithmsPublic,
+    Health,
+    HParamPublic,
+    PresetPublic,
+    SettingPublic,
+    TaskPublic,
+    TasksPublic,
+)
 from app.schemas.rounds import (
     RetestCreate,
     RetestGroup,
@@ -49,6 +58,8 @@ from app.schemas.workers import (
 
 __all__ = [
     "Algorithm",
+    "AlgorithmPublic",
+    "AlgorithmsPublic",
     "Applied",
     "BestPublic",
     "Budget",
@@ -70,6 +81,7 @@ __all__ = [
     "Name",
     "Objective",
     "ObjectivePublic",
+    "PresetPublic",
     "Progress",
     "ReportIn",
     "RetestCreate",
@@ -80,6 +92,7 @@ __all__ = [
     "RoundPublic",
     "RoundsPublic",
     "SamplerInfo",
+    "SettingPublic",
     "StudiesPublic",
     "StudyCreate",
     "StudyPublic",

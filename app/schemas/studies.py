@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from app.schemas.common import Budget, Name, Strict, check_spec
 from app.storage.models import Direction, StudyMode, StudyState
+from app.tuning import SAMPLERS, SCHEDULERS
 from trainer.config import HPARAM_SPECS
 
 
@@ -41,7 +42,8 @@ class BudgetCreate(Strict):
 
 
 # A search algorithm by name, or {"name": ..., **settings}: "random", {"name": "grid",
-# "points_per_dim": 4}, {"name": "asha", "min_resource": 1, "reduction_factor": 3}.
+# "points_per_dim": 4}, {"name": "asha", "min_resource": 1, "reduction_factor": 3}. The names
+# and settings are the registry's (app.tuning): GET /api/algorithms lists them.
 Algorithm = Name | dict[str, Any]
 
 
@@ -57,13 +59,14 @@ class StudyCreate(Strict):
     parallelism: int = Field(1, ge=1, le=1024, description="caviar: trials running at once")
     sampler: Algorithm = Field(
         "random",
-        description='"random", "grid", "sobol", "tpe" or {"name": "grid", "points_per_dim": 4}',
+        description="a sampler of GET /api/algorithms by name, or with settings: "
+        '{"name": "grid", "points_per_dim": 4}',
     )
     scheduler: Algorithm | None = Field(
         None,
-        description='null, "none", "asha", "median" or '
-        '{"name": "asha", "min_resource": 1, '
-        '"reduction_factor": 3}; epochs are the resource',
+        description="null (no early stopping) or a scheduler of GET /api/algorithms by name, "
+        'or with settings: {"name": "asha", "min_resource": 1, "reduction_factor": 3}; '
+        "epochs are the resource",
     )
     seed: int = 0
 
@@ -76,6 +79,17 @@ class StudyCreate(Strict):
     @classmethod
     def _seed(cls, v: int) -> int:
         return int(check_spec("seed", v))
+
+    @field_validator("sampler", "scheduler")
+    @classmethod
+    def _registered(cls, v: Algorithm | None, info: ValidationInfo) -> Algorithm | None:
+        # Looked up at each request: an algorithm the server imported later is known too. Its
+        # settings are checked with the study (app.search.study_config.check_algorithms).
+        registry: dict[str, Any] = SAMPLERS if info.field_name == "sampler" else SCHEDULERS
+        name = v.get("name") if isinstance(v, dict) else v
+        if isinstance(name, str) and name not in registry:
+            raise ValueError(f"got {name!r}, allowed: one of {', '.join(registry)}")
+        return v
 
 
 class ObjectivePublic(BaseModel):
