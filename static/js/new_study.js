@@ -94,6 +94,93 @@ async function addUpload(box) {
     input, note));
 }
 
+// -- samplers and schedulers: GET /api/algorithms --------------------------------------------
+
+// Per list, option value -> { algo, settings }. An algorithm's own entry has its name as value
+// (the scheduler "none" has "": no scheduler); a preset's is "<name>-<key>" and fills its
+// settings in.
+const entries = { sampler: {}, scheduler: {} };
+
+async function loadAlgorithms() {
+  try {
+    const catalogue = await get("/api/algorithms");
+    fillAlgorithms("sampler", catalogue.samplers);
+    fillAlgorithms("scheduler", catalogue.schedulers);
+  } catch (err) {
+    flash(`Could not load the samplers and schedulers: ${err.message}`);
+  }
+}
+
+function fillAlgorithms(what, algorithms) {
+  const select = document.getElementById(what);
+  const current = select.value;
+  const options = [];
+  entries[what] = {};
+  for (const algo of algorithms) {
+    const own = what === "scheduler" && algo.name === "none" ? "" : algo.name;
+    const choices = [{ value: own, label: algo.label, settings: {} },
+      ...algo.presets.map((p) => ({ value: `${algo.name}-${p.key}`, label: p.label,
+        settings: p.settings }))];
+    for (const c of choices) {
+      entries[what][c.value] = { algo, settings: c.settings };
+      options.push(el("option", { value: c.value, title: algo.help }, c.label));
+    }
+  }
+  select.replaceChildren(...options);
+  select.value = current;
+  showSettings(what);
+}
+
+// The chosen algorithm's settings as inputs, filled with the preset's values or the defaults.
+function showSettings(what) {
+  const entry = entries[what][document.getElementById(what).value];
+  document.getElementById(`${what}-help`).textContent = entry ? entry.algo.help : "";
+  const box = document.getElementById(`${what}-settings`);
+  box.replaceChildren();
+  if (!entry) return;
+  for (const s of entry.algo.settings) {
+    const id = `${what}-${s.name}`;
+    const value = s.name in entry.settings ? entry.settings[s.name] : s.default;
+    let input;
+    if (s.type === "bool") {
+      input = el("input", { id, type: "checkbox", checked: value === true });
+    } else if (s.choices.length) {
+      input = el("select", { id }, s.choices.map((c) =>
+        el("option", { value: c, selected: c === value }, c)));
+    } else {
+      input = el("input", { id, type: s.type === "str" ? "text" : "number",
+        step: s.type === "int" ? "1" : "any", value: value === null ? "" : String(value),
+        placeholder: value === null ? "set by the study" : null });
+    }
+    box.append(el("div", { class: "field" },
+      el("label", { for: id }, s.name),
+      input,
+      el("span", { class: "hint" }, s.help),
+      el("span", { class: "hint" }, `allowed: ${s.range}`),
+      el("p", { class: "error", "data-error-for": `${what}.${s.name}`, "aria-live": "polite" })));
+  }
+}
+
+// The body's sampler or scheduler: its name, or {name, ...settings} with the settings that
+// differ from their defaults; null for no scheduler.
+function algorithm(what) {
+  const value = document.getElementById(what).value;
+  if (value === "") return null;
+  const entry = entries[what][value];
+  if (!entry) return value; // the catalogue did not load: the default as the page has it
+  const settings = {};
+  for (const s of entry.algo.settings) {
+    const input = document.getElementById(`${what}-${s.name}`);
+    let v;
+    if (s.type === "bool") v = input.checked;
+    else if (s.type === "str") v = input.value;
+    else if (input.value.trim() === "" && s.default === null) continue;
+    else v = number(input, `${what}.${s.name}`);
+    if (v !== s.default) settings[s.name] = v;
+  }
+  return Object.keys(settings).length ? { name: entry.algo.name, ...settings } : entry.algo.name;
+}
+
 function taskOptions() {
   const out = {};
   // [data-option]: the file picker next to "path" is not an option of its own.
@@ -172,14 +259,9 @@ function body() {
   if (caviar) {
     out.budget = { trials: number(document.getElementById("budget"), "budget.trials") };
     out.parallelism = number(document.getElementById("parallelism"), "parallelism");
-    out.sampler = document.getElementById("sampler").value;
-    const scheduler = document.getElementById("scheduler").value;
-    // "asha-pause": ASHA whose trials below a rung's cut wait there for a later promotion;
-    // "asha-eager": the same, except that the top rung sends its best early arrival on.
-    if (scheduler === "asha-pause") out.scheduler = { name: "asha", mode: "pause" };
-    else if (scheduler === "asha-eager") {
-      out.scheduler = { name: "asha", mode: "pause", eager_top: true };
-    } else if (scheduler) out.scheduler = scheduler;
+    out.sampler = algorithm("sampler");
+    const scheduler = algorithm("scheduler");
+    if (scheduler !== null) out.scheduler = scheduler;
   }
   return out;
 }
@@ -251,5 +333,9 @@ form.querySelectorAll("input[name=mode]").forEach((r) => r.addEventListener("cha
 form.querySelectorAll(".hp-mode").forEach((s) =>
   s.addEventListener("change", () => showRow(s.closest("tr"))));
 taskSelect.addEventListener("change", showTask);
+for (const what of ["sampler", "scheduler"]) {
+  document.getElementById(what).addEventListener("change", () => showSettings(what));
+}
 showMode();
 loadTasks();
+loadAlgorithms();
