@@ -25,14 +25,20 @@ class ExportFormat(StrEnum):
 
 @router.get("/{study_id}/best", response_model=BestPublic)
 def get_best(study: StudyDep, session: SessionDep) -> BestPublic:
-    """The completed trial with the best final objective, with its hyperparameters; 409
-    while no trial has completed."""
-    trial = analysis.best_trial(session, study)
-    assert trial.last_value is not None  # selected for having one
+    """The configuration to trust: after a re-test, the one with the best mean over its
+    completed runs (mean ± std, its runs and seeds); before any, the top-ranked trial (the
+    ranking understands early stopping). 409 while no trial has an objective."""
+    found = analysis.best(session, study)
+    config, trial = found.config, found.trial
     return BestPublic(
         metric=study.objective_metric,
         direction=study.direction,
-        value=trial.last_value,
+        value=config.mean,
+        std=config.std,
+        runs=len(config.values),
+        retested=found.retested,
+        run_trial_ids=[r.id for r in found.runs],
+        seeds=[r.hparams.get("seed") for r in found.runs],
         hparams=trial.hparams,
         trial=trial_out(session, trial),
     )

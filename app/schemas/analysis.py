@@ -11,11 +11,21 @@ from app.storage.models import Direction
 
 
 class BestPublic(BaseModel):
+    """The configuration to trust: after a re-test, the best mean over its completed runs."""
+
     metric: str
     direction: Direction
-    value: float = Field(description="the trial's final objective value")
+    value: float = Field(
+        description="the mean objective over the configuration's completed "
+        "runs (before any re-test: the top-ranked trial's value)"
+    )
+    std: float = Field(description="sample standard deviation over the runs; 0 for one run")
+    runs: int = Field(description="how many completed runs the mean is over")
+    retested: bool = Field(description="whether the configuration was re-tested")
+    run_trial_ids: list[int] = Field(description="the trials of those runs")
+    seeds: list[int | None] = Field(description="each run's seed, in the same order")
     hparams: dict[str, Any]
-    trial: TrialPublic
+    trial: TrialPublic = Field(description="the configuration's original trial")
 
 
 class ImportancePublic(BaseModel):

@@ -8,6 +8,7 @@ value, as Optuna's ``trial.value``); ``best_value`` is the best one seen along i
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -18,34 +19,80 @@ from app.schemas import ImportancePublic, SamplerInfo
 from app.search import feeder, study_config
 from app.storage import queries
 from app.storage.models import Direction, Round, RoundKind, Study, StudyMode, Trial, TrialState
-from app.tuning import GridSampler, importance, parse_space
+from app.tuning import GridSampler, TrialView, importance, parse_space
+from app.tuning.ranking import Configuration, best_configuration, rank
 from trainer.config import HPARAM_SPECS
 
 FINAL_METRICS = ("dev_loss", "dev_accuracy", "test_loss", "test_accuracy")
-TRIAL_COLUMNS = ("id", "number", "round", "state", "retest_of")
+TRIAL_COLUMNS = ("rank", "id", "number", "round", "state", "retest_of")
 FEW_TRIALS = 10  # below this (or 2 per ranged hyperparameter), importance comes with a warning
 VALUE_COLUMNS = (*FINAL_METRICS, "value", "best_value")
 
 
-def best_trial(session: Session, study: Study) -> Trial:
-    """The completed trial with the best final objective (the lower number on a tie)."""
-    value = Trial.last_value.desc() if study.direction is Direction.MAXIMIZE else Trial.last_value
-    q = (
-        select(Trial)
-        .where(
-            Trial.study_id == study.id,
-            Trial.state == TrialState.COMPLETED,
-            Trial.last_value.is_not(None),
-        )
-        .order_by(value, Trial.number)
-        .limit(1)
-    )
-    trial = session.scalar(q)
-    if trial is None:
+@dataclass(frozen=True)
+class StudyTrials:
+    """A study's trials as the ranking sees them, re-tests grouped under their originals."""
+
+    originals: list[TrialView]
+    retests: dict[int, list[TrialView]]  # original's number -> its re-test runs
+    ids: dict[int, int]  # trial number -> trial id
+
+    def best(self, direction: Direction) -> Configuration | None:
+        return best_configuration(self.originals, self.retests, direction)
+
+
+def study_trials(session: Session, study: Study) -> StudyTrials:
+    """Every trial of ``study`` with its objective along the way (:func:`feeder.views`)."""
+    rows = session.execute(
+        select(Trial.number, Trial.id, Trial.retest_of_id).where(Trial.study_id == study.id)
+    ).all()
+    ids = {number: tid for number, tid, _ in rows}
+    number_of = {tid: number for number, tid, _ in rows}
+    original_of = {n: number_of.get(r) for n, _, r in rows if r is not None}
+    originals: list[TrialView] = []
+    retests: dict[int, list[TrialView]] = {}
+    for view in feeder.views(session, study.id):
+        of = original_of.get(view.number)
+        if of is None:
+            originals.append(view)
+        else:
+            retests.setdefault(of, []).append(view)
+    return StudyTrials(originals, retests, ids)
+
+
+@dataclass(frozen=True)
+class Best:
+    """The configuration to trust, its original trial, its runs' trials, and whether it was
+    re-tested."""
+
+    config: Configuration
+    trial: Trial
+    runs: list[Trial]
+    retested: bool
+
+
+def best(session: Session, study: Study) -> Best:
+    """The configuration to trust (see :func:`best_configuration`).
+
+    Raises:
+        Conflict: no trial has an objective yet, with when to ask again.
+    """
+    trials = study_trials(session, study)
+    config = trials.best(study.direction)
+    if config is None:
         raise Conflict(
-            f"study {study.id} has no completed trial with a value of {study.objective_metric} yet"
+            f"study {study.id} has no value of {study.objective_metric} yet: the first comes "
+            "when a trial ends its first epoch; ask again in a few seconds"
         )
-    return trial
+    numbers = {config.trial_number, *config.numbers}
+    rows = session.scalars(
+        select(Trial).where(Trial.study_id == study.id, Trial.number.in_(numbers))
+    )
+    by_number = {t.number: t for t in rows}
+    runs = [by_number[n] for n in config.numbers]
+    return Best(
+        config, by_number[config.trial_number], runs, config.trial_number in trials.retests
+    )
 
 
 def _first_space(session: Session, study: Study) -> dict[str, Any]:
@@ -136,7 +183,8 @@ def _cell(value: Any) -> Any:
 
 
 def export_rows(session: Session, study: Study) -> tuple[list[str], list[dict[str, Any]]]:
-    """Columns and one flat row per trial: identity, every hyperparameter, final metrics."""
+    """Columns and one flat row per trial: its rank (:func:`rank`; none while it has no
+    objective), identity, every hyperparameter, final metrics."""
     q = (
         select(Trial, Round.number)
         .outerjoin(Round, Round.id == Trial.round_id)
@@ -147,9 +195,14 @@ def export_rows(session: Session, study: Study) -> tuple[list[str], list[dict[st
     finals = queries.final_metrics(session, study_id=study.id, names=FINAL_METRICS)
     used = {name for t, _ in trials for name in t.hparams}
     names = [n for n in HPARAM_SPECS if n in used] + sorted(used - set(HPARAM_SPECS))
+    views = study_trials(session, study)
+    ranked = rank([*views.originals, *(r for rs in views.retests.values() for r in rs)],
+                  study.direction)  # fmt: skip
+    place = {view.number: i for i, view in enumerate(ranked, start=1)}
     rows = []
     for t, round_number in trials:
         row: dict[str, Any] = {
+            "rank": place.get(t.number),
             "id": t.id,
             "number": t.number,
             "round": round_number,

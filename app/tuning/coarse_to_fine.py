@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from app.tuning.base import Direction, TrialView, ranked
+from app.tuning.base import Direction, TrialView
 from app.tuning.discrete import IntegerDistribution, LogInt
 from app.tuning.distributions import ContinuousDistribution, Scalar, is_number
+from app.tuning.ranking import rank
 from app.tuning.space import Choice, Distribution, SearchSpace
 
 # A child range is at least this share of its parent's on the sampling scale: a round narrowed
@@ -23,7 +24,7 @@ def narrow_from_top(
     margin: float,
     direction: Direction,
 ) -> SearchSpace:
-    """The child space around the ``k`` best completed trials: a smaller box, never a point.
+    """The child space around the ``k`` best trials: a smaller box, never a point.
 
     For each ranged hyperparameter, on its sampling scale ``s`` (log10 for ``log_uniform``,
     ``-log10(1 - v)`` for ``one_minus_log_uniform``, the exponent for ``log_int``), with the
@@ -40,8 +41,9 @@ def narrow_from_top(
 
     Args:
         space: the parent round's space.
-        trials: the trials to rank (any state; only completed ones with a finite value count).
-        k: how many of the best to span, 1 <= k <= number of completed trials.
+        trials: the trials to rank (any state), by :func:`app.tuning.ranking.rank`: completed
+            ones first, then those stopped early, by how far they got and their value there.
+        k: how many of the best to span, 1 <= k <= number of ranked trials.
         margin: widening, as a fraction of the hull width, in [0, 1].
         direction: which values are better.
 
@@ -50,10 +52,10 @@ def narrow_from_top(
     """
     if not (is_number(margin) and 0.0 <= margin <= 1.0):
         raise ValueError(f"margin: got {margin!r}, allowed: 0 <= margin <= 1")
-    top = ranked(trials, Direction(direction))
+    top = rank(trials, Direction(direction))
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(top):
         raise ValueError(
-            f"k: got {k!r}, allowed: 1 <= k <= {len(top)} (the completed trials with a value)"
+            f"k: got {k!r}, allowed: 1 <= k <= {len(top)} (the trials with an objective)"
         )
     ranged: dict[str, Distribution] = {}
     fixed: dict[str, Scalar] = dict(space.fixed)

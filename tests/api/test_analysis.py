@@ -26,6 +26,37 @@ def test_best_is_the_trial_with_the_best_final_value(client: TestClient) -> None
     assert body["trial"]["id"] == ids[1] and body["hparams"] == body["trial"]["hparams"]
 
 
+def test_best_before_any_completes_is_the_trial_that_got_furthest(client: TestClient) -> None:
+    study = caviar_study(client, budget={"trials": 3}, parallelism=3)
+    runs = [claim_one(client) for _ in range(3)]
+    # Trial a stopped at epoch 1 with 0.9, trial b at epoch 2 with 0.6, c never ended an epoch.
+    (a, att_a), (b, att_b), (c, _) = runs
+    epoch_report(client, a, att_a, 1, 0.9)
+    assert finish(client, a, att_a, "stopped", 10, epoch=1.0).status_code == 200
+    for epoch, value in ((1, 0.5), (2, 0.6)):
+        epoch_report(client, b, att_b, epoch, value)
+    assert finish(client, b, att_b, "stopped", 20, epoch=2.0).status_code == 200
+    best = client.get(f"/api/studies/{study['id']}/best").json()
+    assert best["trial"]["id"] == b and best["value"] == 0.6, best
+    assert (best["runs"], best["std"], best["retested"]) == (1, 0.0, False)
+
+
+def test_best_after_a_retest_is_the_configuration_with_the_best_mean(client: TestClient) -> None:
+    sid = caviar_study(client, budget={"trials": 2})["id"]
+    first, second = complete(client, 0.90), complete(client, 0.85)
+    assert client.post(f"/api/studies/{sid}/retest", json={"top": 2, "seeds": 2}).status_code == 201
+    # Re-tests run in order: trial 1's two seeds, then trial 2's.
+    for value in (0.80, 0.82, 0.86, 0.87):
+        complete(client, value)
+    best = client.get(f"/api/studies/{sid}/best").json()
+    # Config 1: 0.90, 0.80, 0.82 -> 0.8400; config 2: 0.85, 0.86, 0.87 -> 0.8600.
+    assert best["trial"]["id"] == second and best["retested"] is True, best
+    assert best["value"] == pytest.approx(0.86) and best["runs"] == 3
+    assert best["std"] == pytest.approx(0.01)
+    assert best["run_trial_ids"][0] == second and len(set(best["seeds"])) == 3
+    assert first != second
+
+
 def test_best_of_a_minimised_objective(client: TestClient) -> None:
     study = caviar_study(client, objective={"metric": "dev_loss"}, budget={"trials": 2})
     for value in (0.3, 0.2):  # complete() reports dev_loss = 1 - value at the end
@@ -36,7 +67,9 @@ def test_best_of_a_minimised_objective(client: TestClient) -> None:
 def test_best_and_importance_need_completed_trials(client: TestClient) -> None:
     sid = caviar_study(client)["id"]
     r = client.get(f"/api/studies/{sid}/best")
-    assert r.status_code == 409 and "no completed trial" in r.json()["detail"]
+    # Asked a second after creation: says why and when to ask again.
+    assert r.status_code == 409 and "no value of dev_accuracy yet" in r.json()["detail"]
+    assert "ask again in a few seconds" in r.json()["detail"]
     complete(client, 0.5)
     r = client.get(f"/api/studies/{sid}/importance")
     assert r.status_code == 409 and "at least 2" in r.json()["detail"]
@@ -89,7 +122,7 @@ def test_export_csv_has_a_row_per_trial_and_a_column_per_hyperparameter(
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert len(rows) == 3 == len(trials_of(client, sid))
     columns = list(rows[0])
-    assert columns[:5] == ["id", "number", "round", "state", "retest_of"]
+    assert columns[:6] == ["rank", "id", "number", "round", "state", "retest_of"]
     assert set(HPARAM_SPECS) <= set(columns) and columns[-6:] == FINALS
     by_id = {int(row["id"]): row for row in rows}
     assert by_id[done]["state"] == "completed" and by_id[done]["round"] == "1"
@@ -97,6 +130,9 @@ def test_export_csv_has_a_row_per_trial_and_a_column_per_hyperparameter(
     assert float(by_id[done]["test_loss"]) == pytest.approx(0.26)
     stopped = by_id[tid]
     assert stopped["state"] == "stopped" and stopped["value"] == ""
+    # The completed trial first, the one stopped at epoch 1 next, the queued one unranked.
+    assert (by_id[done]["rank"], stopped["rank"]) == ("1", "2")
+    assert [row["rank"] for row in rows if int(row["id"]) not in (done, tid)] == [""]
     assert float(stopped["dev_accuracy"]) == 0.4 and stopped["test_accuracy"] == ""
     hp = trials_of(client, sid)[0]["hparams"]
     assert float(by_id[done]["learning_rate"]) == hp["learning_rate"]
