@@ -44,7 +44,9 @@ def test_best_before_any_completes_is_the_trial_that_got_furthest(client: TestCl
 def test_best_after_a_retest_is_the_configuration_with_the_best_mean(client: TestClient) -> None:
     sid = caviar_study(client, budget={"trials": 2})["id"]
     first, second = complete(client, 0.90), complete(client, 0.85)
-    assert client.post(f"/api/studies/{sid}/retest", json={"top": 2, "seeds": 2}).status_code == 201
+    assert (
+        client.post(f"/api/studies/{sid}/retest", json={"top": 2, "seeds": 2}).status_code == 201
+    )
     # Re-tests run in order: trial 1's two seeds, then trial 2's.
     for value in (0.80, 0.82, 0.86, 0.87):
         complete(client, value)
