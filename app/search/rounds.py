@@ -29,8 +29,9 @@ from app.schemas import (
 )
 from app.search import feeder, study_config
 from app.storage import queries
-from app.storage.models import Direction, Round, RoundKind, Study, StudyMode, Trial, TrialState
-from app.tuning import check_within, completed_trials, narrow_from_top, parse_space, trial_rng
+from app.storage.models import Round, RoundKind, Study, StudyMode, Trial, TrialState
+from app.tuning import check_within, narrow_from_top, parse_space, trial_rng
+from app.tuning.ranking import rank
 
 SEED_SPACE = 2**32 - 1  # trainer seeds are in [0, 2**32 - 1]
 
@@ -136,14 +137,9 @@ def _narrowed(
         child = study_config.parse({**parent.space, **body.space}, study.epochs)
         return child.to_dict(), check_within(parent_space, child)
     assert body.from_top is not None  # the schema wants one of the two
-    history = feeder.views(session, study.id)
-    done = len(completed_trials(history))
-    if body.from_top > done:
-        raise Conflict(
-            f"from_top: got {body.from_top}, but only {done} trial(s) of study "
-            f"{study.id} completed with a value",
-            field="from_top",
-        )
+    # Re-tests repeat configurations already in the study: the originals are ranked.
+    history = feeder.views(session, study.id, originals=True)
+    _check_k("from_top", body.from_top, len(rank(history, study.direction)), study)
     child = narrow_from_top(
         parent_space,
         history,
@@ -152,6 +148,24 @@ def _narrowed(
         direction=study.direction,
     )
     return child.to_dict(), []
+
+
+def _check_k(field: str, k: int, ranked: int, study: Study) -> None:
+    """409 naming the largest ``k`` that works now, when ``k`` trials are not ranked yet."""
+    if k <= ranked:
+        return
+    if ranked == 0:
+        raise Conflict(
+            f"{field}: got {k}, but no trial of study {study.id} has a value of "
+            f"{study.objective_metric} yet; ask again once a trial ends its first epoch",
+            field=field,
+        )
+    raise Conflict(
+        f"{field}: got {k}, but only {ranked} trial(s) of study {study.id} have a value of "
+        f"{study.objective_metric} yet (completed, or stopped early at a rung); the largest "
+        f"{field} that works now is {ranked}",
+        field=field,
+    )
 
 
 def add_round(session: Session, study: Study, body: RoundCreate) -> Round:
@@ -178,27 +192,16 @@ def add_round(session: Session, study: Study, body: RoundCreate) -> Round:
 
 
 def _top(session: Session, study: Study, k: int) -> list[Trial]:
-    """The k completed original (not re-test) trials with the best final objective."""
-    value = Trial.last_value.desc() if study.direction is Direction.MAXIMIZE else Trial.last_value
-    q = (
-        select(Trial)
-        .where(
-            Trial.study_id == study.id,
-            Trial.state == TrialState.COMPLETED,
-            Trial.retest_of_id.is_(None),
-            Trial.last_value.is_not(None),
-        )
-        .order_by(value, Trial.number)
-        .limit(k)
+    """The k best original (not re-test) trials by the study's ranking (app.tuning.ranking:
+    completed first, then those stopped early by how far they got and their value there)."""
+    ranked = rank(feeder.views(session, study.id, originals=True), study.direction)
+    _check_k("top", k, len(ranked), study)
+    numbers = [view.number for view in ranked[:k]]
+    rows = session.scalars(
+        select(Trial).where(Trial.study_id == study.id, Trial.number.in_(numbers))
     )
-    top = list(session.scalars(q))
-    if len(top) < k:
-        raise Conflict(
-            f"top: got {k}, but only {len(top)} trial(s) of study {study.id} "
-            "completed with a value",
-            field="top",
-        )
-    return top
+    by_number = {t.number: t for t in rows}
+    return [by_number[n] for n in numbers]
 
 
 def _fresh_seed(study: Study, number: int, old: int) -> int:

@@ -154,6 +154,7 @@ def test_rounds_conflicts_write_nothing(client: TestClient, db: DB) -> None:
     too_many = client.post(f"/api/studies/{sid}/rounds", json={"from_top": 3, "trials": 2})
     assert too_many.status_code == 409 and too_many.json()["field"] == "from_top"
     assert "only 2" in too_many.json()["detail"]
+    assert "the largest from_top that works now is 2" in too_many.json()["detail"]
     for path, body in (
         ("rounds", {"from_top": 1, "trials": 2}),
         ("retest", {"top": 1, "seeds": 1}),
@@ -162,7 +163,29 @@ def test_rounds_conflicts_write_nothing(client: TestClient, db: DB) -> None:
         assert r.status_code == 409 and "panda" in r.json()["detail"]
     r = client.post(f"/api/studies/{sid}/retest", json={"top": 3, "seeds": 2})
     assert r.status_code == 409 and r.json()["field"] == "top"
+    assert "the largest top that works now is 2" in r.json()["detail"]
     assert db.snapshot() == before
+
+
+def test_from_top_and_top_take_trials_stopped_early_by_how_far_they_got(
+    client: TestClient,
+) -> None:
+    sid = caviar_study(client, budget={"trials": 3}, parallelism=3)["id"]
+    (a, att_a), (b, att_b), (c, att_c) = (claim_one(client) for _ in range(3))
+    # None completed: a stopped at epoch 1 (0.9), b at epoch 2 (0.6), c at epoch 1 (0.5).
+    for tid, att, curve in ((a, att_a, (0.9,)), (b, att_b, (0.5, 0.6)), (c, att_c, (0.5,))):
+        for epoch, value in enumerate(curve, start=1):
+            epoch_report(client, tid, att, epoch, value)
+        finish(client, tid, att, "stopped", 10 * len(curve), epoch=float(len(curve)))
+    r = client.post(f"/api/studies/{sid}/retest", json={"top": 2, "seeds": 1})
+    assert r.status_code == 201, r.text
+    rows = client.get(f"/api/studies/{sid}/export", params={"format": "json"}).json()["data"]
+    # b got furthest, then a beats c at epoch 1.
+    assert [row["retest_of"] for row in rows if row["retest_of"] is not None] == [b, a]
+    assert (
+        client.post(f"/api/studies/{sid}/rounds", json={"from_top": 3, "trials": 1}).status_code
+        == 201
+    )
 
 
 def test_rounds_and_retest_of_unknown_study_are_404(client: TestClient, db: DB) -> None:
