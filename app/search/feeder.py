@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Select, bindparam, exists, func, select
@@ -121,8 +122,8 @@ def views(session: Session, study_id: int, *, originals: bool = False) -> list[T
 
 def report_views(session: Session, trial: Trial, resource: int) -> list[TrialView]:
     """The history a scheduler decides on at ``resource``: the reporting trial's full view,
-    and the other trials that reported at ``resource``, each with only that value and no
-    hyperparameters.
+    and the other trials of its round that reported at ``resource``, each with only that
+    value and no hyperparameters.
 
     Only those values can weigh on a decision there (median stopping compares values at the
     same resource; ASHA reads its rung records), and loading the study's whole history made a
@@ -135,6 +136,7 @@ def report_views(session: Session, trial: Trial, resource: int) -> list[TrialVie
         .outerjoin(Round, Round.id == Trial.round_id)
         .where(
             Trial.study_id == trial.study_id,
+            Trial.round_id == trial.round_id,  # each round is a bracket of its own
             Trial.id != trial.id,
             IntermediateValue.resource == resource,
         )
@@ -151,12 +153,16 @@ def report_views(session: Session, trial: Trial, resource: int) -> list[TrialVie
     return sorted(out, key=lambda v: v.number)
 
 
-def records(session: Session, study_id: int) -> list[RungRecord]:
-    """The study's rung records in insertion order (ASHA's whole state)."""
+def records(session: Session, study_id: int, round_id: int | None) -> list[RungRecord]:
+    """One round's rung records in insertion order: ASHA's whole state for that round.
+
+    Each round is a bracket of its own: a round narrowed around the best region is not held
+    to the rungs its wider parent filled, and a new space's trials compete with each other.
+    """
     q = (
         select(Trial.number, RungRecordRow.rung, RungRecordRow.value)
         .join(Trial, Trial.id == RungRecordRow.trial_id)
-        .where(RungRecordRow.study_id == study_id)
+        .where(RungRecordRow.study_id == study_id, Trial.round_id == round_id)
         .order_by(RungRecordRow.id)
     )
     return [RungRecord(n, r, v) for n, r, v in session.execute(q)]
@@ -240,7 +246,11 @@ def feed(session: Session, study: Study, scheduler: Scheduler | None) -> int:
     added, waiting = 0, frozenset[int]()
     if scheduler is not None and scheduler.pauses:
         added, waiting = parking.promote(
-            session, study, scheduler, records(session, study.id), study.parallelism - active
+            session,
+            study,
+            scheduler,
+            partial(records, session, study.id),
+            study.parallelism - active,
         )
     active += added
     history = views(session, study.id) if active < study.parallelism else []
@@ -277,9 +287,13 @@ def settle(session: Session, study: Study) -> None:
     feed(session, study, scheduler)
     session.flush()
     if scheduler is not None and scheduler.pauses and not _active(session, study):
-        recs = records(session, study.id)
         promoted, left = parking.promote(
-            session, study, scheduler, recs, study.parallelism, final=True
+            session,
+            study,
+            scheduler,
+            partial(records, session, study.id),
+            study.parallelism,
+            final=True,
         )
         if not promoted:
             parking.end_parked(session, study, left)
@@ -343,7 +357,8 @@ def _consult(
     study_id = trial.study_id
     history = report_views(session, trial, resource)
     view = next(v for v in history if v.number == trial.number)
-    answer = scheduler.on_report(view, resource, value, history, records(session, study_id))
+    recs = records(session, study_id, trial.round_id)
+    answer = scheduler.on_report(view, resource, value, history, recs)
     for rec in answer.new_records:  # only ever the reporting trial's own record
         session.add(
             RungRecordRow(study_id=study_id, trial_id=trial.id, rung=rec.rung, value=rec.value)

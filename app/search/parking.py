@@ -13,7 +13,7 @@ so a restarted server promotes exactly as the old one would have.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,12 +25,17 @@ from app.tuning import RungRecord, Scheduler
 
 
 def parked(session: Session, study_id: int) -> dict[int, int]:
-    """The study's trials its scheduler paused and nobody resumed since: number -> trial id.
+    """The study's trials its scheduler paused and nobody resumed since: number -> trial id."""
+    return {number: trial_id for number, (trial_id, _) in _parked(session, study_id).items()}
+
+
+def _parked(session: Session, study_id: int) -> dict[int, tuple[int, int | None]]:
+    """Parked trials: number -> (trial id, round id).
 
     One query of (trial, pause event) pairs in event order: a trial's last pair decides.
     """
     q = (
-        select(Trial.id, Trial.number, Event.payload)
+        select(Trial.id, Trial.number, Trial.round_id, Event.payload)
         .join(Event, Event.trial_id == Trial.id)
         .where(
             Trial.study_id == study_id,
@@ -39,31 +44,37 @@ def parked(session: Session, study_id: int) -> dict[int, int]:
         )
         .order_by(Event.id)
     )
-    last = {number: (trial_id, payload) for trial_id, number, payload in session.execute(q)}
-    return {n: trial_id for n, (trial_id, payload) in last.items() if "scheduler" in payload}
+    last = {n: (tid, rnd, payload) for tid, n, rnd, payload in session.execute(q)}
+    return {n: (tid, rnd) for n, (tid, rnd, payload) in last.items() if "scheduler" in payload}
 
 
 def promote(
     session: Session,
     study: Study,
     scheduler: Scheduler,
-    records: Sequence[RungRecord],
+    records_of: Callable[[int | None], Sequence[RungRecord]],
     slots: int,
     *,
     final: bool = False,
 ) -> tuple[int, frozenset[int]]:
     """Queue again up to ``slots`` parked trials the scheduler promotes.
 
-    Returns how many were queued and the ids of the trials still parked. A promoted trial is
-    claimed like any queued one and resumes from its latest checkpoint; it is older than any
-    trial sampled after it, so the claim (oldest first) takes it first.
+    Each round is a bracket of its own: a parked trial is promoted on its round's records
+    (``records_of(round_id)``). Returns how many were queued and the ids of the trials still
+    parked. A promoted trial is claimed like any queued one and resumes from its latest
+    checkpoint; it is older than any trial sampled after it, so the claim (oldest first)
+    takes it first.
     """
-    waiting = parked(session, study.id) if scheduler.pauses else {}
+    waiting = _parked(session, study.id) if scheduler.pauses else {}
     chosen: list[int] = []
-    if waiting and slots > 0:
-        chosen = scheduler.promotions(records, set(waiting), final=final)[:slots]
+    for round_id in sorted({rnd for _, rnd in waiting.values()}, key=lambda r: r or 0):
+        if len(chosen) >= slots:
+            break
+        mine = {n for n, (_, rnd) in waiting.items() if rnd == round_id}
+        chosen += scheduler.promotions(records_of(round_id), mine, final=final)
+    chosen = chosen[:slots]
     for number in chosen:
-        trial = session.get_one(Trial, waiting.pop(number))
+        trial = session.get_one(Trial, waiting.pop(number)[0])
         trial.state = TrialState.QUEUED
         queries.add_event(
             session,
@@ -73,7 +84,7 @@ def promote(
             applied=True,
             applied_step=trial.step,
         )
-    return len(chosen), frozenset(waiting.values())
+    return len(chosen), frozenset(tid for tid, _ in waiting.values())
 
 
 def end_parked(session: Session, study: Study, trial_ids: Iterable[int]) -> None:

@@ -259,6 +259,25 @@ def test_asha_stop_ends_the_trial_pruned_with_its_curve(client: TestClient, db: 
     assert client.get(f"/api/trials/{a}").json()["state"] == "running"
 
 
+def test_each_round_is_an_asha_bracket_of_its_own(client: TestClient) -> None:
+    sched = {"name": "asha", "min_resource": 1, "reduction_factor": 2}
+    sid = caviar_study(client, scheduler=sched, budget={"trials": 2})["id"]
+    (a, att_a), (b, att_b) = claim_one(client), claim_one(client)
+    assert epoch_report(client, a, att_a, 1, 0.9) == "continue"
+    assert epoch_report(client, b, att_b, 1, 0.8) == "stop"
+    for tid, att in ((a, att_a), (b, att_b)):
+        assert finish(client, tid, att, "stopped", 10, epoch=1.0).status_code == 200
+    r = client.post(f"/api/studies/{sid}/rounds", json={"from_top": 2, "trials": 2})
+    assert r.status_code == 201, r.text
+    c, att_c = claim_one(client)
+    d, att_d = claim_one(client)
+    assert {c, d}.isdisjoint({a, b})
+    # Round 2's first record at rung 0 is compared with round 2's alone: it goes on, though
+    # round 1 holds better values there; its second trial then meets the cut of its own round.
+    assert epoch_report(client, c, att_c, 1, 0.5) == "continue"
+    assert epoch_report(client, d, att_d, 1, 0.4) == "stop"
+
+
 def test_median_stopping_prunes_below_the_median(client: TestClient) -> None:
     study = caviar_study(client, scheduler={"name": "median", "grace": 1, "min_trials": 1})
     assert study["scheduler"] == "median"

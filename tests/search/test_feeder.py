@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.main import create_app
 from app.search import feeder
-from app.storage.models import Study
+from app.storage.models import Study, Trial
 from app.tuning import AshaScheduler, Direction, RungRecord, TrialStatus, TrialView
 from tests.api.test_caviar import SPACE, claim_one, epoch_report
 
@@ -81,7 +81,10 @@ def test_asha_decisions_survive_a_server_restart(settings: Settings) -> None:
         ]
         with Session(app.state.engine) as session:
             study = session.scalars(select(Study).where(Study.id == study_id)).one()
-            stored = feeder.records(session, study_id)
+            round_id = session.scalars(
+                select(Trial.round_id).where(Trial.study_id == study_id)
+            ).first()
+            stored = feeder.records(session, study_id, round_id)
             scheduler = feeder.scheduler_for(study)
     assert before + after == EXPECTED == _pure_decisions()
     assert again == before
