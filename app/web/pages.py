@@ -55,6 +55,21 @@ RANGES: dict[str, dict[str, Any]] = {
     "decay_every": {"dist": "int_uniform", "low": 1, "high": 20},
     "seed": {"dist": "int_uniform", "low": 0, "high": 1000},
 }
+
+
+def _natural_scale(spec: HParamSpec) -> str:
+    """The distribution a value of ``spec`` is written on when a study does not range it."""
+    if spec.choices:
+        return "choice"
+    if spec.name in RANGES:
+        return str(RANGES[spec.name]["dist"])
+    return {bool: "bool", int: "int_uniform"}.get(spec.type, "uniform")
+
+
+# Every hyperparameter's natural scale (the one the new-study form pre-fills), written into
+# every page for static/js/format.js: learning rates in 2.11e-4, momentum by its 1 - beta.
+HPARAM_SCALES: dict[str, str] = {name: _natural_scale(s) for name, s in HPARAM_SPECS.items()}
+TEMPLATES.env.globals["hparam_scales"] = HPARAM_SCALES
 # Ranged by default in a new caviar study; the rest start fixed at their defaults.
 RANGED_BY_DEFAULT = frozenset({"learning_rate", "batch_size", "hidden_units"})
 # Study-level fields rather than rows of the hyperparameter table.
@@ -101,11 +116,18 @@ def _render(request: Request, name: str, status_code: int = 200, **context: Any)
     return TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
 
 
-def _exists(session: Session, model: type[Study] | type[Trial], id_: int) -> bool:
+def _exists(session: Session, model: type[Study], id_: int) -> bool:
     """Whether the row exists; only its id is read, the page's JavaScript loads the rest."""
     if id_ not in ID_RANGE:
         return False
     return session.scalar(select(model.id).where(model.id == id_)) is not None
+
+
+def _trial_number(session: Session, id_: int) -> int | None:
+    """The trial's number in its study (what the pages call it: "Trial 3"), None if missing."""
+    if id_ not in ID_RANGE:
+        return None
+    return session.scalar(select(Trial.number).where(Trial.id == id_))
 
 
 def _not_found(request: Request, kind: str, id_: int) -> HTMLResponse:
@@ -141,10 +163,11 @@ def study_page(request: Request, study_id: int, session: SessionDep) -> HTMLResp
 @router.get("/trials/{trial_id}", response_class=HTMLResponse)
 def trial_page(request: Request, trial_id: int, session: SessionDep) -> HTMLResponse:
     """The panda cockpit of one trial."""
-    if not _exists(session, Trial, trial_id):
+    number = _trial_number(session, trial_id)
+    if number is None:
         return _not_found(request, "Trial", trial_id)
     adjustable = [spec for name, spec in HPARAM_SPECS.items() if name in ADJUSTABLE]
-    return _render(request, "trial.html", trial_id=trial_id, adjustable=adjustable)
+    return _render(request, "trial.html", trial_id=trial_id, number=number, adjustable=adjustable)
 
 
 @router.get("/compare", response_class=HTMLResponse)

@@ -1,5 +1,7 @@
 // Thin helpers over the vendored Apache ECharts (global `echarts`, loaded by base.html).
 
+import { fmt } from "./api.js";
+
 const PALETTE = ["#1f6fb2", "#d9622b", "#2e8b57", "#8e44ad", "#b8860b", "#c0392b", "#16a085",
   "#7f8c8d", "#2c3e50", "#e67e22"];
 
@@ -38,7 +40,9 @@ export const FEW_POINTS = 5;
 
 // A line chart of [[step, value], ...] series with vertical markers at given steps.
 export class LineChart {
-  constructor(node, { title, yName, yLog = false, xName = "step (optimizer updates)" }) {
+  // format: how the y values read on the axis and in the tooltip (a metric's by default).
+  constructor(node, { title, yName, yLog = false, xName = "step (optimizer updates)",
+    format = formatNumber }) {
     this.node = node;
     this.chart = makeChart(node);
     this.markers = [];
@@ -48,12 +52,12 @@ export class LineChart {
       title: { text: title, left: 8, top: 4, textStyle: { fontSize: 14 } },
       grid: { left: 70, right: 24, top: 48, bottom: 52 },
       legend: { top: 4, right: 8, type: "scroll", width: "60%" },
-      tooltip: { trigger: "axis", valueFormatter: (v) => formatNumber(v) },
+      tooltip: { trigger: "axis", valueFormatter: (v) => format(v) },
       // Markers ahead of the last point (an adjustment just applied) stay in view.
       xAxis: { type: "value", name: xName, nameLocation: "middle", nameGap: 30,
         min: "dataMin", max: (v) => this.xMax(v) },
       yAxis: { type: yLog ? "log" : "value", name: yName, nameLocation: "middle", nameGap: 52,
-        scale: true, axisLabel: { formatter: (v) => formatNumber(v) } },
+        scale: true, axisLabel: { formatter: (v) => format(v) } },
       series: [],
     });
   }
@@ -105,9 +109,8 @@ export class LineChart {
   }
 }
 
+// A metric's value on an axis or in a tooltip, as the tables write it (api.js fmt).
 export function formatNumber(v) {
   if (v === null || v === undefined || typeof v !== "number" || !Number.isFinite(v)) return "–";
-  const a = Math.abs(v);
-  if (a !== 0 && (a < 1e-3 || a >= 1e5)) return v.toExponential(1);
-  return String(Number(v.toPrecision(4)));
+  return fmt(v);
 }

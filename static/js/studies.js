@@ -1,6 +1,7 @@
 // Studies list (/): polls the API, and on a first visit offers one-click digits examples.
 
 import { el, fmt, get, post, progressBar, stateBadge, timeText, flash } from "./api.js";
+import { trialName } from "./format.js";
 
 const tbody = document.querySelector("#studies-table tbody");
 const status = document.getElementById("studies-status");
@@ -28,7 +29,7 @@ function row(study, top) {
   const best = top && top.best_value !== null ? top.best_value : null;
   // A panda run also links straight to the cockpit of its (best) trial.
   const cockpit = study.mode === "panda" && top
-    ? [" · ", el("a", { href: `/trials/${top.id}` }, `cockpit of trial ${top.id}`)] : [];
+    ? [" · ", el("a", { href: `/trials/${top.id}` }, `cockpit of ${trialName(top)}`)] : [];
   // Ended out of every trial the study plans: round 1's budget, later rounds and re-tests,
   // trials added by hand (the server counts them; round 1's budget alone went past 100 %).
   const { ended, planned } = study.progress;

@@ -5,6 +5,9 @@ import {
   FINISHED, el, flash, fmt, get, hasRoute, post, progressBar, stateBadge, stream,
 } from "./api.js";
 import {
+  fillInput, formatHparam, rangeText, trialName, untouched,
+} from "./format.js";
+import {
   EpochCurves, Parallel, drawImportance, drawScatter, rangedNames,
 } from "./study_charts.js";
 
@@ -44,7 +47,8 @@ function drawHeader() {
   const s = state.study;
   document.getElementById("study-title").textContent = s.name;
   const counts = Object.entries(s.counts).map(([k, v]) => `${v} ${k}`).join(", ") || "no trials";
-  document.getElementById("study-meta").replaceChildren(stateBadge(s.state), ` ${s.mode} · task `,
+  document.getElementById("study-meta").replaceChildren(stateBadge(s.state),
+    ` ${s.mode} · task `,
     `${s.task} · objective ${s.objective.metric} (${s.objective.direction}) · budget `,
     budgetText(s),
     `, ${s.parallelism} at once · ${s.progress.ended} / ${s.progress.planned} trials ended`,
@@ -88,10 +92,9 @@ function algo(a) {
   return typeof a === "object" && a !== null ? a.name || JSON.stringify(a) : String(a);
 }
 
-function rangeText(dist) {
-  if (!dist || typeof dist !== "object") return fmt(dist);
-  if (dist.dist === "choice") return `choice of ${(dist.values || []).join(", ")}`;
-  return `${dist.dist} [${fmt(dist.low)}, ${fmt(dist.high)}]`;
+// A hyperparameter's value as every page writes it: on its scale in this study (format.js).
+function hp(name, v) {
+  return formatHparam(name, v, state.study.space);
 }
 
 // "Round 3 · re-test: top 3 × 2 seeds" or "Round 2"; a re-test has no ranges of its own.
@@ -110,7 +113,7 @@ function roundBody(r) {
       "their values are under Re-test results.");
   }
   return el("dl", { class: "kv" }, rangedNames(r.space).flatMap((n) =>
-    [el("dt", {}, n), el("dd", {}, rangeText(r.space[n]))]));
+    [el("dt", {}, n), el("dd", {}, rangeText(n, r.space[n]))]));
 }
 
 function drawRounds() {
@@ -138,13 +141,14 @@ function columns() {
   const names = rangedNames(state.study.space);
   return [
     { key: "select", label: "Compare", sortable: false },
-    { key: "number", label: "#" },
+    { key: "number", label: "Trial" },
     { key: "round", label: "Round", value: roundOf },
     { key: "state", label: "State" },
     { key: "progress", label: "Progress (epochs)", value: (t) => t.epoch },
     { key: "best_value", label: `Best ${state.study.objective.metric}`, num: true },
     { key: "last_value", label: "Last", num: true },
-    ...names.map((n) => ({ key: `hp:${n}`, label: n, num: true, value: (t) => t.hparams[n] })),
+    ...names.map((n) => ({ key: `hp:${n}`, label: n, num: true, value: (t) => t.hparams[n],
+      format: (v) => hp(n, v) })),
   ];
 }
 
@@ -183,9 +187,9 @@ function headCell(col) {
 function row(t, cols) {
   const epochs = t.hparams.epochs || state.study.epochs;
   const cells = {
-    select: el("input", { type: "checkbox", "aria-label": `compare trial ${t.number}`,
+    select: el("input", { type: "checkbox", "aria-label": `compare ${trialName(t)}`,
       checked: state.selected.has(t.id), onchange: (e) => select(t.id, e.target.checked) }),
-    number: el("a", { href: `/trials/${t.id}` }, `#${t.number}`),
+    number: el("a", { href: `/trials/${t.id}` }, trialName(t)),
     round: String(roundOf(t)),
     state: stateBadge(t.state, t.parked ? " · waiting at a rung" : ""),
     progress: progressBar(t.epoch / epochs, `${fmt(t.epoch, 3)} / ${epochs}`),
@@ -193,8 +197,8 @@ function row(t, cols) {
     last_value: fmt(t.last_value),
   };
   return el("tr", { class: t.state === "pruned" ? "pruned" : null, "data-trial-id": String(t.id) },
-    cols.map((c) => el("td", { class: c.num ? "num" : null },
-      c.key in cells ? cells[c.key] : fmt(valueOf(c, t)))));
+    cols.map((c) => el("td", { class: c.num ? "num" : null, "data-col": c.key },
+      c.key in cells ? cells[c.key] : (c.format || fmt)(valueOf(c, t)))));
 }
 
 function drawTable() {
@@ -242,7 +246,7 @@ function onMetrics(frame) {
 function drawAnalysis() {
   const sp = space();
   const metric = state.study.objective.metric;
-  parallel.draw(sp, metric, state.trials, roundOf);
+  parallel.draw(sp, metric, state.trials, roundOf, state.study.space);
   drawRoundRanges();
   const box = document.getElementById("scatters");
   const names = rangedNames(sp);
@@ -252,7 +256,8 @@ function drawAnalysis() {
       role: "img", "aria-label": `${n} against ${metric}` })));
   }
   for (const n of names) {
-    drawScatter(document.getElementById(`scatter-${n}`), n, sp[n], metric, state.trials, roundOf);
+    drawScatter(document.getElementById(`scatter-${n}`), n, sp[n], metric, state.trials, roundOf,
+      state.study.space);
   }
 }
 
@@ -261,32 +266,44 @@ function drawRoundRanges() {
   const sp = space();
   const names = rangedNames(sp).filter((n) => sp[n].dist !== "choice");
   const body = document.querySelector("#round-ranges tbody");
-  if (body.dataset.names === names.join(",")) return;
-  body.dataset.names = names.join(",");
+  // Filled again only when the latest round's ranges change, so typing is never overwritten.
+  const key = JSON.stringify(names.map((n) => [n, sp[n]]));
+  if (body.dataset.key === key) return;
+  body.dataset.key = key;
   body.replaceChildren(...names.map((n) => el("tr", { "data-range": n },
-    el("th", { scope: "row" }, el("code", {}, n), el("div", { class: "hint" }, rangeText(sp[n]))),
+    el("th", { scope: "row" }, el("code", {}, n),
+      el("div", { class: "hint" }, rangeText(n, sp[n]))),
     el("td", {}, el("span", { class: "range-inputs" },
       el("label", { for: `next-${n}-low` }, "low"),
-      el("input", { type: "number", step: "any", id: `next-${n}-low`, value: String(sp[n].low) }),
+      el("input", { type: "number", step: "any", id: `next-${n}-low` }),
       el("label", { for: `next-${n}-high` }, "high"),
-      el("input", { type: "number", step: "any", id: `next-${n}-high`,
-        value: String(sp[n].high) })),
+      el("input", { type: "number", step: "any", id: `next-${n}-high` })),
     el("p", { class: "error", "data-error-for": `space.${n}`, "aria-live": "polite" })))));
+  // The bounds on their scale; a bound left as shown is sent as it is, not as its rounding.
+  for (const n of names) {
+    fillInput(document.getElementById(`next-${n}-low`), n, sp[n].low, sp);
+    fillInput(document.getElementById(`next-${n}-high`), n, sp[n].high, sp);
+  }
   document.getElementById("next-round").disabled = names.length === 0;
 }
 
 function onBrush(brushed) {
   state.brushed = brushed;
   const names = Object.keys(brushed);
+  const sp = space();
+  // A brushed bound is written on its scale (integers rounded inwards) and sent as written.
   for (const [name, [low, high]] of Object.entries(brushed)) {
-    const ints = ["int_uniform", "log_int"].includes(space()[name].dist);
-    const round = (v, up) => (ints ? (up ? Math.ceil(v) : Math.floor(v)) : Number(v.toPrecision(4)));
-    document.getElementById(`next-${name}-low`).value = String(round(low, true));
-    document.getElementById(`next-${name}-high`).value = String(round(high, false));
+    const ints = ["int_uniform", "log_int"].includes(sp[name].dist);
+    const round = (v, up) => (ints ? (up ? Math.ceil(v) : Math.floor(v)) : v);
+    for (const [end, v] of [["low", round(low, true)], ["high", round(high, false)]]) {
+      const input = document.getElementById(`next-${name}-${end}`);
+      input.value = formatHparam(name, v, sp);
+      delete input.dataset.shown;
+    }
   }
   document.getElementById("brushed").textContent = names.length
-    ? "Brushed: " + names.map((n) => `${n} in [${fmt(brushed[n][0])}, ${fmt(brushed[n][1])}]`)
-      .join("; ")
+    ? "Brushed: " + names.map((n) => `${n} in [${formatHparam(n, brushed[n][0], sp)}, ` +
+      `${formatHparam(n, brushed[n][1], sp)}]`).join("; ")
     : "No range brushed.";
 }
 
@@ -294,8 +311,12 @@ function narrowedSpace() {
   const out = structuredClone(space());
   for (const tr of document.querySelectorAll("#round-ranges tr[data-range]")) {
     const name = tr.dataset.range;
-    const low = Number(document.getElementById(`next-${name}-low`).value);
-    const high = Number(document.getElementById(`next-${name}-high`).value);
+    const read = (end) => {
+      const input = document.getElementById(`next-${name}-${end}`);
+      return untouched(input) ? out[name][end] : Number(input.value);
+    };
+    const low = read("low");
+    const high = read("high");
     if (!(Number.isFinite(low) && Number.isFinite(high) && low < high)) {
       throw Object.assign(new Error(`${name}: low must be a number smaller than high`),
         { field: `space.${name}` });
@@ -378,7 +399,7 @@ async function loadRetest() {
     el("thead", {}, el("tr", {}, ["Trial", `Original ${res.metric}`, "Re-runs",
       "Mean ± std", "Pending"].map((h) => el("th", { scope: "col" }, h)))),
     el("tbody", {}, res.data.map((g) => el("tr", {},
-      el("td", {}, el("a", { href: `/trials/${g.trial_id}` }, `#${g.number}`)),
+      el("td", {}, el("a", { href: `/trials/${g.trial_id}` }, trialName(g))),
       el("td", { class: "num" }, fmt(g.value)),
       el("td", {}, g.values.map((v) => fmt(v)).join(", ") || "–"),
       el("td", { class: "num" }, g.mean === null ? "–"

@@ -3,6 +3,7 @@
 
 import { FINISHED, flash, get, num } from "./api.js";
 import { LineChart, formatNumber, makeChart, palette } from "./charts.js";
+import { distWords, formatHparam, formatOnScale, trialName } from "./format.js";
 
 // The trials' objective on one epoch axis. By step they would not compare: a batch of 32 takes
 // 8 times the steps per epoch of a batch of 256. Epochs are what the study's budget, epochs and
@@ -38,7 +39,7 @@ export class EpochCurves {
           points: c.points.map(([x, v]) => [x, num(v)]) });
       }
     }
-    this.line.setSeries(this.trials.map((t) => ({ name: `#${t.number}`,
+    this.line.setSeries(this.trials.map((t) => ({ name: trialName(t),
       points: (this.loaded.get(t.id) || { points: [] }).points })));
   }
 
@@ -53,24 +54,29 @@ export class EpochCurves {
   }
 }
 
-// How a ranged hyperparameter is drawn: the value on its sampling scale and the axis type.
+// How a ranged hyperparameter is drawn: the value on its sampling scale, the axis type, and
+// how a tick reads (1 - beta's ticks are values of 1 - beta: log-scale, in 2.11e-4's format).
 export function scaleOf(name, dist) {
   const kind = dist && dist.dist;
+  const words = distWords(kind);
   if (kind === "one_minus_log_uniform") {
-    return { label: `1 - ${name} (log scale)`, type: "log", to: (v) => 1 - v, from: (x) => 1 - x };
+    return { label: `1 − ${name} (${words})`, type: "log", to: (v) => 1 - v, from: (x) => 1 - x,
+      tick: (x) => formatOnScale("log_uniform", x) };
   }
   if (kind === "log_uniform") {
-    return { label: `${name} (log scale)`, type: "log", to: (v) => v, from: (x) => x };
+    return { label: `${name} (${words})`, type: "log", to: (v) => v, from: (x) => x,
+      tick: (x) => formatOnScale(kind, x) };
   }
   if (kind === "log_int") {
-    return { label: `${name} (log2 scale)`, type: "log", logBase: 2, to: (v) => v, from: (x) => x };
+    return { label: `${name} (${words})`, type: "log", logBase: 2, to: (v) => v,
+      from: (x) => x, tick: (x) => formatOnScale(kind, x) };
   }
   if (kind === "choice") {
     return { label: name, type: "category", data: (dist.values || []).map(String),
       to: (v) => String(v), from: (x) => x };
   }
-  const unit = kind === "int_uniform" ? "integer" : "linear";
-  return { label: `${name} (${unit})`, type: "value", to: (v) => v, from: (x) => x };
+  return { label: `${name} (${words})`, type: "value", to: (v) => v, from: (x) => x,
+    tick: (x) => formatOnScale(kind, x) };
 }
 
 // ECharts reads an explicit `logBase: undefined` as a base, so only set what is defined.
@@ -94,13 +100,14 @@ export class Parallel {
     this.chart.on("axisareaselected", () => onBrush(this.brushed()));
   }
 
-  draw(space, objective, trials, roundOf) {
+  // studySpace: the study's own space, which every page formats its trials' values by.
+  draw(space, objective, trials, roundOf, studySpace = space) {
     this.names = rangedNames(space);
     this.space = space;
     const axes = this.names.map((name, dim) => {
       const s = scaleOf(name, space[name]);
       return { dim, name: s.label, type: s.type, ...axisExtras(s), nameLocation: "end",
-        axisLabel: { formatter: s.type === "category" ? undefined : formatNumber } };
+        axisLabel: { formatter: s.tick } };
     });
     axes.push({ dim: this.names.length, name: `${objective} (objective)`, type: "value",
       scale: true, axisLabel: { formatter: formatNumber } });
@@ -108,15 +115,21 @@ export class Parallel {
     const series = rounds.map((r, i) => ({
       name: `round ${r}`, type: "parallel", smooth: false, lineStyle: { width: 1.4, opacity: 0.6,
         color: palette(i) }, inactiveOpacity: 0.05, activeOpacity: 1,
-      data: trials.filter((t) => roundOf(t) === r && t.best_value !== null).map((t) => [
-        ...this.names.map((n) => scaleOf(n, space[n]).to(t.hparams[n])), t.best_value]),
+      data: trials.filter((t) => roundOf(t) === r && t.best_value !== null).map((t) => ({
+        name: trialName(t),
+        value: [...this.names.map((n) => scaleOf(n, space[n]).to(t.hparams[n])), t.best_value],
+        hparams: t.hparams,
+      })),
     }));
+    const tooltip = (p) => [p.name, ...this.names.map((n) =>
+      `${n} = ${formatHparam(n, p.data.hparams[n], studySpace)}`),
+    `${objective} = ${formatNumber(p.value.at(-1))}`].map(escapeHtml).join("<br>");
     this.chart.setOption({
       animation: false,
       legend: { top: 0 },
       parallel: { left: 90, right: 140, top: 60, bottom: 30 },
       parallelAxis: axes,
-      tooltip: { trigger: "item" },
+      tooltip: { trigger: "item", formatter: tooltip },
       series,
     }, { replaceMerge: ["series", "parallelAxis"] });
   }
@@ -137,29 +150,34 @@ export class Parallel {
   }
 }
 
-export function drawScatter(node, name, dist, objective, trials, roundOf) {
+export function drawScatter(node, name, dist, objective, trials, roundOf, studySpace) {
   const chart = makeChart(node);
   const s = scaleOf(name, dist);
   const rounds = [...new Set(trials.map(roundOf))].sort((a, b) => a - b);
   chart.setOption({
     animation: false,
     title: { text: name, left: 8, top: 2, textStyle: { fontSize: 13 } },
-    grid: { left: 64, right: 16, top: 40, bottom: 48 },
+    grid: { left: 64, right: 30, top: 40, bottom: 48 },
     legend: { top: 2, right: 8 },
-    tooltip: { trigger: "item", formatter: (p) =>
-      `trial ${p.data[2]}<br>${name} = ${formatNumber(s.from(p.data[0]))}` +
-      `<br>${objective} = ${formatNumber(p.data[1])}` },
+    tooltip: { trigger: "item", formatter: (p) => [p.data[2],
+      `${name} = ${formatHparam(name, s.from(p.data[0]), studySpace || { [name]: dist })}`,
+      `${objective} = ${formatNumber(p.data[1])}`].map(escapeHtml).join("<br>") },
     xAxis: { type: s.type, ...axisExtras(s), name: s.label, nameLocation: "middle", nameGap: 28,
-      axisLabel: { formatter: s.type === "category" ? undefined : formatNumber } },
+      axisLabel: { formatter: s.tick } },
     yAxis: { type: "value", name: objective, nameLocation: "middle", nameGap: 46, scale: true,
       axisLabel: { formatter: formatNumber } },
     series: rounds.map((r, i) => ({
       name: `round ${r}`, type: "scatter", symbolSize: 7, itemStyle: { color: palette(i) },
       data: trials.filter((t) => roundOf(t) === r && t.best_value !== null)
-        .map((t) => [s.to(t.hparams[name]), t.best_value, t.id]),
+        .map((t) => [s.to(t.hparams[name]), t.best_value, trialName(t)]),
     })),
   });
   return chart;
+}
+
+// Tooltips are HTML: a study's or a choice's text is shown as text.
+function escapeHtml(text) {
+  return String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
 export function drawImportance(node, scores) {

@@ -4,6 +4,7 @@ import {
   FINISHED, el, flash, fmt, get, num, patch, post, stateBadge, stream, timeText,
 } from "./api.js";
 import { LineChart, smooth } from "./charts.js";
+import { fillInput, formatHparam, trialName, untouched } from "./format.js";
 
 const root = document.getElementById("trial-root");
 const TRIAL_ID = Number(root.dataset.trialId);
@@ -21,7 +22,33 @@ const state = {
   parent: {}, // a fork's parent curves up to the fork step, drawn grey for context
   fork: null, // {step, base}: the checkpoint the fork form is open for, and its values
   stream: "", // the stream's status: "live", "reconnecting" or "closed"
+  others: new Map(), // id -> the parent and forks of this trial, for their names
 };
+
+// A hyperparameter's value as every page writes it: on its scale in this trial's study.
+function hp(name, v) {
+  return formatHparam(name, v, state.study && state.study.space);
+}
+
+// "Trial N" of a related trial (parent, fork) in the same study; fetched once by ensureNames.
+function nameOf(id) {
+  const t = state.others.get(id);
+  return t ? trialName(t) : "another trial";
+}
+
+async function ensureNames(ids) {
+  const missing = [...new Set(ids)].filter((id) => id !== undefined && id !== null &&
+    id !== TRIAL_ID && !state.others.has(id));
+  const got = await Promise.all(missing.map((id) => get(`/api/trials/${id}`).catch(() => null)));
+  for (const t of got) if (t) state.others.set(t.id, t);
+}
+
+function relatedIds() {
+  const ids = [...state.events.values()].filter((e) => e.kind === "fork")
+    .map((e) => e.payload.trial_id ?? e.payload.parent_id);
+  if (state.trial && state.trial.parent_id !== null) ids.push(state.trial.parent_id);
+  return ids;
+}
 
 const charts = {
   loss: new LineChart(document.getElementById("chart-loss"),
@@ -29,7 +56,8 @@ const charts = {
   accuracy: new LineChart(document.getElementById("chart-accuracy"),
     { title: "Accuracy", yName: "accuracy (fraction correct, 0-1)" }),
   lr: new LineChart(document.getElementById("chart-lr"),
-    { title: "Learning rate", yName: "effective learning rate (log scale)", yLog: true }),
+    { title: "Learning rate", yName: "effective learning rate (log scale)", yLog: true,
+      format: (v) => hp("learning_rate", v) }),
   zmean: new LineChart(document.getElementById("chart-zmean"),
     { title: "Mean of Z", yName: "mean of z (pre-BN)" }),
   zstd: new LineChart(document.getElementById("chart-zstd"),
@@ -75,7 +103,7 @@ function layerSeries(stat) {
 function parentLines(...names) {
   const t = state.trial;
   return names.filter((n) => state.parent[n]).map((n) => ({
-    name: `parent #${t.parent_id} ${n}`, color: "#9aa5b1", dashed: n.startsWith("dev"),
+    name: `${n} · ${nameOf(t.parent_id)} (parent)`, color: "#9aa5b1", dashed: n.startsWith("dev"),
     points: smooth(state.parent[n], state.smoothing) }));
 }
 
@@ -96,10 +124,12 @@ function drawLatest() {
   const names = ["train_loss", "dev_loss", "train_accuracy", "dev_accuracy", "learning_rate"];
   box.replaceChildren(...names.flatMap((name) => {
     const p = points(name).at(-1);
+    // The effective learning rate reads like the learning rate it comes from.
+    const value = p && (name === "learning_rate" ? hp(name, p[1]) : fmt(p[1]));
     return [el("dt", {}, name),
       el("dd", { id: `latest-${name}`, "data-step": p ? String(p[0]) : "",
         "data-count": String(points(name).length) },
-      p ? `${fmt(p[1])} at step ${p[0]}` : "no value yet")];
+      p ? `${value} at step ${p[0]}` : "no value yet")];
   }));
 }
 
@@ -130,14 +160,15 @@ function markers() {
       const old = e.payload.old && name in e.payload.old ? e.payload.old[name]
         : name in known ? known[name] : originalValue(name);
       known[name] = value;
-      return `${name} ${old === undefined ? "?" : fmt(old)} → ${fmt(value)}`;
+      return `${name} ${old === undefined ? "?" : hp(name, old)} → ${hp(name, value)}`;
     });
     out.push({ step: e.applied_step, label: changes.join(", "),
       detail: `${changes.join(", ")} at step ${e.applied_step}` });
   }
   for (const e of applied("fork").filter((f) => f.payload.parent_id !== undefined)) {
-    out.push({ step: e.applied_step, label: `forked from #${e.payload.parent_id}`,
-      detail: `forked from trial ${e.payload.parent_id} at step ${e.applied_step}` });
+    const parent = nameOf(e.payload.parent_id);
+    out.push({ step: e.applied_step, label: `forked from ${parent}`,
+      detail: `forked from ${parent} at step ${e.applied_step}` });
   }
   return out;
 }
@@ -155,10 +186,9 @@ function drawMarkers() {
 function drawTrial() {
   const t = state.trial;
   const study = state.study;
-  document.getElementById("trial-title").textContent =
-    `Trial ${t.id}${study ? ` · ${study.name}` : ""}`;
+  document.getElementById("trial-title").textContent = trialName(t);
   const meta = document.getElementById("trial-meta");
-  meta.replaceChildren(`#${t.number} of study `,
+  meta.replaceChildren("in study ",
     el("a", { href: `/studies/${t.study_id}` }, study ? study.name : `#${t.study_id}`),
     study ? ` · task ${study.task} · ${study.mode}` : "");
   const extra = t.stop_requested ? " (stop requested: at the next safe point)"
@@ -194,11 +224,13 @@ function drawAdjust() {
     const name = input.name;
     const pending = t.pending_hparams[name];
     if (!state.dirty.has(name)) {
-      input.value = String(pending !== undefined ? pending : t.hparams[name]);
+      fillInput(input, name, pending !== undefined ? pending : t.hparams[name],
+        state.study && state.study.space);
     }
     input.disabled = finished;
     document.getElementById(`adj-${name}-pending`).textContent =
-      pending !== undefined ? `pending: ${fmt(pending)} (now ${fmt(t.hparams[name])})` : "";
+      pending !== undefined ? `pending: ${hp(name, pending)} (now ${hp(name, t.hparams[name])})`
+        : "";
   }
   document.getElementById("apply").disabled = finished;
   document.getElementById("adjust-hint").textContent = finished
@@ -209,11 +241,12 @@ function drawAdjust() {
 
 function drawConfig() {
   const t = state.trial;
-  const hp = document.getElementById("config-hparams");
-  hp.replaceChildren(...Object.entries(t.hparams).flatMap(([k, v]) =>
-    [el("dt", {}, k), el("dd", {}, fmt(v, 6))]));
+  const box = document.getElementById("config-hparams");
+  box.replaceChildren(...Object.entries(t.hparams).flatMap(([k, v]) =>
+    [el("dt", {}, k), el("dd", {}, hp(k, v))]));
   const s = state.study;
   const run = {
+    trial: `${trialName(t)} (id ${t.id} in the API)`,
     study: s ? `${s.name} (#${s.id})` : t.study_id, mode: s && s.mode, task: s && s.task,
     task_options: s && JSON.stringify(s.task_options), objective: s &&
       `${s.objective.metric} (${s.objective.direction})`,
@@ -235,11 +268,13 @@ async function control(action) {
 }
 
 // The values of a form's fields that differ from `base` (name -> value), or an error naming
-// the first field that is not a number.
+// the first field that is not a number. A field left as filled in holds its base value (the
+// text shown may be its rounding: 1.23e-4 for 0.000123456).
 function changedValues(form, base) {
   const out = {};
   for (const input of form.querySelectorAll("[name]")) {
     const name = input.name;
+    if (untouched(input)) continue;
     const value = input.dataset.kind === "choice" ? input.value : Number(input.value);
     if (input.dataset.kind !== "choice" && (input.value.trim() === "" || !Number.isFinite(value))) {
       throw Object.assign(new Error(`${name}: enter a number`), { field: name });
@@ -284,7 +319,7 @@ async function submitAdjust(event) {
     }
     state.trial = await patch(`${BASE}/hparams`, values);
     state.dirty.clear();
-    status.textContent = `Requested: ${Object.entries(values).map(([k, v]) => `${k} = ${fmt(v)}`)
+    status.textContent = `Requested: ${Object.entries(values).map(([k, v]) => `${k} = ${hp(k, v)}`)
       .join(", ")}; applies at the next safe point.`;
     drawTrial();
     refreshEvents();
@@ -330,8 +365,7 @@ function openFork(ckpt) {
   document.getElementById("fork-title").textContent =
     `Fork from step ${ckpt.step} (epoch ${fmt(ckpt.epoch, 3)})`;
   for (const input of form.querySelectorAll("[name]")) {
-    const value = base[input.name];
-    input.value = value === undefined || value === null ? "" : String(value);
+    fillInput(input, input.name, base[input.name], state.study && state.study.space);
   }
   form.hidden = false;
   drawCheckpoints();
@@ -375,14 +409,14 @@ function drawLineage() {
   const parts = [];
   if (t.parent_id !== null) {
     parts.push(el("p", {}, "Forked from ",
-      el("a", { href: `/trials/${t.parent_id}`, id: "parent-link" }, `trial ${t.parent_id}`),
+      el("a", { href: `/trials/${t.parent_id}`, id: "parent-link" }, nameOf(t.parent_id)),
       ` at step ${t.parent_step}.`));
   }
   const children = applied("fork").filter((e) => e.payload.trial_id !== undefined);
   if (children.length) {
     parts.push(el("p", {}, "Forks of this trial:"));
     parts.push(el("ul", { id: "children" }, children.map((e) => el("li", {},
-      el("a", { href: `/trials/${e.payload.trial_id}` }, `trial ${e.payload.trial_id}`),
+      el("a", { href: `/trials/${e.payload.trial_id}` }, nameOf(e.payload.trial_id)),
       ` from step ${e.payload.step}`))));
   }
   const box = document.getElementById("lineage");
@@ -395,11 +429,11 @@ function eventDetails(e) {
   if (e.kind === "adjust") {
     const was = p.old || {};
     return Object.entries(p.hparams || {}).map(([k, v]) =>
-      (k in was ? `${k} ${fmt(was[k])} → ${fmt(v)}` : `${k} = ${fmt(v)}`)).join(", ");
+      (k in was ? `${k} ${hp(k, was[k])} → ${hp(k, v)}` : `${k} = ${hp(k, v)}`)).join(", ");
   }
   if (e.kind === "fork") {
-    return p.trial_id !== undefined ? `child trial ${p.trial_id} from step ${p.step}`
-      : `from trial ${p.parent_id} at step ${p.step}`;
+    return p.trial_id !== undefined ? `child ${nameOf(p.trial_id)} from step ${p.step}`
+      : `from ${nameOf(p.parent_id)} at step ${p.step}`;
   }
   return Object.entries(p).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`)
     .join(", ");
@@ -429,6 +463,7 @@ async function refreshTrial() {
 
 async function refreshEvents() {
   for (const e of await get(`${BASE}/events`)) state.events.set(e.id, e);
+  await ensureNames(relatedIds());
   drawEvents();
 }
 
@@ -461,6 +496,7 @@ async function main() {
     state: safely(async () => { await refreshTrial(); await refreshEvents(); }),
     event: safely(async (e) => {
       state.events.set(e.id, e);
+      await ensureNames(relatedIds());
       drawEvents();
       await refreshTrial();
     }),
@@ -478,6 +514,7 @@ async function main() {
     }
   }
   state.trial = trial;
+  await ensureNames(relatedIds());
   draw();
   await refreshTrial();
   await refreshEvents();

@@ -25,7 +25,7 @@ def test_panda_example_can_be_paused_and_lowered_from_lr_0_01(
     trial = api.get(f"/api/trials/{trial_id}").json()
     assert trial["hparams"]["learning_rate"] == 0.01
     assert trial["hparams"]["epochs"] >= 400
-    expect(page.locator("#adj-learning_rate")).to_have_value("0.01")
+    expect(page.locator("#adj-learning_rate")).to_have_value("1.00e-2")  # log scale: 2.11e-4
 
     deadline = time.monotonic() + 30
     while api.get(f"/api/trials/{trial_id}").json()["epoch"] < 1:
@@ -37,7 +37,7 @@ def test_panda_example_can_be_paused_and_lowered_from_lr_0_01(
     expect(page.locator("#trial-root")).to_have_attribute("data-state", "paused", timeout=20_000)
     page.fill("#adj-learning_rate", "0.001")
     page.click("#apply")
-    expect(page.locator("#adjust-status")).to_contain_text("learning_rate = 0.001")
+    expect(page.locator("#adjust-status")).to_contain_text("learning_rate = 1.00e-3")
     assert api.get(f"/api/trials/{trial_id}").json()["pending_hparams"] == {"learning_rate": 0.001}
     shot("example-panda-paused")
     api.post(f"/api/trials/{trial_id}/stop")

@@ -37,7 +37,11 @@ def test_caviar_study_page_compare_and_list(page: Any, api: httpx2.Client, shot:
     }).json()  # fmt: skip
     page.goto(f"/studies/{study['id']}")
     expect(page.locator("h1")).to_have_text("small caviar")
-    expect(page.locator("#rounds")).to_contain_text("one_minus_log_uniform [0.9, 0.999]")
+    # Distributions in words, bounds on their scale: never a raw id like one_minus_log_uniform.
+    expect(page.locator("#rounds")).to_contain_text("log on 1 − β [0.9, 0.999]")
+    expect(page.locator("#rounds")).to_contain_text("log-uniform [1.00e-4, 1.00e+0]")
+    expect(page.locator("#rounds")).to_contain_text("log-integer (powers of 2) [16, 256]")
+    expect(page.locator("#rounds")).not_to_contain_text("_uniform")
 
     # The server samples and runs the trials; the table follows without a reload.
     ids = wait_ended(api, study["id"], N_TRIALS)
@@ -45,6 +49,16 @@ def test_caviar_study_page_compare_and_list(page: Any, api: httpx2.Client, shot:
     expect(rows).to_have_count(N_TRIALS, timeout=20_000)
     expect(page.locator("#trials tbody")).not_to_contain_text("Running", timeout=20_000)
     expect(page.locator("#trials tbody")).to_contain_text("Completed")
+    # Log-scale values in one format, 3 significant digits: every learning rate reads "2.11e-4".
+    rates = page.locator('#trials tbody td[data-col="hp:learning_rate"]').all_inner_texts()
+    assert len(rates) == N_TRIALS
+    assert all(re.fullmatch(r"[1-9]\.\d\de-\d+", r) for r in rates), rates
+    # ...and the same value on the trial's page and in the compare table.
+    served = {t["id"]: t["hparams"]["learning_rate"] for t in api.get(
+        f"/api/studies/{study['id']}/trials").json()["data"]}  # fmt: skip
+    first = page.locator(f'tr[data-trial-id="{ids[0]}"] td[data-col="hp:learning_rate"]')
+    lr_text = first.inner_text()
+    assert float(lr_text) == pytest.approx(served[ids[0]], rel=5e-3)
     # Each row's round comes from the trial's own `round`; the sampler's distinct values show.
     expect(page.locator("#filter-round option[value='1']")).to_have_text("round 1")
     expect(page.locator("#sampler-info")).to_contain_text(
@@ -81,6 +95,7 @@ def test_caviar_study_page_compare_and_list(page: Any, api: httpx2.Client, shot:
     expect(page.locator("#cmp-table")).to_contain_text("learning_rate")
     expect(page.locator("#cmp-table")).to_contain_text("batch_size")
     expect(page.locator("#cmp-table")).not_to_contain_text("hidden_units")
+    expect(page.locator('#cmp-table tr[data-hparam="learning_rate"]')).to_contain_text(lr_text)
     page.check("#show-all")
     expect(page.locator("#cmp-table")).to_contain_text("hidden_units")
     shot("compare")
@@ -93,6 +108,7 @@ def test_caviar_study_page_compare_and_list(page: Any, api: httpx2.Client, shot:
     expect(page.locator("#latest-dev_accuracy")).to_contain_text("at step")
     expect(page.locator("#checkpoints button.fork").first).to_be_enabled()
     expect(page.locator("#config-hparams")).to_contain_text("learning_rate")
+    expect(page.locator("#config-hparams dt:text-is('learning_rate') + dd")).to_have_text(lr_text)
     expect(page.locator("#config-run dt:text-is('round') + dd")).to_have_text("1")
     shot("trial-completed")
 

@@ -75,7 +75,7 @@ def test_babysit_a_panda_run(page: Any, api: httpx2.Client, shot: Any) -> None:
     assert pause_step in [c["step"] for c in api.get(f"/api/trials/{trial_id}/checkpoints").json()]
 
     # Change the learning rate: pending until resume.
-    expect(page.locator("#adj-learning_rate")).to_have_value("0.001")
+    expect(page.locator("#adj-learning_rate")).to_have_value("1.00e-3")
     page.fill("#adj-learning_rate", str(NEW_LR))
     page.click("#apply")
     expect(page.locator("#adjust-status")).to_contain_text("learning_rate = 3.00e-4")
@@ -101,7 +101,7 @@ def test_babysit_a_panda_run(page: Any, api: httpx2.Client, shot: Any) -> None:
     expect(page.locator("#chart-lr")).to_have_attribute("data-markers", step, timeout=20_000)
     expect(page.locator("#chart-loss")).to_have_attribute("data-markers", step)
     expect(page.locator("#markers-caption")).to_contain_text(
-        f"learning_rate 0.001 → 3.00e-4 at step {step}"
+        f"learning_rate 1.00e-3 → 3.00e-4 at step {step}"
     )
     wait_api(
         lambda: api.get(f"/api/trials/{trial_id}").json()["hparams"]["learning_rate"] == NEW_LR,
@@ -111,12 +111,12 @@ def test_babysit_a_panda_run(page: Any, api: httpx2.Client, shot: Any) -> None:
 
     # Fork from the pause checkpoint (the form holds its values) and land on the child's page.
     page.locator(f'#checkpoints li[data-step="{pause_step}"] button.fork').click()
-    expect(page.locator("#fork-learning_rate")).to_have_value("0.001")
+    expect(page.locator("#fork-learning_rate")).to_have_value("1.00e-3")
     page.click("#fork-submit")
     page.wait_for_url(lambda url: not url.endswith(f"/trials/{trial_id}"))
     child_id = trial_id_of(page.url)
     assert child_id != trial_id
-    expect(page.locator("#lineage")).to_contain_text(f"Forked from trial {trial_id}")
+    expect(page.locator("#lineage")).to_contain_text(f"Forked from Trial {trial['number']}")
     expect(page.locator("#parent-link")).to_have_attribute("href", f"/trials/{trial_id}")
     child = api.get(f"/api/trials/{child_id}").json()
     assert (child["parent_id"], child["parent_step"]) == (trial_id, pause_step)
@@ -125,6 +125,6 @@ def test_babysit_a_panda_run(page: Any, api: httpx2.Client, shot: Any) -> None:
     # The parent lists its fork.
     page.click("#parent-link")
     page.wait_for_url(f"**/trials/{trial_id}")
-    expect(page.locator("#children")).to_contain_text(f"trial {child_id}")
+    expect(page.locator("#children")).to_contain_text(f"Trial {child['number']}")
     for tid in (trial_id, child_id):
         api.post(f"/api/trials/{tid}/stop")

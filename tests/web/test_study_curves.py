@@ -55,7 +55,7 @@ def test_curves_of_different_batch_sizes_share_the_epoch_axis(
     assert len({t["step"] for t in trials}) == 2  # the same epochs, different step counts
 
     page.goto(f"/studies/{study_id}")
-    names = sorted(f"#{t['number']}" for t in trials)
+    names = sorted(f"Trial {t['number']}" for t in trials)
     page.wait_for_function(DRAWN, arg=[names, EPOCHS])
     chart = page.evaluate(CHART)
     shot("study-curves-by-epoch")

@@ -47,7 +47,7 @@ def test_fork_from_a_checkpoint_with_a_new_learning_rate(
     expect(page.locator("#fork-title")).to_contain_text(f"Fork from step {step}")
     chosen = page.locator(f'#checkpoints li[data-step="{step}"]')
     expect(chosen).to_have_class(re.compile("selected"))
-    expect(page.locator("#fork-learning_rate")).to_have_value("0.001")
+    expect(page.locator("#fork-learning_rate")).to_have_value("1.00e-3")
     expect(page.locator("#fork-batch_size")).to_have_value("32")
     expect(page.locator("#fork-beta2")).to_have_value("0.999")
     assert page.url.endswith(f"/trials/{parent['id']}")
@@ -70,7 +70,7 @@ def test_fork_from_a_checkpoint_with_a_new_learning_rate(
     page.click("#fork-submit")
     page.wait_for_url(lambda url: not url.endswith(f"/trials/{parent['id']}"))
     child_id = int(page.url.rsplit("/", 1)[1])
-    expect(page.locator("#lineage")).to_contain_text(f"Forked from trial {parent['id']}")
+    expect(page.locator("#lineage")).to_contain_text(f"Forked from Trial {parent['number']}")
     child = api.get(f"/api/trials/{child_id}").json()
     assert (child["parent_id"], child["parent_step"]) == (parent["id"], step)
     assert child["hparams"]["learning_rate"] == 0.003
@@ -115,12 +115,13 @@ def test_a_lone_metric_point_is_visible(page: Any, api: httpx2.Client, shot: Any
     page.wait_for_function("""() => {
       const c = echarts.getInstanceByDom(document.getElementById("cmp-dev_accuracy"));
       return c && c.getOption().series.length === 2; }""")
+    # Both are their study's Trial 0: the compare page adds the study's name.
     series = {s["name"]: s for s in page.evaluate(SERIES, "cmp-dev_accuracy")}
-    assert series[f"trial {one['id']}"] == {
-        "name": f"trial {one['id']}", "points": 1, "showSymbol": True,
+    assert series["Trial 0 · one epoch"] == {
+        "name": "Trial 0 · one epoch", "points": 1, "showSymbol": True,
     }  # fmt: skip
-    assert series[f"trial {many['id']}"]["points"] == 10
-    assert series[f"trial {many['id']}"]["showSymbol"] is False  # a long curve stays a line
+    assert series["Trial 0 · ten epochs"]["points"] == 10
+    assert series["Trial 0 · ten epochs"]["showSymbol"] is False  # a long curve stays a line
     # The lone value is drawn: its series colour (the palette's first) inside the plot area.
     page.locator("#cmp-dev_accuracy").scroll_into_view_if_needed()
     assert page.evaluate(PLOT_PIXELS, ["cmp-dev_accuracy", [0x1F, 0x6F, 0xB2]]) >= 10
