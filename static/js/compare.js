@@ -1,33 +1,73 @@
-// Compare (/compare?trials=1,2,3): curves overlaid and the hyperparameters that differ.
+// Compare (/compare?trials=1,2,3): curves overlaid and the hyperparameters that differ. Live:
+// while a compared trial is queued, running or paused the page asks for it every 2 s, and for
+// its curves only past the last step it holds (since_step), so a running trial's curves grow
+// without a reload; once every trial has ended it stops asking.
 
-import { el, flash, fmt, get, num, stateBadge } from "./api.js";
+import { FINISHED, el, flash, fmt, get, num, stateBadge } from "./api.js";
 import { LineChart } from "./charts.js";
 import { formatHparam, trialName } from "./format.js";
 
 const root = document.getElementById("compare-root");
-const IDS = root.dataset.trialIds.split(",").filter(Boolean).map(Number);
+const IDS = [...new Set(root.dataset.trialIds.split(",").filter(Boolean).map(Number))];
 const METRICS = {
   dev_accuracy: "dev accuracy (fraction correct, 0-1)",
   dev_loss: "dev cross-entropy loss (nats)",
   train_accuracy: "train accuracy (fraction correct, 0-1)",
   train_loss: "train cross-entropy loss (nats)",
 };
-let trials = [];
-const studies = new Map(); // study id -> study: its name and space
+const NAMES = Object.keys(METRICS).join(",");
+const POLL_MS = 2000;
+
+const state = {
+  trials: [], // in the order the URL gives them
+  studies: new Map(), // study id -> study: its name and space
+  curves: new Map(), // trial id -> metric -> Map(step -> value)
+  last: new Map(), // trial id -> the last step fetched (any metric)
+};
+let charts = null;
 
 // "Trial N", with the study's name when the compared trials come from several studies.
 function label(t) {
-  const several = new Set(trials.map((x) => x.study_id)).size > 1;
-  const study = studies.get(t.study_id);
+  const several = new Set(state.trials.map((x) => x.study_id)).size > 1;
+  const study = state.studies.get(t.study_id);
   return trialName(t, several ? (study ? study.name : `study #${t.study_id}`) : null);
 }
 
+function merge(t, curves) {
+  if (!state.curves.has(t.id)) state.curves.set(t.id, new Map());
+  const mine = state.curves.get(t.id);
+  for (const [name, points] of Object.entries(curves)) {
+    if (!mine.has(name)) mine.set(name, new Map());
+    const m = mine.get(name);
+    for (const [step, value] of points) {
+      m.set(step, num(value));
+      state.last.set(t.id, Math.max(state.last.get(t.id) ?? 0, step));
+    }
+  }
+}
+
+function points(t, name) {
+  const m = state.curves.get(t.id)?.get(name);
+  return m ? [...m.entries()].sort((a, b) => a[0] - b[0]) : [];
+}
+
+function drawCharts() {
+  if (charts === null) {
+    charts = Object.fromEntries(Object.entries(METRICS).map(([metric, yName]) => [metric,
+      new LineChart(document.getElementById(`cmp-${metric}`), { title: metric, yName })]));
+  }
+  for (const [metric, chart] of Object.entries(charts)) {
+    chart.setSeries(state.trials.map((t) => ({ name: label(t), points: points(t, metric) })));
+  }
+}
+
 function drawTable() {
+  const trials = state.trials;
   const all = document.getElementById("show-all").checked;
   const names = [...new Set(trials.flatMap((t) => Object.keys(t.hparams)))];
   const differs = (n) => new Set(trials.map((t) => JSON.stringify(t.hparams[n]))).size > 1;
   const shown = names.filter((n) => all || differs(n));
-  const value = (t, n) => formatHparam(n, t.hparams[n], studies.get(t.study_id)?.space);
+  const value = (t, n) => formatHparam(n, t.hparams[n], state.studies.get(t.study_id)?.space);
   const table = document.getElementById("cmp-table");
   table.tHead.replaceChildren(el("tr", {}, el("th", { scope: "col" }, "hyperparameter"),
     trials.map((t) => el("th", { scope: "col", "data-trial-id": String(t.id) },
@@ -44,6 +84,33 @@ function drawTable() {
   table.tBodies[0].replaceChildren(...rows);
 }
 
+function drawStatus() {
+  const open = state.trials.filter((t) => !FINISHED.has(t.state));
+  const running = open.filter((t) => t.state === "running").length;
+  document.getElementById("compare-status").textContent = `${state.trials.length} trials` +
+    (open.length ? ` · live: ${running} running, updated every ${POLL_MS / 1000} s.` : ".");
+}
+
+// One trial's state, then its points past the last step held: read in that order, a trial
+// seen ended has every point it will ever have.
+async function update(t) {
+  const fresh = await get(`/api/trials/${t.id}`);
+  const since = state.last.get(t.id);
+  const query = since === undefined ? "max_points=500" : `since_step=${since}`;
+  merge(fresh, await get(`/api/trials/${t.id}/metrics?names=${NAMES}&${query}`));
+  return fresh;
+}
+
+async function poll() {
+  const open = state.trials.filter((t) => !FINISHED.has(t.state));
+  if (!open.length || document.hidden) return;
+  const fresh = new Map((await Promise.all(open.map(update))).map((t) => [t.id, t]));
+  state.trials = state.trials.map((t) => fresh.get(t.id) || t);
+  drawCharts();
+  drawTable();
+  drawStatus();
+}
+
 async function main() {
   const status = document.getElementById("compare-status");
   if (IDS.length === 0) {
@@ -51,28 +118,33 @@ async function main() {
       "/compare?trials=1,2,3.";
     return;
   }
-  const names = Object.keys(METRICS).join(",");
   try {
-    trials = await Promise.all(IDS.map((id) => get(`/api/trials/${id}`)));
-    const studyIds = [...new Set(trials.map((t) => t.study_id))];
-    for (const s of await Promise.all(studyIds.map((id) => get(`/api/studies/${id}`)))) {
-      studies.set(s.id, s);
-    }
-    const curves = await Promise.all(IDS.map((id) =>
-      get(`/api/trials/${id}/metrics?names=${names}&max_points=500`)));
-    for (const [metric, yName] of Object.entries(METRICS)) {
-      const chart = new LineChart(document.getElementById(`cmp-${metric}`),
-        { title: metric, yName });
-      chart.setSeries(trials.map((t, i) => ({ name: label(t),
-        points: (curves[i][metric] || []).map(([s, v]) => [s, num(v)]) })));
-    }
+    state.trials = await Promise.all(IDS.map((id) => get(`/api/trials/${id}`)));
+    const studyIds = [...new Set(state.trials.map((t) => t.study_id))];
+    const studies = await Promise.all(studyIds.map((id) => get(`/api/studies/${id}`)));
+    for (const s of studies) state.studies.set(s.id, s);
+    state.trials = await Promise.all(state.trials.map(update));
   } catch (err) {
     status.textContent = "";
     flash(`Could not load the trials: ${err.message}`);
     return;
   }
-  status.textContent = `${trials.length} trials.`;
+  drawCharts();
   drawTable();
+  drawStatus();
+  let busy = false;
+  setInterval(async () => {
+    if (busy) return;
+    busy = true;
+    try {
+      await poll();
+      flash("");
+    } catch (err) {
+      flash(`Could not update the trials: ${err.message}`);
+    } finally {
+      busy = false;
+    }
+  }, POLL_MS);
 }
 
 document.getElementById("show-all").addEventListener("change", drawTable);

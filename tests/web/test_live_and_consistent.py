@@ -1,0 +1,96 @@
+"""Live and consistent pages: the compare page follows a running trial, a trial has one name
+on every page, a study the user stopped says so, and the examples outlive the first study."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx2
+import pytest
+from playwright.sync_api import expect
+
+from tests.web import wait_api
+
+pytestmark = pytest.mark.slow  # a real server, real workers and a real browser
+
+# Batches of 4 on digits: ~315 steps an epoch, a point every 20 steps; minutes to run.
+LONG = {"batch_size": 4, "epochs": 500}
+
+# The compare chart's points of one series (by its legend name), or -1 while it is not drawn.
+SERIES_POINTS = """([id, name]) => {
+  const chart = echarts.getInstanceByDom(document.getElementById(id));
+  const series = chart ? chart.getOption().series.find((s) => s.name === name) : null;
+  return series ? series.data.filter((d) => d[1] !== null).length : -1;
+}"""
+
+
+def panda_study(api: httpx2.Client, name: str) -> dict[str, Any]:
+    r = api.post("/api/studies", json={"name": name, "mode": "panda", "task": "digits"})
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def new_trial(api: httpx2.Client, study_id: int, **hparams: Any) -> dict[str, Any]:
+    r = api.post(f"/api/studies/{study_id}/trials", json={"hparams": hparams})
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def stop_and_wait(api: httpx2.Client, *trial_ids: int) -> None:
+    for tid in trial_ids:
+        api.post(f"/api/trials/{tid}/stop")
+    for tid in trial_ids:
+        wait_api(
+            lambda tid=tid: api.get(f"/api/trials/{tid}").json()["state"] == "stopped",
+            f"trial {tid} to stop",
+        )
+
+
+def test_compare_follows_a_running_trial_and_names_it_as_every_page_does(
+    page: Any, api: httpx2.Client, shot: Any
+) -> None:
+    study = panda_study(api, "live compare")
+    first = new_trial(api, study["id"])  # stopped at once: the running one is Trial 1
+    stop_and_wait(api, first["id"])
+    running = new_trial(api, study["id"], **LONG)
+    assert running["number"] == 1 and running["id"] != running["number"]
+    wait_api(
+        lambda: api.get(f"/api/trials/{running['id']}").json()["step"] >= 20,
+        "the trial to report its first points",
+    )
+
+    # The compare page: its curves grow without a reload, fetched past the last step held.
+    page.goto(f"/compare?trials={first['id']},{running['id']}")
+    page.evaluate("window.__sameDocument = true")
+    drawn = page.evaluate(SERIES_POINTS, ["cmp-train_loss", "Trial 1"])
+    wait_api(lambda: page.evaluate(SERIES_POINTS, ["cmp-train_loss", "Trial 1"]) > 0, "curves")
+    before = page.evaluate(SERIES_POINTS, ["cmp-train_loss", "Trial 1"])
+    assert before >= max(drawn, 1)
+    wait_api(
+        lambda: page.evaluate(SERIES_POINTS, ["cmp-train_loss", "Trial 1"]) > before,
+        "the running trial's curve to grow on the compare page",
+    )
+    assert page.evaluate("window.__sameDocument") is True
+    expect(page.locator("#compare-status")).to_contain_text("live: 1 running")
+    served = api.get(f"/api/trials/{running['id']}/metrics?names=train_loss").json()
+    assert len(served["train_loss"]) >= page.evaluate(SERIES_POINTS, ["cmp-train_loss", "Trial 1"])
+
+    # One name for the trial: compare (table and legend), study page, trial page.
+    head = page.locator(f'#cmp-table th[data-trial-id="{running["id"]}"] a')
+    expect(head).to_have_text("Trial 1")
+    assert page.evaluate(SERIES_POINTS, ["cmp-dev_loss", "Trial 0"]) >= 0  # both in the legend
+    shot("compare-live")
+    page.goto(f"/studies/{study['id']}")
+    link = page.locator(f'tr[data-trial-id="{running["id"]}"] a[href="/trials/{running["id"]}"]')
+    expect(link).to_have_text("Trial 1")
+    page.goto(f"/trials/{running['id']}")
+    expect(page.locator("#trial-title")).to_have_text("Trial 1")
+    expect(page).to_have_title(re.compile(r"^Trial 1 · "))
+    expect(page.locator("#trial-meta")).to_contain_text("in study live compare")
+
+    # Stopped: the compare page says so and stops asking.
+    stop_and_wait(api, running["id"])
+    page.goto(f"/compare?trials={first['id']},{running['id']}")
+    expect(page.locator("#cmp-table thead")).to_contain_text("Stopped")
+    expect(page.locator("#compare-status")).to_have_text("2 trials.")
