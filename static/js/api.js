@@ -90,6 +90,18 @@ export const STATE_WORDS = {
   finished: "Finished",
 };
 
+// The state a study shows. The API says "completed" once no trial is open, however its trials
+// ended; a study the user stopped, with no trial completed, did not complete: it is "stopped"
+// (and "failed" when its trials all failed). The counts per state decide, as the API sends them.
+export function studyState(study) {
+  if (study.state !== "completed") return study.state;
+  const c = study.counts || {};
+  if (c.completed) return "completed";
+  if (c.stopped) return "stopped";
+  if (c.failed && !c.pruned) return "failed";
+  return "completed";
+}
+
 export function stateBadge(state, extra = "") {
   const span = document.createElement("span");
   span.className = `badge state-${state}`;
@@ -121,9 +133,11 @@ export function flash(message, kind = "error") {
   box.hidden = !message;
 }
 
-export function progressBar(fraction, label) {
+// `state`: a study's or trial's state; a stopped or failed one's bar is greyed, not "done".
+export function progressBar(fraction, label, state) {
   const f = Math.max(0, Math.min(1, Number.isFinite(fraction) ? fraction : 0));
-  const bar = el("span", { class: "progress", role: "progressbar", "aria-valuemin": "0",
+  const ended = state === "stopped" || state === "failed" ? ` progress-${state}` : "";
+  const bar = el("span", { class: `progress${ended}`, role: "progressbar", "aria-valuemin": "0",
     "aria-valuemax": "100", "aria-valuenow": String(Math.round(f * 100)),
     "aria-label": label || "progress" });
   bar.append(el("span", { class: "progress-fill", style: `width:${(f * 100).toFixed(1)}%` }));

@@ -1,6 +1,8 @@
 // Studies list (/): polls the API, and on a first visit offers one-click digits examples.
 
-import { el, fmt, get, post, progressBar, stateBadge, timeText, flash } from "./api.js";
+import {
+  el, fmt, get, post, progressBar, stateBadge, studyState, timeText, flash,
+} from "./api.js";
 import { trialName } from "./format.js";
 
 const tbody = document.querySelector("#studies-table tbody");
@@ -35,13 +37,14 @@ function row(study, top) {
   const { ended, planned } = study.progress;
   const running = study.counts.running || 0;
   const objective = `${study.objective.metric} (${study.objective.direction})`;
-  return el("tr", { "data-study-id": String(study.id) },
+  const state = studyState(study);
+  return el("tr", { "data-study-id": String(study.id), "data-state": state },
     el("td", {}, el("a", { href: `/studies/${study.id}` }, study.name), ...cockpit),
     el("td", {}, study.mode),
     el("td", {}, study.task),
-    el("td", {}, stateBadge(study.state, running ? `, ${running} running` : "")),
+    el("td", {}, stateBadge(state, running ? `, ${running} running` : "")),
     el("td", { title: study.budget.epochs ? `budget: ${study.budget.epochs} epochs` : null },
-      progressBar(planned ? Math.min(1, ended / planned) : 0, `${ended} / ${planned}`)),
+      progressBar(planned ? Math.min(1, ended / planned) : 0, `${ended} / ${planned}`, state)),
     el("td", { title: objective }, best === null ? "–" : `${fmt(best)} ${study.objective.metric}`),
     el("td", {}, timeText(study.created_at)));
 }

@@ -2,7 +2,7 @@
 // brushing into the next round, scatter per hyperparameter, importance, re-test and export.
 
 import {
-  FINISHED, el, flash, fmt, get, hasRoute, post, progressBar, stateBadge, stream,
+  FINISHED, el, flash, fmt, get, hasRoute, post, progressBar, stateBadge, stream, studyState,
 } from "./api.js";
 import {
   fillInput, formatHparam, rangeText, trialName, untouched,
@@ -47,7 +47,7 @@ function drawHeader() {
   const s = state.study;
   document.getElementById("study-title").textContent = s.name;
   const counts = Object.entries(s.counts).map(([k, v]) => `${v} ${k}`).join(", ") || "no trials";
-  document.getElementById("study-meta").replaceChildren(stateBadge(s.state),
+  document.getElementById("study-meta").replaceChildren(stateBadge(studyState(s)),
     ` ${s.mode} · task `,
     `${s.task} · objective ${s.objective.metric} (${s.objective.direction}) · budget `,
     budgetText(s),
@@ -192,7 +192,7 @@ function row(t, cols) {
     number: el("a", { href: `/trials/${t.id}` }, trialName(t)),
     round: String(roundOf(t)),
     state: stateBadge(t.state, t.parked ? " · waiting at a rung" : ""),
-    progress: progressBar(t.epoch / epochs, `${fmt(t.epoch, 3)} / ${epochs}`),
+    progress: progressBar(t.epoch / epochs, `${fmt(t.epoch, 3)} / ${epochs}`, t.state),
     best_value: fmt(t.best_value),
     last_value: fmt(t.last_value),
   };

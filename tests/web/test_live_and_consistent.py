@@ -94,3 +94,33 @@ def test_compare_follows_a_running_trial_and_names_it_as_every_page_does(
     page.goto(f"/compare?trials={first['id']},{running['id']}")
     expect(page.locator("#cmp-table thead")).to_contain_text("Stopped")
     expect(page.locator("#compare-status")).to_have_text("2 trials.")
+
+
+def test_a_study_stopped_by_the_user_says_stopped(
+    page: Any, api: httpx2.Client, shot: Any
+) -> None:
+    study = panda_study(api, "stopped by hand")
+    trial = new_trial(api, study["id"], **LONG)
+    wait_api(
+        lambda: api.get(f"/api/trials/{trial['id']}").json()["state"] == "running",
+        "the trial to run",
+    )
+    stop_and_wait(api, trial["id"])
+
+    # What the pages decide from: no trial open (the API's "completed"), one stopped, none
+    # completed.
+    got = api.get(f"/api/studies/{study['id']}").json()
+    assert got["state"] == "completed"
+    assert got["counts"].get("stopped") == 1 and not got["counts"].get("completed")
+    assert got["progress"] == {"ended": 1, "planned": 1}
+
+    page.goto("/")
+    row = page.locator(f'tr[data-study-id="{study["id"]}"]')
+    expect(row).to_have_attribute("data-state", "stopped")
+    expect(row.locator(".badge")).to_have_text("Stopped")
+    expect(row.locator(".progress")).to_have_class(re.compile(r"\bprogress-stopped\b"))
+    expect(row).not_to_contain_text("Completed")
+    shot("studies-list-stopped")
+    page.goto(f"/studies/{study['id']}")
+    expect(page.locator("#study-meta .badge")).to_have_text("Stopped")
+    expect(page.locator(f'tr[data-trial-id="{trial["id"]}"]')).to_contain_text("Stopped")
