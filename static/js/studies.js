@@ -1,4 +1,5 @@
-// Studies list (/): polls the API, and on a first visit offers one-click digits examples.
+// Studies list (/): polls the API, and offers one-click digits examples: open on a first
+// visit, folded into one line once studies exist.
 
 import {
   el, fmt, get, post, progressBar, stateBadge, studyState, timeText, flash,
@@ -57,10 +58,15 @@ async function refresh() {
     status.textContent = `Could not load the studies: ${err.message}`;
     return;
   }
-  document.getElementById("teach").hidden = page.count > 0;
+  // Open while there is no study; folded at the first load once there is one, and then left
+  // as the user sets it (the list refreshes every few seconds).
+  const teach = document.getElementById("teach");
+  if (page.count === 0) teach.open = true;
+  else if (!teach.dataset.folded) teach.open = false;
+  teach.dataset.folded = page.count === 0 ? "" : "yes";
   document.getElementById("studies-table").hidden = page.count === 0;
   status.textContent = page.count === 0
-    ? "No studies yet. Start with an example below or create a new study."
+    ? "No studies yet. Start with an example above or create a new study."
     : `${page.count} ${page.count === 1 ? "study" : "studies"}`;
   const bests = await Promise.all(page.data.map((s) => bestOf(s).catch(() => null)));
   tbody.replaceChildren(...page.data.map((s, i) => row(s, bests[i])));

@@ -10,7 +10,7 @@ import httpx2
 import pytest
 from playwright.sync_api import expect
 
-from tests.web import wait_api
+from tests.web import trials_of, wait_api
 
 pytestmark = pytest.mark.slow  # a real server, real workers and a real browser
 
@@ -124,3 +124,37 @@ def test_a_study_stopped_by_the_user_says_stopped(
     page.goto(f"/studies/{study['id']}")
     expect(page.locator("#study-meta .badge")).to_have_text("Stopped")
     expect(page.locator(f'tr[data-trial-id="{trial["id"]}"]')).to_contain_text("Stopped")
+
+
+def test_the_examples_stay_reachable_once_a_study_exists(
+    page: Any, api: httpx2.Client, shot: Any
+) -> None:
+    panda_study(api, "already here")
+    page.goto("/")
+    expect(page.locator("#studies-table")).to_be_visible()
+    teach = page.locator("#teach")
+    expect(teach).to_have_js_property("open", False)  # folded to one line, not gone
+    button = page.get_by_role("button", name="Try a caviar search on digits")
+    expect(button).to_be_hidden()
+    page.get_by_text("Examples: two ways to tune a network").click()
+    expect(button).to_be_visible()
+    # The list refreshes every 3 s: the section stays as the user opened it.
+    page.wait_for_timeout(3500)
+    expect(teach).to_have_js_property("open", True)
+    shot("studies-examples-reopened")
+
+    button.click()
+    page.wait_for_url(re.compile(r"/studies/\d+$"))
+    study_id = int(page.url.rsplit("/", 1)[1])
+    expect(page.locator("h1")).to_have_text("digits caviar example")
+    study = api.get(f"/api/studies/{study_id}").json()
+    assert (study["mode"], study["budget"]["trials"]) == ("caviar", 8)
+    wait_api(lambda: stop_open_trials(api, study_id), "the example to end", timeout=90)
+
+
+def stop_open_trials(api: httpx2.Client, study_id: int) -> bool:
+    """Stop what is open (the study samples the next trials meanwhile); True once it ended."""
+    for t in trials_of(api, study_id):
+        if t["state"] in ("queued", "paused", "running") and not t["stop_requested"]:
+            api.post(f"/api/trials/{t['id']}/stop")
+    return bool(api.get(f"/api/studies/{study_id}").json()["state"] == "completed")

@@ -114,7 +114,7 @@ def test_caviar_study_page_compare_and_list(page: Any, api: httpx2.Client, shot:
 
     # The list shows the study with its progress in words.
     page.goto("/")
-    expect(page.locator("#teach")).to_be_hidden()
+    expect(page.locator("#teach")).to_have_js_property("open", False)  # folded, not gone
     row = page.locator(f'tr[data-study-id="{study["id"]}"]')
     expect(row).to_contain_text("small caviar")
     expect(row).to_contain_text(f"{N_TRIALS} / {N_TRIALS}")
