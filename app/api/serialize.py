@@ -18,7 +18,7 @@ from app.schemas import (
     StudyPublic,
     TrialPublic,
 )
-from app.search import parking
+from app.search import parking, study_config
 from app.search.rounds import round_numbers
 from app.storage import queries
 from app.storage.models import (
@@ -28,10 +28,12 @@ from app.storage.models import (
     EventKind,
     Round,
     Study,
+    StudyMode,
     Trial,
     TrialState,
 )
 from app.storage.pending import pending_hparams
+from app.tuning import parse_space
 
 JsonFloat = float | str
 Point = tuple[int, JsonFloat]
@@ -75,6 +77,7 @@ def study_public(
         scheduler=study.scheduler,
         sampler_settings=study.sampler_settings or {},
         scheduler_settings=study.scheduler_settings or {},
+        plan=_plan(study),
         sampler_info=sampler_info,
         seed=study.seed,
         state=study.state,
@@ -82,6 +85,14 @@ def study_public(
         counts=counts,
         progress=progress(counts, unstarted),
     )
+
+
+def _plan(study: Study) -> str | None:
+    if study.mode is not StudyMode.CAVIAR or study.scheduler in (None, "none"):
+        return None
+    longest = study_config.max_epochs(parse_space(study.space), study.epochs)
+    trials = study_config.trials_of_budget(study.budget_trials, study.budget_epochs, longest)
+    return study_config.plan(study, trials) or None
 
 
 _FINISHED = frozenset(s.value for s in FINISHED_STATES)

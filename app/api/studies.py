@@ -15,6 +15,7 @@ from app.errors import Conflict, Invalid
 from app.schemas import (
     StudiesPublic,
     StudyCreate,
+    StudyPlan,
     StudyPublic,
     TrialCreate,
     TrialPublic,
@@ -42,6 +43,14 @@ def list_studies(session: SessionDep, limit: Limit = 100, offset: Offset = 0) ->
     """List studies, newest first."""
     studies, count = queries.list_studies(session, limit=limit, offset=offset)
     return StudiesPublic(data=studies_out(session, studies), count=count)
+
+
+@router.post("/plan", response_model=StudyPlan)
+def plan_study(body: StudyCreate) -> StudyPlan:
+    """What the study's early stopping would do, before creating it: its scheduler's settings
+    as applied (defaults fitted to the budget) and its plan in words. Writes nothing."""
+    settings, plan = studies.preview(body)
+    return StudyPlan(scheduler_settings=settings, plan=plan)
 
 
 @router.post("", response_model=StudyPublic, status_code=status.HTTP_201_CREATED)

@@ -34,6 +34,7 @@ from app.schemas.studies import (
     SamplerInfo,
     StudiesPublic,
     StudyCreate,
+    StudyPlan,
     StudyPublic,
 )
 from app.schemas.trials import (
@@ -95,6 +96,7 @@ __all__ = [
     "SettingPublic",
     "StudiesPublic",
     "StudyCreate",
+    "StudyPlan",
     "StudyPublic",
     "Strict",
     "TaskPublic",

@@ -142,7 +142,14 @@ class StudyPublic(BaseModel):
     sampler: str
     scheduler: str | None
     sampler_settings: dict[str, Any] = Field(default_factory=dict)
-    scheduler_settings: dict[str, Any] = Field(default_factory=dict)
+    scheduler_settings: dict[str, Any] = Field(
+        default_factory=dict, description="as applied: defaults and budget-fitted ones included"
+    )
+    plan: str | None = Field(
+        None,
+        description="what the early-stopping scheduler does with round 1's budget, e.g. "
+        "'rungs at 3 and 9 epochs; about 3 of 24 trials train all 27 epochs'",
+    )
     sampler_info: SamplerInfo | None = Field(
         None, description="caviar studies, in GET /api/studies/{id} only (null in lists)"
     )
@@ -151,6 +158,13 @@ class StudyPublic(BaseModel):
     created_at: datetime
     counts: dict[str, int] = Field(description="number of trials per state")
     progress: Progress
+
+
+class StudyPlan(BaseModel):
+    """POST /api/studies/plan: what the study's early stopping would do."""
+
+    scheduler_settings: dict[str, Any]
+    plan: str | None
 
 
 class StudiesPublic(BaseModel):

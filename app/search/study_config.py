@@ -63,10 +63,35 @@ def max_epochs(space: SearchSpace, default: int) -> int:
     return default if dist is None else max(int(v) for v in _corners(dist))
 
 
-def takes_max_resource(scheduler: str | None) -> bool:
-    """Whether the scheduler has a ``max_resource`` setting, which defaults to ``max_epochs``."""
+def applied_settings(
+    scheduler: str | None, given: dict[str, Any], trials: int, longest: int
+) -> dict[str, Any]:
+    """A scheduler's settings as the study applies them: every declared default, the
+    defaults fitted to the budget (``Scheduler.budget_defaults``), then what the user gave.
+
+    ``trials``: the round's trial budget (about how many trials a budget of epochs buys);
+    ``longest``: the most epochs a trial can train. The study echoes the result, so what
+    runs is what it shows.
+    """
     cls = SCHEDULERS.get(scheduler or "")
-    return cls is not None and any(s.name == "max_resource" for s in cls.settings)
+    if cls is None or scheduler == "none":
+        return dict(given)
+    declared = {s.name: s.default for s in cls.settings if s.default is not None}
+    return {**declared, **cls.budget_defaults(trials, longest, given), **given}
+
+
+def trials_of_budget(trials: int | None, epochs: int | None, longest: int) -> int:
+    """About how many trials a round's budget buys: its trials, or, for a budget of epochs,
+    three trials for each full training (most stop early)."""
+    if trials is not None:
+        return trials
+    return max(1, round(3 * (epochs or 0) / max(1, longest)))
+
+
+def plan(study: Study, trials: int) -> str:
+    """The scheduler's plan for about ``trials`` trials (empty without one)."""
+    scheduler = scheduler_for(study)
+    return "" if scheduler is None else scheduler.plan(trials)
 
 
 def split(spec: str | dict[str, Any] | None, what: str) -> tuple[str | None, dict[str, Any]]:

@@ -64,11 +64,7 @@ def create_study(session: Session, body: StudyCreate, settings: Settings) -> Stu
     if body.mode is StudyMode.PANDA:
         check_space(space)
     else:
-        parsed = study_config.parse(space, body.epochs)
-        space = parsed.to_dict()
-        if study_config.takes_max_resource(scheduler):  # ASHA's rungs stop below it
-            longest = study_config.max_epochs(parsed, body.epochs)
-            scheduler_settings.setdefault("max_resource", longest)
+        space, scheduler_settings, _ = _caviar_plan(body, scheduler, scheduler_settings)
     assert body.objective.direction is not None  # filled in by the schema
     study = Study(
         name=body.name,
@@ -105,6 +101,36 @@ def create_study(session: Session, body: StudyCreate, settings: Settings) -> Stu
         )
         feeder.settle(session, study)
     return study
+
+
+def _caviar_plan(
+    body: StudyCreate, scheduler: str | None, given: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """A caviar study's checked space, its scheduler's settings as applied (budget-fitted
+    defaults included) and about how many trials round 1's budget buys."""
+    parsed = study_config.parse(body.space, body.epochs)
+    longest = study_config.max_epochs(parsed, body.epochs)
+    trials = study_config.trials_of_budget(body.budget.trials, body.budget.epochs, longest)
+    applied = study_config.applied_settings(scheduler, given, trials, longest)
+    return parsed.to_dict(), applied, trials
+
+
+def preview(body: StudyCreate) -> tuple[dict[str, Any], str | None]:
+    """What a caviar study's scheduler would run with, before the study exists: its settings
+    as applied and its plan (``"rungs at 3 and 9 epochs; about 3 of 24 trials train all 27
+    epochs"``). Bad settings raise the 422 the creation would; nothing is written."""
+    scheduler, given = study_config.split(body.scheduler, "scheduler")
+    if body.mode is not StudyMode.CAVIAR or scheduler in (None, "none"):
+        return given, None
+    space, applied, trials = _caviar_plan(body, scheduler, given)
+    assert body.objective.direction is not None  # filled in by the schema
+    study = Study(
+        mode=body.mode, space=space, epochs=body.epochs, sampler="random", sampler_settings={},
+        scheduler=scheduler, scheduler_settings=applied, direction=body.objective.direction,
+        seed=body.seed,
+    )  # fmt: skip
+    study_config.check_algorithms(study)
+    return applied, study_config.plan(study, trials) or None
 
 
 def trial_hparams(study: Study, explicit: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from enum import Enum
 
 from app.tuning.base import (
@@ -15,6 +15,7 @@ from app.tuning.base import (
     Scheduler,
     SchedulerStep,
     Setting,
+    SettingValue,
     TrialView,
 )
 
@@ -30,6 +31,11 @@ class AshaMode(str, Enum):
 
     STOP = "stop"
     PAUSE = "pause"
+
+
+# Budget-fitted defaults aim at this many trials trained in full: enough to compare a few
+# finished curves, few enough that early stopping saves most of the epochs.
+FULL_TRIALS = 2.5
 
 
 class AshaScheduler(Scheduler):
@@ -130,6 +136,40 @@ class AshaScheduler(Scheduler):
                 "mode 'pause' (stop mode lets early arrivals go on at every rung)"
             )
         self.eager_top = eager_top
+
+    @classmethod
+    def budget_defaults(
+        cls, trials: int, max_epochs: int, given: Mapping[str, object]
+    ) -> dict[str, SettingValue]:
+        """``min_resource`` (and ``max_resource``) so that about ``FULL_TRIALS`` trains in full.
+
+        With ``k`` rungs below ``max_resource = R`` about ``trials / eta**k`` trials reach
+        ``R``; ``k`` is the most rungs (at least one) that leaves ``FULL_TRIALS`` or more, and
+        the first rung sits at ``R / eta**k`` epochs (at least 1). 24 trials of 27 epochs with
+        eta 3: rungs at 3 and 9 epochs, about 3 trials in full, where the fixed ``min_resource``
+        of 1 (rungs 1, 3, 9) trains about 1 and decides at one epoch, before most curves
+        separate. See docs/decisions.md.
+        """
+        eta = int(given.get("reduction_factor", 3))  # type: ignore[call-overload]
+        top = int(given.get("max_resource", max_epochs))  # type: ignore[call-overload]
+        out: dict[str, SettingValue] = {"max_resource": top}
+        if "min_resource" in given or top < 2 or eta < 2:
+            return out
+        k = 1
+        while eta ** (k + 1) <= top and trials / eta ** (k + 1) >= FULL_TRIALS:
+            k += 1
+        out["min_resource"] = max(1, min(top - 1, round(top / eta**k)))
+        return out
+
+    def plan(self, trials: int) -> str:
+        """``"rungs at 3 and 9 epochs; about 3 of 24 trials train all 27 epochs"``."""
+        rungs = self.rung_resources()
+        full = trials / self.reduction_factor ** len(rungs)
+        where = " and ".join(", ".join(map(str, rungs)).rsplit(", ", 1))
+        return (
+            f"rung{'s' if len(rungs) > 1 else ''} at {where} epochs; about {max(1, round(full))} "
+            f"of {trials} trials train all {self.max_resource} epochs"
+        )
 
     def rung_resources(self) -> tuple[int, ...]:
         """Epochs of the rungs, ``min_resource * eta**k < max_resource``; index = rung."""

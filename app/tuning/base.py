@@ -366,6 +366,19 @@ class Scheduler(Algorithm, ABC):
     #: Whether ``on_report`` may answer PAUSE; only then does the server ask ``promotions``.
     pauses: bool = False
 
+    @classmethod
+    def budget_defaults(
+        cls, trials: int, max_epochs: int, given: Mapping[str, object]
+    ) -> dict[str, SettingValue]:
+        """Defaults fitted to a study of about ``trials`` trials of at most ``max_epochs``
+        epochs, for the settings not in ``given``; a scheduler without such defaults has none.
+        """
+        return {}
+
+    def plan(self, trials: int) -> str:
+        """What the scheduler will do with about ``trials`` trials, in one line for the form."""
+        return ""
+
     def decision_points(self) -> DecisionPoints:
         """Where ``on_report`` may stop or pause a trial: every epoch unless said otherwise."""
         return DecisionPoints(every_from=1)

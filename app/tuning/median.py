@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -15,6 +15,7 @@ from app.tuning.base import (
     Scheduler,
     SchedulerStep,
     Setting,
+    SettingValue,
     TrialView,
 )
 
@@ -56,6 +57,25 @@ class MedianStoppingScheduler(Scheduler):
         self.grace = self._check("grace", grace)
         self.min_trials = self._check("min_trials", min_trials)
         self.direction = Direction(direction)
+
+    @classmethod
+    def budget_defaults(
+        cls, trials: int, max_epochs: int, given: Mapping[str, object]
+    ) -> dict[str, SettingValue]:
+        """``grace`` a quarter of the epochs (curves cross early), ``min_trials`` a fifth of
+        the trials, between 3 and 5 (Optuna's MedianPruner waits for 5 trials)."""
+        out: dict[str, SettingValue] = {}
+        if "grace" not in given:
+            out["grace"] = max(1, max_epochs // 4)
+        if "min_trials" not in given:
+            out["min_trials"] = min(5, max(3, trials // 5))
+        return out
+
+    def plan(self, trials: int) -> str:
+        return (
+            f"from epoch {max(1, self.grace)}, a trial below the median of at least "
+            f"{self.min_trials} others at the same epoch stops"
+        )
 
     def decision_points(self) -> DecisionPoints:
         """Every epoch from ``grace`` on (the first epoch end is 1)."""

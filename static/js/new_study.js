@@ -328,6 +328,43 @@ async function submit(event) {
   }
 }
 
+// -- the plan: what early stopping will do with this budget ---------------------------------
+
+const planLine = document.getElementById("scheduler-plan");
+let planTimer = null;
+let planAsked = 0;
+
+// Asked again (debounced) whenever the form changes: the server fits the scheduler's defaults
+// to the budget and says in words where it decides and how many trials train in full.
+async function showPlan() {
+  const asked = ++planAsked;
+  let payload;
+  try {
+    payload = body();
+  } catch (err) {
+    if (!(err instanceof FieldError)) throw err;
+    planLine.textContent = "";
+    return;
+  }
+  if (payload.mode !== "caviar" || !payload.scheduler) {
+    planLine.textContent = "";
+    return;
+  }
+  try {
+    const answer = await post("/api/studies/plan", payload);
+    if (asked === planAsked) planLine.textContent = answer.plan ? `Plan: ${answer.plan}.` : "";
+  } catch (err) {
+    if (asked === planAsked) planLine.textContent = "";
+  }
+}
+
+function planSoon() {
+  clearTimeout(planTimer);
+  planTimer = setTimeout(showPlan, 250);
+}
+
+form.addEventListener("input", planSoon);
+form.addEventListener("change", planSoon);
 form.addEventListener("submit", submit);
 form.querySelectorAll("input[name=mode]").forEach((r) => r.addEventListener("change", showMode));
 form.querySelectorAll(".hp-mode").forEach((s) =>

@@ -111,7 +111,8 @@ def test_a_plugin_scheduler_is_listed_and_used(plugin_client: TestClient) -> Non
     assert r.status_code == 201, r.text
     study = r.json()
     assert study["scheduler"] == "toy-threshold"
-    assert study["scheduler_settings"] == {"threshold": 0.25}
+    # Echoed as applied: the declared default of at_epoch too.
+    assert study["scheduler_settings"] == {"threshold": 0.25, "at_epoch": 1}
     # It decides: dev_accuracy is maximised, so below 0.25 at epoch 1 stops the trial.
     (a, att_a), (b, att_b) = claim_one(plugin_client), claim_one(plugin_client)
     assert epoch_report(plugin_client, a, att_a, 1, 0.5) == "continue"

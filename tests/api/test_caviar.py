@@ -240,11 +240,14 @@ def test_asha_stop_ends_the_trial_pruned_with_its_curve(client: TestClient, db: 
     sched = {"name": "asha", "min_resource": 1, "reduction_factor": 2}
     study = caviar_study(client, scheduler=sched)
     assert study["scheduler"] == "asha"
-    # ASHA's maximum resource is the longest training the space allows.
+    # Echoed as applied, defaults included; ASHA's maximum resource is the longest training
+    # the space allows.
     assert study["scheduler_settings"] == {
         "min_resource": 1,
         "reduction_factor": 2,
         "max_resource": 4,
+        "mode": "stop",
+        "eager_top": False,
     }
     (a, att_a), (b, att_b) = claim_one(client), claim_one(client)
     assert epoch_report(client, a, att_a, 1, 0.9) == "continue"
@@ -257,6 +260,43 @@ def test_asha_stop_ends_the_trial_pruned_with_its_curve(client: TestClient, db: 
     (prune,) = db.all(select(Event).where(Event.trial_id == b, Event.kind == EventKind.PRUNE))
     assert prune.applied_step == 10 and prune.payload["resource"] == 1
     assert client.get(f"/api/trials/{a}").json()["state"] == "running"
+
+
+def test_asha_without_settings_fits_its_rungs_to_the_budget(client: TestClient) -> None:
+    body = {"epochs": 27, "space": {**SPACE, "epochs": 27}, "budget": {"trials": 24}}
+    study = caviar_study(client, scheduler="asha", **body)
+    # 24 trials, eta 3: two rungs leave 24 / 9 = 2.7 trials at 27 epochs, three would leave 0.9.
+    assert study["scheduler_settings"] == {
+        "min_resource": 3,
+        "reduction_factor": 3,
+        "max_resource": 27,
+        "mode": "stop",
+        "eager_top": False,
+    }
+    assert study["plan"] == "rungs at 3 and 9 epochs; about 3 of 24 trials train all 27 epochs"
+    median = caviar_study(client, scheduler="median", **{**body, "budget": {"trials": 12}})
+    assert median["scheduler_settings"] == {"grace": 6, "min_trials": 3}
+
+
+def test_the_plan_is_shown_before_the_study_exists_and_writes_nothing(
+    client: TestClient, db: DB
+) -> None:
+    body = {
+        "name": "s", "mode": "caviar", "task": "digits", "epochs": 27,
+        "space": {**SPACE, "epochs": 27}, "budget": {"trials": 24}, "scheduler": "asha",
+    }  # fmt: skip
+    before = db.snapshot()
+    r = client.post("/api/studies/plan", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["plan"] == "rungs at 3 and 9 epochs; about 3 of 24 trials train all 27 epochs"
+    bad = client.post("/api/studies/plan", json={**body, "scheduler": {"name": "asha", "x": 1}})
+    assert bad.status_code == 422 and bad.json()["field"] == "scheduler.x"
+    assert db.snapshot() == before
+    study = client.post("/api/studies", json=body).json()
+    assert (study["plan"], study["scheduler_settings"]) == (
+        r.json()["plan"],
+        r.json()["scheduler_settings"],
+    )
 
 
 def test_each_round_is_an_asha_bracket_of_its_own(client: TestClient) -> None:

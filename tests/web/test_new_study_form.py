@@ -54,3 +54,24 @@ def test_invalid_range_is_shown_next_to_its_field(
     expect(page.locator("#hp-batch_size-error")).to_contain_text("batch_size")
     expect(error).to_be_empty()
     assert count_studies(api) == before
+
+
+def test_the_plan_of_early_stopping_shows_before_the_study_exists(
+    page: Any, api: httpx2.Client
+) -> None:
+    before = count_studies(api)
+    page.goto("/studies/new")
+    page.check("input[name=mode][value=caviar]")
+    page.fill("#epochs", "27")
+    page.fill("#budget", "24")
+    expect(page.locator("#scheduler option[value=asha]")).to_have_count(1)
+    page.select_option("#scheduler", "asha")
+    plan = page.locator("#scheduler-plan")
+    expect(plan).to_have_text(
+        "Plan: rungs at 3 and 9 epochs; about 3 of 24 trials train all 27 epochs."
+    )
+    page.fill("#budget", "12")  # the defaults follow the budget
+    expect(plan).to_have_text("Plan: rung at 9 epochs; about 4 of 12 trials train all 27 epochs.")
+    page.select_option("#scheduler", "")
+    expect(plan).to_be_empty()
+    assert count_studies(api) == before
