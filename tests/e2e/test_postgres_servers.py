@@ -3,8 +3,8 @@
 Workers claim through both, a worker reports to one server while the user adjusts through the
 other, and two processes pause and adjust the same trials through different servers at once:
 every trial runs once, every adjustment is applied once, no request is doubled. The row locks
-behind this are in app.storage.locks and app.trials.claims; tests/storage/test_postgres_races.py plays each
-race out step by step.
+behind this are in app.storage.locks and app.trials.claims;
+tests/storage/test_postgres_races.py plays each race out step by step.
 """
 
 from __future__ import annotations
