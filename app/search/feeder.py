@@ -368,7 +368,13 @@ def _consult(
     pending = {e.kind for e in queries.pending_events(session, [trial.id]).get(trial.id, [])}
     # A report at the trial's last epoch ends it anyway: it completes rather than pruned.
     last = resource >= int(trial.hparams["epochs"])
-    payload = {"scheduler": trial.study.scheduler, "resource": resource, "value": value}
+    # What the trial was compared with (a rung's cut, a median): the trial page says why.
+    payload = {
+        "scheduler": trial.study.scheduler,
+        "resource": resource,
+        "value": value,
+        **answer.why,
+    }
     if answer.decision is Decision.STOP and not last and EventKind.PRUNE not in pending:
         queries.add_event(session, trial, EventKind.PRUNE, payload)
     # PAUSE parks the trial at its rung (app.search.parking); a stop or pause already asked wins.

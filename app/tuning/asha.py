@@ -204,10 +204,29 @@ class AshaScheduler(Scheduler):
         if mine:
             # A replayed report (worker retry, restart): same answer, nothing new to store.
             upto = at_rung[: mine[0] + 1]
-            return SchedulerStep(self._decide(upto[-1].value, [r.value for r in upto], rung))
+            values = [r.value for r in upto]
+            decision = self._decide(upto[-1].value, values, rung)
+            return SchedulerStep(decision, (), self._why(rung, values, decision))
         record = RungRecord(trial.number, rung, float(value))
         values = [r.value for r in at_rung] + [record.value]
-        return SchedulerStep(self._decide(record.value, values, rung), (record,))
+        decision = self._decide(record.value, values, rung)
+        return SchedulerStep(decision, (record,), self._why(rung, values, decision))
+
+    def _why(self, rung: int, values: Sequence[float], decision: Decision) -> dict[str, float]:
+        """A stop or pause explained: the rung, its cut (the worst value that went on) and how
+        many of how many records the cut keeps."""
+        if decision is Decision.CONTINUE:
+            return {}
+        keep = len(values) // self.reduction_factor
+        if self.eager_top and rung == len(self.rung_resources()) - 1:
+            keep = max(1, keep)
+        if self.mode is AshaMode.STOP:
+            keep = max(1, keep)
+        bar = self._bar(values, keep)
+        out: dict[str, float] = {"rung": rung, "keep": keep, "of": len(values)}
+        if bar is not None:
+            out["cut"] = bar if self.direction is Direction.MINIMIZE else -bar
+        return out
 
     def _decide(self, value: float, rung_values: list[float], rung: int) -> Decision:
         """CONTINUE iff ``value`` ranks within the best ``floor(n / eta)`` of ``rung_values``

@@ -125,10 +125,12 @@ class DecisionPoints:
 
 @dataclass(frozen=True)
 class SchedulerStep:
-    """A scheduler's answer: the decision plus records the server must persist."""
+    """A scheduler's answer: the decision, records the server must persist, and why (what
+    the trial was compared with: a rung's cut, a median), which the trial page shows."""
 
     decision: Decision
     new_records: tuple[RungRecord, ...] = ()
+    why: Mapping[str, float | int] = field(default_factory=dict)
 
 
 def completed_trials(trials: Sequence[TrialView]) -> list[TrialView]:

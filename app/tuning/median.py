@@ -103,8 +103,10 @@ class MedianStoppingScheduler(Scheduler):
         own = [v for r, v in trial.intermediate.items() if r <= resource] + [float(value)]
         best = min(own, key=self.direction.key)
         median = float(np.median(others))
+        if not self.direction.better(median, best):
+            return SchedulerStep(Decision.CONTINUE)
         return SchedulerStep(
-            Decision.STOP if self.direction.better(median, best) else Decision.CONTINUE
+            Decision.STOP, (), {"best": best, "median": median, "of": len(others)}
         )
 
     def __repr__(self) -> str:

@@ -259,6 +259,10 @@ def test_asha_stop_ends_the_trial_pruned_with_its_curve(client: TestClient, db: 
     assert db.count(Metric, Metric.trial_id == b) == 2  # the curve is kept
     (prune,) = db.all(select(Event).where(Event.trial_id == b, Event.kind == EventKind.PRUNE))
     assert prune.applied_step == 10 and prune.payload["resource"] == 1
+    # Why, for the trial page: rung 0's cut was a's 0.9, which kept 1 of its 2 records.
+    assert {k: prune.payload[k] for k in ("rung", "cut", "keep", "of", "value")} == {
+        "rung": 0, "cut": 0.9, "keep": 1, "of": 2, "value": 0.5,
+    }  # fmt: skip
     assert client.get(f"/api/trials/{a}").json()["state"] == "running"
 
 

@@ -380,3 +380,20 @@ def test_eager_top_is_validated(kwargs: dict[str, object], message: str) -> None
 def test_mode_is_validated() -> None:
     with pytest.raises(ValueError, match="mode: got 'later', allowed: one of 'stop', 'pause'"):
         AshaScheduler(mode="later")
+
+
+def test_a_pause_says_which_cut_it_missed() -> None:
+    asha = AshaScheduler(1, 3, 9, Direction.MAXIMIZE, mode="pause")
+    records: list[RungRecord] = []
+    whys = []
+    for number, value in ((0, 0.5), (1, 0.9), (2, 0.7)):
+        step = asha.on_report(running(number), 1, value, [], records)
+        records.extend(step.new_records)
+        whys.append((step.decision, step.why))
+    # The first arrival waits (floor(1 / 3) = 0 go on, no cut yet); the second is the best of
+    # 2, still none go on; the third, 0.7, misses the cut of 3 records: the best, 0.9.
+    assert whys == [
+        (Decision.PAUSE, {"rung": 0, "keep": 0, "of": 1}),
+        (Decision.PAUSE, {"rung": 0, "keep": 0, "of": 2}),
+        (Decision.PAUSE, {"rung": 0, "keep": 1, "of": 3, "cut": 0.9}),
+    ]

@@ -43,6 +43,14 @@ def test_hand_worked_example(
     assert step.new_records == ()
 
 
+def test_a_stop_says_what_it_was_compared_with() -> None:
+    scheduler = MedianStoppingScheduler(grace=2, min_trials=3, direction=Direction.MINIMIZE)
+    step = scheduler.on_report(running(9, {1: 2.0}), 2, 0.65, HISTORY, [])
+    # Best so far 0.65 against the median 0.6 of the 3 others at epoch 2.
+    assert step.why == {"best": 0.65, "median": 0.6, "of": 3}
+    assert scheduler.on_report(running(9, {1: 2.0}), 2, 0.55, HISTORY, []).why == {}
+
+
 def test_needs_min_trials_others() -> None:
     scheduler = MedianStoppingScheduler(grace=1, min_trials=4, direction=Direction.MINIMIZE)
     step = scheduler.on_report(running(9, {1: 2.0}), 2, 0.65, HISTORY, [])
