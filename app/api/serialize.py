@@ -14,9 +14,11 @@ from app.schemas import (
     EventPublic,
     ObjectivePublic,
     Progress,
+    RunningTrial,
     SamplerInfo,
     StudyPublic,
     TrialPublic,
+    Waiting,
 )
 from app.search import parking, study_config
 from app.search.rounds import round_numbers
@@ -219,12 +221,48 @@ def trials_out(session: Session, trials: Sequence[Trial]) -> list[TrialPublic]:
         for study_id in {t.study_id for t in trials if t.state is TrialState.PAUSED}
         for trial_id in parking.parked(session, study_id).values()
     }
-    return [
-        trial_public(
+    waiting = _waiting(session, [t for t in trials if t.state is TrialState.QUEUED])
+    out = []
+    for t in trials:
+        public = trial_public(
             t,
             pending.get(t.id, []),
             rounds.get(t.round_id) if t.round_id else None,
             t.id in parked,
         )
-        for t in trials
-    ]
+        public.waiting = waiting.get(t.id)
+        out.append(public)
+    return out
+
+
+def _waiting(session: Session, queued: Sequence[Trial]) -> dict[int, Waiting]:
+    """What each queued trial waits for: its caviar study's parallelism cap when that many of
+    its trials run, else a free worker (the running trials hold them). One query."""
+    if not queued:
+        return {}
+    q = (
+        select(Trial.id, Trial.number, Trial.study_id, Study.name, Trial.worker)
+        .join(Study, Study.id == Trial.study_id)
+        .where(Trial.state == TrialState.RUNNING)
+        .order_by(Trial.id)
+    )
+    running = [RunningTrial(id=i, number=n, study_id=s, study=name, worker=w)
+               for i, n, s, name, w in session.execute(q)]  # fmt: skip
+    out = {}
+    for trial in queued:
+        study = trial.study
+        mine = [r for r in running if r.study_id == study.id]
+        if study.mode is StudyMode.CAVIAR and len(mine) >= study.parallelism:
+            text = (
+                f"its study runs {study.parallelism} trial(s) at a time (parallelism), all "
+                "busy: it starts when one of them ends"
+            )
+            out[trial.id] = Waiting(reason="parallelism", text=text, running=mine)
+        elif running:
+            names = ", ".join(f"Trial {r.number} of {r.study}" for r in running)
+            text = f"a free worker: every worker is busy ({names})"
+            out[trial.id] = Waiting(reason="worker", text=text, running=running)
+        else:
+            text = "a worker to claim it (none is training a trial now)"
+            out[trial.id] = Waiting(reason="worker", text=text, running=[])
+    return out

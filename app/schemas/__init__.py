@@ -41,9 +41,11 @@ from app.schemas.trials import (
     CheckpointPublic,
     EventPublic,
     ForkRequest,
+    RunningTrial,
     TrialCreate,
     TrialPublic,
     TrialsPublic,
+    Waiting,
 )
 from app.schemas.workers import (
     Applied,
@@ -103,6 +105,8 @@ __all__ = [
     "TasksPublic",
     "TrialCreate",
     "TrialPublic",
+    "RunningTrial",
+    "Waiting",
     "TrialsPublic",
     "check_spec",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -20,6 +20,24 @@ class ForkRequest(Strict):
     hparams: dict[str, Any] = Field(default_factory=dict)
 
 
+class RunningTrial(BaseModel):
+    """A running trial a queued one waits behind."""
+
+    id: int
+    number: int
+    study_id: int
+    study: str
+    worker: str | None
+
+
+class Waiting(BaseModel):
+    """What a queued trial waits for: its study's parallelism cap, or a free worker."""
+
+    reason: Literal["parallelism", "worker"]
+    text: str
+    running: list[RunningTrial] = Field(description="the trials holding the slots or workers")
+
+
 class TrialPublic(BaseModel):
     id: int
     study_id: int
@@ -31,6 +49,7 @@ class TrialPublic(BaseModel):
     pending_hparams: dict[str, Any] = Field(description="adjustments not applied yet")
     pause_requested: bool
     stop_requested: bool
+    waiting: Waiting | None = Field(None, description="a queued trial: what it waits for")
     parked: bool = Field(
         False,
         description="paused by its study's scheduler (ASHA's pause "

@@ -399,3 +399,23 @@ def test_deleting_a_caviar_study_removes_rounds_and_records(client: TestClient, 
     finish(client, tid, attempt, "completed", 40, epoch=4.0)
     assert client.delete(f"/api/studies/{study['id']}").status_code == 204
     assert db.count(Study) == db.count(Round) == db.count(RungRecordRow) == 0
+
+
+def test_a_queued_trial_says_what_it_waits_for(client: TestClient) -> None:
+    sid = caviar_study(client, budget={"trials": 3}, parallelism=1)["id"]
+    (queued,) = [t for t in trials_of(client, sid) if t["state"] == "queued"]
+    assert queued["waiting"]["reason"] == "worker"
+    assert queued["waiting"]["text"] == "a worker to claim it (none is training a trial now)"
+    tid, _ = claim_one(client)
+    panda = client.post("/api/studies", json={"name": "p", "mode": "panda", "task": "digits"})
+    waiting_panda = client.post(f"/api/studies/{panda.json()['id']}/trials", json={}).json()
+    # The panda trial waits for a worker, the running caviar trial holds the only one known.
+    assert waiting_panda["waiting"]["reason"] == "worker"
+    assert [r["id"] for r in waiting_panda["waiting"]["running"]] == [tid]
+    number = client.get(f"/api/trials/{tid}").json()["number"]
+    assert f"every worker is busy (Trial {number} of" in waiting_panda["waiting"]["text"]
+    # A trial added to the caviar study waits for its parallelism of 1.
+    added = client.post(f"/api/studies/{sid}/trials", json={"hparams": {}}).json()
+    assert added["waiting"]["reason"] == "parallelism", added["waiting"]
+    assert [r["id"] for r in added["waiting"]["running"]] == [tid]
+    assert client.get(f"/api/trials/{tid}").json()["waiting"] is None  # running: nothing

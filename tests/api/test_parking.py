@@ -59,7 +59,10 @@ def test_a_trial_waits_at_its_rung_is_promoted_later_and_the_rest_end_pruned(
     parked = park(client, a, att_a, 1)
     assert parked["state"] == "paused" and parked["parked"] is True
     (pause,) = db.all(select(Event).where(Event.trial_id == a, Event.kind == EventKind.PAUSE))
-    assert pause.payload == {"scheduler": "asha", "resource": 1, "value": 0.5}
+    # Why: the first record at rung 0 lets none of 1 go on yet (no cut until eta records).
+    assert pause.payload == {
+        "scheduler": "asha", "resource": 1, "value": 0.5, "rung": 0, "keep": 0, "of": 1,
+    }  # fmt: skip
     # Nothing to promote yet, so the free slot goes to a new configuration (trial 2).
     assert states(client, sid) == {0: "paused", 1: "running", 2: "queued"}
     assert epoch_report(client, b, att_b, 1, 0.9) == "continue"  # n=2, keep 1: 0.9
