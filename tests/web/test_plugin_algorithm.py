@@ -73,7 +73,10 @@ def test_the_form_offers_the_plugin_and_the_study_uses_it(
     page.wait_for_url(re.compile(r"/studies/\d+$"))
     study_id = int(page.url.rsplit("/", 1)[1])
     study = api.get(f"/api/studies/{study_id}").json()
-    assert study["scheduler"] == TOY and study["scheduler_settings"] == {"threshold": 1, "at_epoch": 1}
+    assert study["scheduler"] == TOY and study["scheduler_settings"] == {
+        "threshold": 1,
+        "at_epoch": 1,
+    }
     wait_api(
         lambda: api.get(f"/api/studies/{study_id}").json()["state"] == "completed",
         "the study to complete",
