@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
@@ -222,6 +223,7 @@ def trials_out(session: Session, trials: Sequence[Trial]) -> list[TrialPublic]:
         for trial_id in parking.parked(session, study_id).values()
     }
     waiting = _waiting(session, [t for t in trials if t.state is TrialState.QUEUED])
+    why = _stopped_because(session, [t.id for t in trials if t.state in _STOPPED])
     out = []
     for t in trials:
         public = trial_public(
@@ -231,8 +233,43 @@ def trials_out(session: Session, trials: Sequence[Trial]) -> list[TrialPublic]:
             t.id in parked,
         )
         public.waiting = waiting.get(t.id)
+        public.stopped_because = why.get(t.id)
         out.append(public)
     return out
+
+
+_STOPPED = (TrialState.PRUNED, TrialState.PAUSED)
+_WHY_KINDS = (EventKind.PRUNE, EventKind.PAUSE)
+
+
+def _stopped_because(session: Session, trial_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Why the scheduler stopped or parked each trial: its last prune or pause event's payload
+    with the event's ``kind``, when that event came from the scheduler (a user's pause or stop
+    names none). One query.
+
+    A trial parked until its study ended has a last prune saying only so (no epoch, no rung):
+    the pause that parked it fills in where it waited and what it was compared with.
+    """
+    if not trial_ids:
+        return {}
+    q = (
+        select(Event.trial_id, Event.kind, Event.payload)
+        .where(Event.trial_id.in_(trial_ids), Event.kind.in_(_WHY_KINDS))
+        .order_by(Event.id)
+    )
+    last: dict[int, dict[str, Any] | None] = {}
+    parked: dict[int, dict[str, Any]] = {}
+    for trial_id, kind, payload in session.execute(q):
+        if "scheduler" not in (payload or {}):
+            last[trial_id] = None  # the user's: the scheduler's earlier word no longer holds
+            continue
+        why = {**payload, "kind": EventKind(kind).value}
+        if "resource" not in why and trial_id in parked:
+            why = {**parked[trial_id], **why}
+        last[trial_id] = why
+        if kind is EventKind.PAUSE:
+            parked[trial_id] = why
+    return {trial_id: why for trial_id, why in last.items() if why is not None}
 
 
 def _waiting(session: Session, queued: Sequence[Trial]) -> dict[int, Waiting]:

@@ -50,6 +50,13 @@ class TrialPublic(BaseModel):
     pause_requested: bool
     stop_requested: bool
     waiting: Waiting | None = Field(None, description="a queued trial: what it waits for")
+    stopped_because: dict[str, Any] | None = Field(
+        None,
+        description="a trial its study's scheduler pruned or parked: why, as the scheduler "
+        "said it (its prune or pause event's payload: scheduler, resource (the epoch), value; "
+        "ASHA: rung, cut, keep, of; median stopping: best, median, of) and the event's kind; "
+        "null otherwise",
+    )
     parked: bool = Field(
         False,
         description="paused by its study's scheduler (ASHA's pause "

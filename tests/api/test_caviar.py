@@ -264,6 +264,13 @@ def test_asha_stop_ends_the_trial_pruned_with_its_curve(client: TestClient, db: 
         "rung": 0, "cut": 0.9, "keep": 1, "of": 2, "value": 0.5,
     }  # fmt: skip
     assert client.get(f"/api/trials/{a}").json()["state"] == "running"
+    # The trial's JSON says why, for the study page's table (no events request per row).
+    why = client.get(f"/api/trials/{b}").json()["stopped_because"]
+    assert why == {
+        "kind": "prune", "scheduler": "asha", "resource": 1, "value": 0.5,
+        "rung": 0, "cut": 0.9, "keep": 1, "of": 2,
+    }  # fmt: skip
+    assert client.get(f"/api/trials/{a}").json()["stopped_because"] is None
 
 
 def test_asha_without_settings_fits_its_rungs_to_the_budget(client: TestClient) -> None:
@@ -335,6 +342,16 @@ def test_median_stopping_prunes_below_the_median(client: TestClient) -> None:
     c, att_c = claim_one(client)
     assert epoch_report(client, c, att_c, 1, 0.5) == "stop"  # median of 0.8 and 0.9: 0.85
     assert finish(client, c, att_c, "stopped", 10, epoch=1.0).json()["state"] == "pruned"
+    # Why: c's best (0.5) against the median of the 2 others at epoch 1.
+    (listed,) = [t for t in trials_of(client, study["id"]) if t["id"] == c]
+    assert listed["stopped_because"] == {
+        "kind": "prune", "scheduler": "median", "resource": 1, "value": 0.5,
+        "best": 0.5, "median": pytest.approx(0.85), "of": 2,
+    }  # fmt: skip
+    # A trial the user stopped says nothing of the kind.
+    client.post(f"/api/trials/{b}/stop")
+    finish(client, b, att_b, "stopped", 20, epoch=2.0)
+    assert client.get(f"/api/trials/{b}").json()["stopped_because"] is None
 
 
 def test_reports_between_epochs_do_not_reach_the_scheduler(client: TestClient, db: DB) -> None:

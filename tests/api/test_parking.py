@@ -58,6 +58,10 @@ def test_a_trial_waits_at_its_rung_is_promoted_later_and_the_rest_end_pruned(
     assert epoch_report(client, a, att_a, 1, 0.5) == "pause"
     parked = park(client, a, att_a, 1)
     assert parked["state"] == "paused" and parked["parked"] is True
+    assert parked["stopped_because"] == {
+        "kind": "pause", "scheduler": "asha", "resource": 1, "value": 0.5,
+        "rung": 0, "keep": 0, "of": 1,
+    }  # fmt: skip
     (pause,) = db.all(select(Event).where(Event.trial_id == a, Event.kind == EventKind.PAUSE))
     # Why: the first record at rung 0 lets none of 1 go on yet (no cut until eta records).
     assert pause.payload == {
@@ -98,6 +102,14 @@ def test_a_trial_waits_at_its_rung_is_promoted_later_and_the_rest_end_pruned(
     assert [e.payload for e in resumed] == [{"scheduler": "asha"}]
     pruned = db.all(select(Event).where(Event.kind == EventKind.PRUNE))
     assert sorted(e.trial_id for e in pruned) == sorted([a, c, d])
+    # Ended with the study, each says where it waited and what it was compared with there.
+    why = {t["number"]: t["stopped_because"] for t in trials_of(client, sid)}
+    assert why[1] is None  # promoted, then completed
+    assert why[0] == {
+        "kind": "prune", "scheduler": "asha", "reason": "the study ended while it waited",
+        "resource": 1, "value": 0.5, "rung": 0, "keep": 0, "of": 1,
+    }  # fmt: skip
+    assert why[3]["rung"] == 1 and why[3]["cut"] == 0.95 and why[3]["of"] == 2
 
 
 def test_eager_top_sends_the_top_rungs_first_arrival_on(client: TestClient, db: DB) -> None:
