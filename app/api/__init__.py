@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.api import analysis, checkpoints, events, meta, rounds, studies, trials, workers
+from app.api import (
+    analysis,
+    checkpoints,
+    events,
+    fleet,
+    meta,
+    rounds,
+    studies,
+    trials,
+    workers,
+)
 
 api_router = APIRouter(prefix="/api")
 api_router.include_router(meta.router)
@@ -13,5 +23,6 @@ api_router.include_router(rounds.router)
 api_router.include_router(analysis.router)
 api_router.include_router(trials.router)
 api_router.include_router(events.router)
+api_router.include_router(fleet.router)
 api_router.include_router(workers.router)
 api_router.include_router(checkpoints.router)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from app.schemas.analysis import BestPublic, ImportancePublic
 from app.schemas.common import Budget, FiniteFloat, Name, Strict, check_spec
+from app.schemas.fleet import BusyWorker, FleetPublic, LauncherPublic
 from app.schemas.meta import (
     AlgorithmPublic,
     AlgorithmsPublic,
@@ -66,6 +67,7 @@ __all__ = [
     "Applied",
     "BestPublic",
     "Budget",
+    "BusyWorker",
     "BudgetCreate",
     "CheckpointOut",
     "CheckpointPublic",
@@ -77,10 +79,12 @@ __all__ = [
     "FiniteFloat",
     "FinishIn",
     "FinishOut",
+    "FleetPublic",
     "ForkRequest",
     "HParamPublic",
     "Health",
     "ImportancePublic",
+    "LauncherPublic",
     "Name",
     "Objective",
     "ObjectivePublic",
