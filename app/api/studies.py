@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from app.api.serialize import studies_out, study_out, trial_out, trials_out
-from app.deps import SessionDep, SettingsDep, StudyDep
-from app.errors import Conflict, Invalid
+from app.deps import SessionDep, SettingsDep, StudyDep, get_settings
+from app.errors import Conflict, Invalid, field_errors
 from app.schemas import (
     StudiesPublic,
     StudyCreate,
@@ -53,17 +57,52 @@ def plan_study(body: StudyCreate) -> StudyPlan:
     return StudyPlan(scheduler_settings=settings, plan=plan)
 
 
-@router.post("", response_model=StudyPublic, status_code=status.HTTP_201_CREATED)
+class EveryBadField(APIRoute):
+    """A new study's body that its schema refuses is still checked against the study's own
+    rules (task, space, sampler and scheduler settings), so one 422 names every bad field:
+    ``{"detail", "field", "errors": [{"field", "message"}, ...]}``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                found = field_errors(exc)
+                if not found:  # not JSON at all: nothing more to check
+                    raise
+                bad = {e.field for e in found}
+                settings = get_settings(request)
+                more = await run_in_threadpool(
+                    studies.errors_beyond_schema, exc.body, bad, settings
+                )
+                raise Invalid.every([*found, *more]) from None
+
+        return route
+
+
 def create_study(body: StudyCreate, session: SessionDep, settings: SettingsDep) -> StudyPublic:
     """Create a panda (one babysat model) or caviar (many in parallel) study.
 
     A caviar study gets round 1 with its ``space`` and samples its first trials at once; the
     server keeps ``parallelism`` of them queued or running until the ``budget`` is spent.
+    A 422 names every bad field in ``errors``, the first in ``field``.
     """
     study = studies.create_study(session, body, settings)
     out = _study_out(session, study)
     session.commit()
     return out
+
+
+router.add_api_route(
+    "",
+    create_study,
+    methods=["POST"],
+    response_model=StudyPublic,
+    status_code=status.HTTP_201_CREATED,
+    route_class_override=EveryBadField,
+)
 
 
 @router.get("/{study_id}", response_model=StudyPublic)

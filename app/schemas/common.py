@@ -9,8 +9,12 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     model_serializer,
 )
+from pydantic_core import PydanticCustomError
 
 from trainer.config import HPARAM_SPECS, HParamError
 
@@ -28,6 +32,29 @@ def check_spec(name: str, value: Any) -> Any:
         return HPARAM_SPECS[name].check(value)
     except HParamError as exc:
         raise ValueError(exc.message) from None
+
+
+def plain(words: str, **by_kind: str) -> WrapValidator:
+    """A field's errors in plain words that name what is allowed: ``Annotated[int, Field(ge=1,
+    le=9), plain("a whole number of trials from 1 to 9")]`` answers that sentence for a
+    missing number, a string, 0 or 10 alike. ``by_kind`` words one kind of pydantic error
+    differently (``string_too_long="at most 200 characters"``). The JSON schema is unchanged.
+    """
+
+    def check(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            kinds = [e["type"] for e in exc.errors()]
+            message = next((by_kind[k] for k in kinds if k in by_kind), words)
+            raise PydanticCustomError("plain", message) from None
+
+    return WrapValidator(check)
+
+
+def whole_number(low: int, high: int, of: str = "") -> str:
+    """``"a whole number of trials from 1 to 100000"``: a bounded integer, in words."""
+    return f"a whole number{f' of {of}' if of else ''} from {low} to {high}"
 
 
 class Strict(BaseModel):

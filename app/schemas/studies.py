@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from app.schemas.common import Budget, Name, Strict, check_spec
+from app.schemas.common import Budget, Name, Strict, plain, whole_number
 from app.storage.models import Direction, StudyMode, StudyState
 from app.tuning import SAMPLERS, SCHEDULERS
 from trainer.config import HPARAM_SPECS
@@ -26,11 +26,48 @@ class Objective(Strict):
         return self
 
 
+MAX_BUDGET_TRIALS = 100_000
+MAX_BUDGET_EPOCHS = 10_000_000
+MAX_PARALLELISM = 1024
+NAME_LENGTH = 200
+# A study's epochs and split seed take the trainer's bounds for them.
+MIN_EPOCHS, MAX_EPOCHS = (
+    int(HPARAM_SPECS["epochs"].low or 1),
+    int(HPARAM_SPECS["epochs"].high or 1),
+)
+MIN_SEED, MAX_SEED = int(HPARAM_SPECS["seed"].low or 0), int(HPARAM_SPECS["seed"].high or 0)
+
+# What each bounded field of a new study allows, in the words its 422 uses (and the new-study
+# form, before sending).
+STUDY_WORDS: dict[str, str] = {
+    "name": "give the study a name",
+    "name.long": f"a name of at most {NAME_LENGTH} characters",
+    "epochs": whole_number(MIN_EPOCHS, MAX_EPOCHS, "epochs"),
+    "seed": whole_number(MIN_SEED, MAX_SEED),
+    "budget.trials": whole_number(1, MAX_BUDGET_TRIALS, "trials"),
+    "budget.epochs": whole_number(1, MAX_BUDGET_EPOCHS, "epochs"),
+    "parallelism": whole_number(1, MAX_PARALLELISM, "trials at once"),
+}
+
+Trials = Annotated[int, Field(ge=1, le=MAX_BUDGET_TRIALS), plain(STUDY_WORDS["budget.trials"])]
+BudgetEpochs = Annotated[
+    int, Field(ge=1, le=MAX_BUDGET_EPOCHS), plain(STUDY_WORDS["budget.epochs"])
+]
+Epochs = Annotated[int, Field(ge=MIN_EPOCHS, le=MAX_EPOCHS), plain(STUDY_WORDS["epochs"])]
+Parallelism = Annotated[int, Field(ge=1, le=MAX_PARALLELISM), plain(STUDY_WORDS["parallelism"])]
+Seed = Annotated[int, Field(ge=MIN_SEED, le=MAX_SEED), plain(STUDY_WORDS["seed"])]
+StudyName = Annotated[
+    str,
+    Field(min_length=1, max_length=NAME_LENGTH),
+    plain(STUDY_WORDS["name"], string_too_long=STUDY_WORDS["name.long"]),
+]
+
+
 class BudgetCreate(Strict):
     """``{"trials": N}`` trials, or ``{"epochs": E}`` epochs trained in total by the round."""
 
-    trials: int | None = Field(default=None, ge=1, le=100_000)
-    epochs: int | None = Field(default=None, ge=1, le=10_000_000)
+    trials: Trials | None = None
+    epochs: BudgetEpochs | None = None
 
     @model_validator(mode="after")
     def _one(self) -> BudgetCreate:
@@ -48,15 +85,15 @@ Algorithm = Name | dict[str, Any]
 
 
 class StudyCreate(Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: StudyName
     mode: StudyMode = StudyMode.PANDA
     task: Name = "digits"
     task_options: dict[str, Any] = Field(default_factory=dict)
     space: dict[str, Any] = Field(default_factory=dict)
     objective: Objective = Field(default_factory=Objective)
-    epochs: int = HPARAM_SPECS["epochs"].default
+    epochs: Epochs = HPARAM_SPECS["epochs"].default
     budget: BudgetCreate = Field(default_factory=lambda: BudgetCreate(trials=1))
-    parallelism: int = Field(1, ge=1, le=1024, description="caviar: trials running at once")
+    parallelism: Parallelism = Field(1, description="caviar: trials running at once")
     sampler: Algorithm = Field(
         "random",
         description="a sampler of GET /api/algorithms by name, or with settings: "
@@ -68,17 +105,7 @@ class StudyCreate(Strict):
         'or with settings: {"name": "asha", "min_resource": 1, "reduction_factor": 3}; '
         "epochs are the resource",
     )
-    seed: int = 0
-
-    @field_validator("epochs")
-    @classmethod
-    def _epochs(cls, v: int) -> int:
-        return int(check_spec("epochs", v))
-
-    @field_validator("seed")
-    @classmethod
-    def _seed(cls, v: int) -> int:
-        return int(check_spec("seed", v))
+    seed: Seed = 0
 
     @field_validator("sampler", "scheduler")
     @classmethod

@@ -7,9 +7,10 @@ from the study row whenever it needs one, so a restarted server builds the same 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from app.errors import Invalid
+from app.errors import FieldError, Invalid
 from app.storage.models import Study
 from app.tuning import (
     SCHEDULERS,
@@ -36,19 +37,39 @@ def check_value(name: str, value: object) -> object:
 
 
 def parse(data: dict[str, Any], epochs: int) -> SearchSpace:
-    """A validated search space, or 422 naming ``space.<hyperparameter>``."""
+    """A validated search space, or 422 naming every bad ``space.<hyperparameter>``."""
+    space, errors = check_space(data, epochs)
+    if space is None or errors:
+        raise Invalid.every(errors)
+    return space
+
+
+def check_space(data: object, epochs: int) -> tuple[SearchSpace | None, list[FieldError]]:
+    """The space and every rule it breaks, one error per hyperparameter: its own values, then
+    the trainer's cross-field rules.
+
+    The space is None when a hyperparameter's own values are bad (nothing more is checked).
+    """
+    if not isinstance(data, Mapping):
+        return None, [FieldError("space", f"got {data!r}, allowed: an object")]
+    errors = []
+    for name, spec in data.items():  # one at a time: every bad hyperparameter is named
+        try:
+            parse_space({name: spec}, check_value=check_value)
+        except SpaceError as exc:
+            errors.append(FieldError(f"space.{exc.name}", exc.message))
+    if errors:
+        return None, errors
+    space = parse_space(data, check_value=check_value)
     try:
-        space = parse_space(data, check_value=check_value)
         dims = {n: _corners(d) for n, d in space.ranged.items() if n in COMBINED}
         for n, values in dims.items():  # each rule dimension's extremes against the fixed values
             for v in values:
                 complete_hparams({"epochs": epochs, **space.fixed, n: v})
         complete_hparams({"epochs": epochs, **space.fixed})
-    except SpaceError as exc:
-        raise Invalid(f"space.{exc}", field=f"space.{exc.name}") from None
     except HParamError as exc:
-        raise Invalid.from_hparam(exc, "space.") from None
-    return space
+        errors.append(FieldError(f"space.{exc.name}", exc.message))
+    return space, errors
 
 
 def _corners(dist: Any) -> list[Any]:
@@ -114,10 +135,18 @@ def split(spec: str | dict[str, Any] | None, what: str) -> tuple[str | None, dic
 
 def check_algorithms(study: Study) -> None:
     """Build the study's sampler and scheduler once so bad names or settings give a 422."""
+    errors = algorithm_errors(study)
+    if errors:
+        raise Invalid.every(errors)
+
+
+def algorithm_errors(study: Study) -> list[FieldError]:
+    """What building the study's sampler and its scheduler refuses, each naming its field."""
     checks = (
         ("sampler", sampler_for, study.sampler_settings),
         ("scheduler", scheduler_for, study.scheduler_settings),
     )
+    errors = []
     for what, build, settings in checks:
         try:
             build(study)
@@ -126,8 +155,12 @@ def check_algorithms(study: Study) -> None:
             key = message.split(":", 1)[0]
             if key == "max_resource":
                 message += " (max_resource defaults to the most epochs a trial can train)"
-            field = f"{what}.{key}" if key in settings else what
-            raise Invalid(f"{what}: {message}", field=field) from None
+            if key in settings:  # "scheduler: grace: ..." names the field scheduler.grace
+                field, said = f"{what}.{key}", f"{what}: {message}"
+                errors.append(FieldError(field, message, said))
+            else:
+                errors.append(FieldError(what, message))
+    return errors
 
 
 def sampler_for(study: Study, round_number: int = 1) -> Sampler:

@@ -473,6 +473,10 @@ class HttpReporter:
         if directive.event_id is None:
             return
         self.pending_applied.append({"event_id": directive.event_id, "step": step})
+        # The checkpoint taken just before the update must be stored first: a worker lost in
+        # between would leave an applied step with no checkpoint to rewind to, and the
+        # resumed attempt would train the new values from an older one.
+        self.drain()
         # The answer's directive is dropped: directives live in the database, so anything
         # pending comes back at the next report.
         self.flush()

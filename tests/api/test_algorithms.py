@@ -123,4 +123,10 @@ def test_a_plugin_scheduler_is_listed_and_used(plugin_client: TestClient) -> Non
     assert bad.json() == {
         "detail": "scheduler: threshold: got 2, allowed: 0 <= threshold <= 1",
         "field": "scheduler.threshold",
+        "errors": [
+            {
+                "field": "scheduler.threshold",
+                "message": "threshold: got 2, allowed: 0 <= threshold <= 1",
+            }
+        ],
     }

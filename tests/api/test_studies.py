@@ -121,8 +121,14 @@ def test_create_study_invalid_range_is_named(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("fields", "detail"),
     [
-        # Pydantic's bounds, in our words: the value and the allowed range.
-        ({"parallelism": 0}, "parallelism: got 0, allowed: >= 1"),
+        # A bounded field names its whole range, in plain words.
+        ({"parallelism": 0}, "parallelism: a whole number of trials at once from 1 to 1024"),
+        (
+            {"budget": {"trials": "many"}},
+            "budget.trials: a whole number of trials from 1 to 100000",
+        ),
+        ({"name": ""}, "name: give the study a name"),
+        ({"mode": "hamster"}, "mode: got 'hamster', allowed: 'panda' or 'caviar'"),
         # A validator's own sentence, without pydantic's "Value error, " prefix.
         (
             {"mode": "caviar", "budget": {"trials": 2, "epochs": 9}},

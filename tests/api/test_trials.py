@@ -213,7 +213,7 @@ RAW_BAD_ADJUST = [
     (b'{"warp": 1}', "warp", "unknown"),
     (b"{}", "hparams", "no hyperparameters"),
     (b'{"decay_schedule": "exponential"}', "lr_decay", "(0, 1]"),
-    (b"[1, 2]", "body", "dictionary"),
+    (b"[1, 2]", "body", "allowed: an object"),
 ]
 
 

@@ -1,7 +1,7 @@
 """End-to-end helpers: a real server process, real worker processes, a small API client.
 
-Kept here rather than in ``conftest.py`` so tests outside this package (``tests/test_worker.py``)
-can start the same server.
+Kept here rather than in ``conftest.py`` so tests outside this package
+(``tests/worker/test_loop.py``) can start the same server.
 """
 
 from __future__ import annotations
@@ -71,13 +71,20 @@ class ServerProcess:
         workers: local workers the server's dispatcher keeps alive.
         env: extra ``PANDACAVIAR_*`` settings (lease seconds, reaper period...).
         processes: server processes on the port (``serve --processes``).
+        database_url: a database URL (PostgreSQL) instead of the SQLite file in ``data``.
     """
 
     def __init__(
-        self, data: Path, *, workers: int = 0, env: Mapping[str, str] | None = None,
+        self,
+        data: Path,
+        *,
+        workers: int = 0,
+        env: Mapping[str, str] | None = None,
         processes: int = 1,
+        database_url: str | None = None,
     ) -> None:
         self.data = data
+        self.database_url = database_url
         self.workers = workers
         self.processes = processes
         self.port = free_port()
@@ -96,7 +103,8 @@ class ServerProcess:
         self.data.mkdir(parents=True, exist_ok=True)
         cmd = [
             sys.executable, "-m", "app.cli", "serve", "--port", str(self.port),
-            "--db", str(self.data / "pandacaviar.db"), "--data-dir", str(self.data / "files"),
+            "--db", self.database_url or str(self.data / "pandacaviar.db"),
+            "--data-dir", str(self.data / "files"),
             "--workers", str(self.workers), "--processes", str(self.processes),
         ]  # fmt: skip
         with self.log_path.open("ab") as log:
@@ -126,6 +134,33 @@ class ServerProcess:
         if not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _stat(pid: int) -> list[str]:
+    """``/proc/<pid>/stat`` after the command name: the state is [0], the start time [19]."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def worker_processes(server: ServerProcess) -> dict[int, str]:
+    """The server's worker processes now: pid -> start time (tells it from a later namesake)."""
+    assert server.proc is not None
+    pids = {int(pid) for children in Path(f"/proc/{server.proc.pid}/task").glob("*/children")
+            for pid in children.read_text().split()}  # fmt: skip
+    found = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):  # ended meanwhile
+            if b"app.cli\0worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found[pid] = _stat(pid)[19]
+    return found
+
+
+def process_alive(pid: int, start_time: str) -> bool:
+    """Whether the process ``pid`` that started at ``start_time`` still runs (a zombie: no)."""
+    try:
+        fields = _stat(pid)
+    except OSError:
+        return False
+    return fields[19] == start_time and fields[0] != "Z"
 
 
 StartServer = Callable[..., ServerProcess]
@@ -267,6 +302,11 @@ def assert_whole_curve(points: list[list[float]], last_step: int, first_step: in
     holes = [b - a for a, b in zip(steps, steps[1:], strict=False) if b - a > REPORT_EVERY]
     assert not holes, f"steps missing: gaps {holes}"
     assert steps[-1] == last_step
+
+
+def assert_epoch_end_points(points: list[list[float]], per_epoch: int, epochs: int) -> None:
+    """An epoch-end metric's curve (dev loss, dev accuracy): a point at every epoch end."""
+    assert curve_steps(points) == [e * per_epoch for e in range(1, epochs + 1)]
 
 
 def final_dev_loss(api: Api, trial_id: int) -> tuple[int, float]:

@@ -7,12 +7,16 @@ adjustment).
 
 from __future__ import annotations
 
+import json
 import math
+import threading
+import time
 from typing import Any
 
+import httpx2
 import pytest
 
-from app.worker.client import checkpoint_progress
+from app.worker.client import HttpReporter, WorkerClient, checkpoint_progress
 from tests.factories import npz_bytes
 from trainer import ADJUSTABLE, TrainConfig, Trainer
 from trainer.checkpoint import CheckpointError
@@ -70,3 +74,33 @@ def test_progress_is_the_trainers_state_at_each_checkpoint() -> None:
 def test_foreign_bytes_are_refused() -> None:
     with pytest.raises(CheckpointError):
         checkpoint_progress(npz_bytes(3))
+
+
+def test_an_adjustment_is_reported_applied_only_after_its_checkpoint_is_stored() -> None:
+    # The server answers the upload slowly; the report that says "applied from step 11" must
+    # not overtake it, or a worker lost in between leaves an applied step with no checkpoint.
+    done: list[str] = []
+    lock = threading.Lock()
+
+    def server(request: httpx2.Request) -> httpx2.Response:
+        if request.method == "PUT":
+            time.sleep(0.3)
+            with lock:
+                done.append("checkpoint stored")
+            return httpx2.Response(200, json={})
+        body = json.loads(request.content)
+        with lock:
+            done.append("applied reported" if body.get("applied") else "report")
+        return httpx2.Response(200, json={"action": "continue"})
+
+    trainer = Trainer(TrainConfig(task="digits", hparams={"hidden_units": 8, "num_layers": 1}))
+    client = WorkerClient("http://server")
+    client.http = httpx2.Client(base_url="http://server", transport=httpx2.MockTransport(server))
+    reporter = HttpReporter(client, trial_id=1, attempt=1)
+    try:
+        reporter.checkpoint(10, trainer.checkpoint_bytes())
+        reporter.applied(Directive(action=Action.UPDATE, event_id=5), 11)
+    finally:
+        reporter.close()
+        client.close()
+    assert done == ["checkpoint stored", "applied reported"]
