@@ -282,6 +282,13 @@ _CLASSES: dict[OptimizerName, type[Optimizer]] = {
     cls.NAME: cls for cls in (SGD, Momentum, RMSprop, Adam)
 }
 
+# Which hyperparameters each optimizer reads, by its name: {"sgd": (), "momentum":
+# ("momentum",), "rmsprop": ("beta2", "epsilon"), "adam": ("beta1", "beta2", "epsilon")}. A
+# search that ranges one of these while no optimizer it tries reads it trains noise.
+OPTIMIZER_HPARAMS: dict[str, tuple[str, ...]] = {
+    key.value: cls.HPARAMS for key, cls in _CLASSES.items()
+}
+
 
 def make_optimizer(name: str | OptimizerName, hparams: Mapping[str, object]) -> Optimizer:
     """Build the optimizer ``name`` with its hyperparameters read from ``hparams``.

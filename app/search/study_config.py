@@ -24,6 +24,7 @@ from app.tuning import (
     parse_space,
 )
 from trainer.config import HPARAM_SPECS, HParamError, complete_hparams
+from trainer.optimizers import OPTIMIZER_HPARAMS
 
 # The trainer's only cross-field rule ties these two; their range corners are checked at once.
 COMBINED = ("lr_decay", "decay_schedule")
@@ -46,7 +47,7 @@ def parse(data: dict[str, Any], epochs: int) -> SearchSpace:
 
 def check_space(data: object, epochs: int) -> tuple[SearchSpace | None, list[FieldError]]:
     """The space and every rule it breaks, one error per hyperparameter: its own values, then
-    the trainer's cross-field rules.
+    the trainer's cross-field rules and the optimizer rule (:func:`unused_by_optimizers`).
 
     The space is None when a hyperparameter's own values are bad (nothing more is checked).
     """
@@ -69,7 +70,38 @@ def check_space(data: object, epochs: int) -> tuple[SearchSpace | None, list[Fie
         complete_hparams({"epochs": epochs, **space.fixed})
     except HParamError as exc:
         errors.append(FieldError(f"space.{exc.name}", exc.message))
-    return space, errors
+    return space, errors + unused_by_optimizers(space)
+
+
+def unused_by_optimizers(space: SearchSpace) -> list[FieldError]:
+    """An optimizer's hyperparameter ranged while no optimizer the space tries reads it: its
+    values could not change a trial, so the search would rank noise. ``momentum`` ranged
+    with ``optimizer`` fixed to ``"adam"`` (Adam reads beta1, beta2 and epsilon) is one;
+    ranging ``optimizer`` over a choice that includes ``"momentum"`` makes it useful.
+    """
+    fixed = space.fixed.get("optimizer", HPARAM_SPECS["optimizer"].default)
+    choice = space.ranged.get("optimizer")
+    tried = [str(v) for v in choice.values] if isinstance(choice, Choice) else [str(fixed)]
+    if isinstance(choice, Choice):
+        said = "one of " + ", ".join(repr(v) for v in tried)
+    elif "optimizer" in space.fixed:
+        said = repr(tried[0])
+    else:
+        said = f"{tried[0]!r}, the default"
+    errors = []
+    for name in space.ranged:
+        users = [o for o, reads in OPTIMIZER_HPARAMS.items() if name in reads]
+        if not users or any(o in users for o in tried):
+            continue
+        errors.append(
+            FieldError(
+                f"space.{name}",
+                f"ranged, but no optimizer of this space uses it (optimizer: {said}; {name} "
+                f"is used by {' and '.join(repr(o) for o in users)}): fix {name}, or let "
+                "optimizer be one that uses it",
+            )
+        )
+    return errors
 
 
 def _corners(dist: Any) -> list[Any]:

@@ -18,6 +18,7 @@ SPACE: dict[str, Any] = {
     "learning_rate": {"dist": "log_uniform", "low": 1e-4, "high": 1.0},
     "hidden_units": {"dist": "int_uniform", "low": 8, "high": 32},
     "momentum": {"dist": "one_minus_log_uniform", "low": 0.9, "high": 0.999},
+    "optimizer": "momentum",  # the optimizer that reads momentum: ranging it changes trials
     "epochs": 4,
 }
 

@@ -16,6 +16,7 @@ SPACE = {
     "learning_rate": {"dist": "log_uniform", "low": 1e-4, "high": 1.0},
     "batch_size": {"dist": "log_int", "low": 16, "high": 256},
     "momentum": {"dist": "one_minus_log_uniform", "low": 0.9, "high": 0.999},
+    "optimizer": "momentum",  # the one that reads momentum
 }
 N_TRIALS = 3
 
