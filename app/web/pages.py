@@ -18,9 +18,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.deps import SessionDep
+from app.schemas.studies import (
+    MAX_BUDGET_TRIALS,
+    MAX_EPOCHS,
+    MAX_PARALLELISM,
+    MAX_SEED,
+    MIN_EPOCHS,
+    MIN_SEED,
+    STUDY_WORDS,
+)
 from app.serving import security
 from app.storage.models import Study, Trial
 from trainer.config import ADJUSTABLE, HPARAM_SPECS, HParamSpec
+from trainer.optimizers import OPTIMIZER_HPARAMS
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parents[2] / "templates")
 router = APIRouter(include_in_schema=False)
@@ -144,11 +154,22 @@ def studies_page(request: Request) -> HTMLResponse:
 @router.get("/studies/new", response_class=HTMLResponse)
 def new_study_page(request: Request) -> HTMLResponse:
     """The new-study form: panda or caviar, every hyperparameter fixed or ranged."""
+    # The form checks what it can before sending, in the words and bounds the API's 422 uses.
+    bounds = {
+        "epochs": (MIN_EPOCHS, MAX_EPOCHS),
+        "seed": (MIN_SEED, MAX_SEED),
+        "budget.trials": (1, MAX_BUDGET_TRIALS),
+        "parallelism": (1, MAX_PARALLELISM),
+    }
     return _render(
         request,
         "new_study.html",
         rows=hparam_rows(),
         epochs_default=HPARAM_SPECS["epochs"].default,
+        words=STUDY_WORDS,
+        bounds=bounds,
+        optimizer_hparams=OPTIMIZER_HPARAMS,
+        optimizer_default=HPARAM_SPECS["optimizer"].default,
     )
 
 

@@ -1,11 +1,13 @@
 // The JSON API from the browser: fetch wrappers, the SSE streams, and small formatting helpers.
 
 export class ApiError extends Error {
-  constructor(status, detail, field) {
+  // errors: a 422's every bad field, [{field, message}] (the first is `field`).
+  constructor(status, detail, field, errors) {
     super(typeof detail === "string" ? detail : JSON.stringify(detail));
     this.status = status;
     this.detail = detail;
     this.field = field || fieldOf(this.message);
+    this.errors = Array.isArray(errors) ? errors : [];
   }
 }
 
@@ -37,7 +39,7 @@ export async function api(method, path, body) {
   }
   if (!res.ok) {
     const detail = (data && data.detail) || `${res.status} ${res.statusText}`;
-    throw new ApiError(res.status, detail, data && data.field);
+    throw new ApiError(res.status, detail, data && data.field, data && data.errors);
   }
   return data;
 }

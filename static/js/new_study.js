@@ -1,4 +1,5 @@
-// New study form: builds the POST /api/studies body; shows the API's 422 next to its field.
+// New study form: builds the POST /api/studies body, checks every field it can before sending,
+// and shows each bad field's message next to it at once (its own checks or the API's 422).
 
 import { el, flash, get, hasRoute, post } from "./api.js";
 
@@ -161,9 +162,101 @@ function showSettings(what) {
   }
 }
 
-// The body's sampler or scheduler: its name, or {name, ...settings} with the settings that
-// differ from their defaults; null for no scheduler.
-function algorithm(what) {
+// -- the body, checked field by field ------------------------------------------------------
+
+// Every field the page can check before sending, each bad one collected (never only the
+// first): the same words and bounds as the API's 422, so a message reads the same from both.
+class Problems {
+  constructor() { this.list = []; }
+  add(field, message) { this.list.push({ field, message }); }
+}
+
+// A whole number of a bounded field (epochs, seed, budget, parallelism): its words name the
+// allowed range ("a whole number of trials from 1 to 100000").
+function wholeNumber(input, field, problems) {
+  const raw = input.value.trim();
+  const v = Number(raw);
+  const low = Number(input.min);
+  const high = Number(input.max);
+  if (raw === "" || !Number.isInteger(v) || (input.min !== "" && v < low) ||
+      (input.max !== "" && v > high)) {
+    problems.add(field, input.dataset.words || "a whole number");
+    return null;
+  }
+  return v;
+}
+
+// A number, or null with a problem saying what is allowed.
+function number(input, field, problems, allowed = "a number") {
+  const raw = input.value.trim();
+  if (raw === "" || !Number.isFinite(Number(raw))) {
+    problems.add(field, raw === "" ? `none given, allowed: ${allowed}` :
+      `got ${JSON.stringify(raw)}, allowed: ${allowed}`);
+    return null;
+  }
+  return Number(raw);
+}
+
+// A hyperparameter's value against the trainer's range, as the row's data attributes give it.
+function withinSpec(tr, v) {
+  const d = tr.dataset;
+  if (d.low === undefined) return true;
+  if (d.kind === "int" && !Number.isInteger(v)) return false;
+  const low = Number(d.low);
+  const high = Number(d.high);
+  const lowOk = "lowOpen" in d ? v > low : v >= low;
+  const highOk = "highOpen" in d ? v < high : v <= high;
+  return lowOk && highOk;
+}
+
+function hparamNumber(tr, input, problems, what = "") {
+  const name = tr.dataset.hparam;
+  const field = `space.${name}`;
+  const v = number(input, field, problems, tr.dataset.allowed);
+  if (v === null) return null;
+  if (!withinSpec(tr, v)) {
+    problems.add(field, `${what}got ${v}, allowed: ${tr.dataset.allowed}`);
+    return null;
+  }
+  return v;
+}
+
+function fixedValue(tr, problems) {
+  const name = tr.dataset.hparam;
+  const input = document.getElementById(`hp-${name}-value`);
+  const kind = tr.dataset.kind;
+  if (kind === "bool") return input.checked;
+  if (kind === "choice") return input.value;
+  return hparamNumber(tr, input, problems);
+}
+
+const LOG_SCALES = new Set(["log_uniform", "log_int"]);
+
+function rangeValue(tr, problems) {
+  const name = tr.dataset.hparam;
+  const field = `space.${name}`;
+  const dist = tr.querySelector(".hp-scale").value;
+  if (dist === "choice") {
+    const picked = [...tr.querySelectorAll(".hp-choice:checked")].map((c) =>
+      (tr.dataset.kind === "bool" ? c.value === "true" : c.value));
+    if (picked.length === 0) problems.add(field, "pick at least one choice");
+    return { dist, values: picked };
+  }
+  const before = problems.list.length;
+  const low = hparamNumber(tr, tr.querySelector(".hp-low"), problems, "low: ");
+  const high = hparamNumber(tr, tr.querySelector(".hp-high"), problems, "high: ");
+  if (problems.list.length === before) {
+    if (LOG_SCALES.has(dist) && !(low > 0)) {
+      problems.add(field, `low: got ${low}, allowed: > 0 on a log scale`);
+    } else if (!(low < high)) {
+      problems.add(field, `low (${low}) must be smaller than high (${high})`);
+    }
+  }
+  return { dist, low, high };
+}
+
+// The sampler's or scheduler's settings that differ from their defaults, checked as numbers.
+function algorithm(what, problems) {
   const value = document.getElementById(what).value;
   if (value === "") return null;
   const entry = entries[what][value];
@@ -175,95 +268,90 @@ function algorithm(what) {
     if (s.type === "bool") v = input.checked;
     else if (s.type === "str") v = input.value;
     else if (input.value.trim() === "" && s.default === null) continue;
-    else v = number(input, `${what}.${s.name}`);
+    else {
+      v = number(input, `${what}.${s.name}`, problems, s.range);
+      if (v !== null && s.type === "int" && !Number.isInteger(v)) {
+        problems.add(`${what}.${s.name}`, `got ${v}, allowed: ${s.range}`);
+      }
+    }
     if (v !== s.default) settings[s.name] = v;
   }
   return Object.keys(settings).length ? { name: entry.algo.name, ...settings } : entry.algo.name;
 }
 
-function taskOptions() {
+function taskOptions(problems) {
   const out = {};
   // [data-option]: the file picker next to "path" is not an option of its own.
   for (const input of document.querySelectorAll("#task-options input[data-option]")) {
     const raw = input.value.trim();
     if (raw === "") continue;
     const type = input.dataset.type;
-    if (type === "int" || type === "float") out[input.dataset.option] = Number(raw);
-    else if (type === "float_list") out[input.dataset.option] = raw.split(",").map(Number);
-    else out[input.dataset.option] = raw;
+    const field = `task_options.${input.dataset.option}`;
+    if (type === "int" || type === "float") {
+      out[input.dataset.option] = number(input, field, problems);
+    } else if (type === "float_list") {
+      const values = raw.split(",").map((x) => Number(x.trim()));
+      if (values.some((x) => !Number.isFinite(x))) {
+        problems.add(field, `got ${JSON.stringify(raw)}, allowed: numbers separated by commas`);
+      }
+      out[input.dataset.option] = values;
+    } else out[input.dataset.option] = raw;
   }
   return out;
 }
 
-// -- the body --------------------------------------------------------------------------------
+// The server's rule, checked before sending: an optimizer's hyperparameter (momentum, beta1,
+// beta2, epsilon) ranged while no optimizer the space tries reads it is refused.
+const READS = JSON.parse(form.dataset.optimizerHparams || "{}");
 
-class FieldError extends Error {
-  constructor(field, message) {
-    super(message);
-    this.field = field;
+function checkOptimizers(space, problems) {
+  const opt = space.optimizer;
+  const ranged = opt !== null && typeof opt === "object";
+  const tried = ranged ? opt.values : [opt === undefined ? form.dataset.optimizerDefault : opt];
+  const said = ranged ? `one of ${tried.map((o) => `'${o}'`).join(", ")}` : `'${tried[0]}'`;
+  for (const [name, value] of Object.entries(space)) {
+    if (value === null || typeof value !== "object") continue;
+    const users = Object.keys(READS).filter((o) => READS[o].includes(name));
+    if (!users.length || users.some((o) => tried.includes(o))) continue;
+    problems.add(`space.${name}`, `ranged, but no optimizer of this space uses it ` +
+      `(optimizer: ${said}; ${name} is used by ${users.map((o) => `'${o}'`).join(" and ")}): ` +
+      `fix ${name}, or let optimizer be one that uses it`);
   }
 }
 
-function number(input, field) {
-  const raw = input.value.trim();
-  if (raw === "" || !Number.isFinite(Number(raw))) {
-    throw new FieldError(field, `${field.replace("space.", "")}: enter a number`);
-  }
-  return Number(raw);
-}
-
-function fixedValue(tr) {
-  const name = tr.dataset.hparam;
-  const input = document.getElementById(`hp-${name}-value`);
-  const kind = tr.dataset.kind;
-  if (kind === "bool") return input.checked;
-  if (kind === "choice") return input.value;
-  return number(input, `space.${name}`);
-}
-
-function rangeValue(tr) {
-  const name = tr.dataset.hparam;
-  const field = `space.${name}`;
-  const dist = tr.querySelector(".hp-scale").value;
-  if (dist === "choice") {
-    const picked = [...tr.querySelectorAll(".hp-choice:checked")].map((c) =>
-      (tr.dataset.kind === "bool" ? c.value === "true" : c.value));
-    if (picked.length === 0) throw new FieldError(field, `${name}: pick at least one choice`);
-    return { dist, values: picked };
-  }
-  const low = number(tr.querySelector(".hp-low"), field);
-  const high = number(tr.querySelector(".hp-high"), field);
-  if (!(low < high)) {
-    throw new FieldError(field, `${name}: low (${low}) must be smaller than high (${high})`);
-  }
-  return { dist, low, high };
-}
-
-function body() {
+// The POST /api/studies body and every problem the page found in it.
+function collect() {
+  const problems = new Problems();
   const caviar = mode() === "caviar";
   const space = {};
   for (const tr of document.querySelectorAll("tr[data-hparam]")) {
     const ranged = caviar && tr.querySelector(".hp-mode").value === "range";
-    space[tr.dataset.hparam] = ranged ? rangeValue(tr) : fixedValue(tr);
+    space[tr.dataset.hparam] = ranged ? rangeValue(tr, problems) : fixedValue(tr, problems);
   }
+  if (caviar) checkOptimizers(space, problems);
+  const nameInput = document.getElementById("name");
+  const name = nameInput.value.trim();
+  if (name === "") problems.add("name", nameInput.dataset.words);
   const out = {
-    name: document.getElementById("name").value.trim(),
+    name,
     mode: mode(),
     task: taskSelect.value,
-    task_options: taskOptions(),
+    task_options: taskOptions(problems),
     space,
     objective: { metric: document.getElementById("objective").value },
-    epochs: number(document.getElementById("epochs"), "epochs"),
-    seed: number(document.getElementById("seed"), "seed"),
+    epochs: wholeNumber(document.getElementById("epochs"), "epochs", problems),
+    seed: wholeNumber(document.getElementById("seed"), "seed", problems),
   };
   if (caviar) {
-    out.budget = { trials: number(document.getElementById("budget"), "budget.trials") };
-    out.parallelism = number(document.getElementById("parallelism"), "parallelism");
-    out.sampler = algorithm("sampler");
-    const scheduler = algorithm("scheduler");
+    out.budget = { trials: wholeNumber(document.getElementById("budget"), "budget.trials",
+      problems) };
+    out.parallelism = wholeNumber(document.getElementById("parallelism"), "parallelism",
+      problems);
+    out.sampler = algorithm("sampler", problems);
+    const scheduler = algorithm("scheduler", problems);
     if (scheduler !== null) out.scheduler = scheduler;
   }
-  return out;
+  return { body: out, problems: problems.list };
 }
 
 // -- errors next to their field --------------------------------------------------------------
@@ -284,32 +372,58 @@ function errorSlot(field) {
   return null;
 }
 
-function showError(field, message) {
-  const slot = errorSlot(field);
-  if (!slot) {
-    flash(message);
-    return;
+// What a slot shows: a hyperparameter's row names it ("learning_rate: got -1, allowed: ...");
+// a labelled field shows the message alone ("give the study a name").
+function said(field, message) {
+  return field && field.startsWith("space.") ? `${field.slice(6)}: ${message}` : message;
+}
+
+// Every error next to its field at once; one the form has no place for goes to the banner.
+function showErrors(errors) {
+  const bySlot = new Map();
+  const unplaced = [];
+  for (const { field, message } of errors) {
+    const slot = errorSlot(field);
+    if (!slot) {
+      unplaced.push(field ? `${field}: ${message}` : message);
+      continue;
+    }
+    if (!bySlot.has(slot)) bySlot.set(slot, []);
+    bySlot.get(slot).push(said(field, message));
   }
-  slot.textContent = message;
-  const scope = slot.closest("tr, .field") || slot.parentElement;
-  const input = scope.querySelector("input:not([type=hidden]):not([hidden]), select");
-  scope.querySelectorAll("input, select").forEach((n) => {
-    if (!n.closest("[hidden]")) n.setAttribute("aria-invalid", "true");
-  });
-  (input || slot).scrollIntoView({ block: "center" });
-  flash("The study was not created: fix the field marked below.");
+  let first = null;
+  for (const [slot, messages] of bySlot) {
+    slot.textContent = [...new Set(messages)].join("; ");
+    const scope = slot.closest("tr, .field") || slot.parentElement;
+    scope.querySelectorAll("input, select").forEach((n) => {
+      if (!n.closest("[hidden]")) n.setAttribute("aria-invalid", "true");
+    });
+    first = first || scope.querySelector("input:not([type=hidden]):not([hidden]), select") || slot;
+  }
+  if (first) first.scrollIntoView({ block: "center" });
+  const n = bySlot.size;
+  const marked = n === 0 ? "" : n === 1 ? " fix the field marked below" :
+    ` fix the ${n} fields marked below`;
+  flash(`The study was not created:${marked}${marked && unplaced.length ? ";" : ""}` +
+    (unplaced.length ? ` ${unplaced.join("; ")}` : "") + ".");
+}
+
+// The API's 422: every bad field in `errors`; an older server names one (`field`, `detail`).
+function apiErrors(err) {
+  if (Array.isArray(err.errors) && err.errors.length) return err.errors;
+  const field = err.field || null;
+  const message = field ? err.message.replace(`${field}: `, "") : err.message;
+  return [{ field, message }];
 }
 
 async function submit(event) {
   event.preventDefault();
   clearErrors();
   const button = document.getElementById("create");
-  let payload;
-  try {
-    payload = body();
-  } catch (err) {
-    if (err instanceof FieldError) return showError(err.field, err.message);
-    throw err;
+  const { body: payload, problems } = collect();
+  if (problems.length) {
+    showErrors(problems);
+    return;
   }
   button.disabled = true;
   formStatus.textContent = "Creating…";
@@ -324,7 +438,7 @@ async function submit(event) {
   } catch (err) {
     formStatus.textContent = "";
     button.disabled = false;
-    showError(err.field, err.message);
+    showErrors(apiErrors(err));
   }
 }
 
@@ -338,11 +452,8 @@ let planAsked = 0;
 // to the budget and says in words where it decides and how many trials train in full.
 async function showPlan() {
   const asked = ++planAsked;
-  let payload;
-  try {
-    payload = body();
-  } catch (err) {
-    if (!(err instanceof FieldError)) throw err;
+  const { body: payload, problems } = collect();
+  if (problems.length) {
     planLine.textContent = "";
     return;
   }
