@@ -31,8 +31,26 @@ class BestPublic(BaseModel):
 class ImportancePublic(BaseModel):
     method: str
     scores: dict[str, float] = Field(description="name -> share of importance; sums to 1")
-    n_trials: int
+    n_trials: int = Field(description="the trials the forest was fitted on")
+    resource: int | None = Field(
+        default=None,
+        description="the epoch whose objective was used: the largest that at least "
+        "`needed` trials reached (stopped early or not), else the one most trials reached; "
+        "null: no values by epoch, the completed trials' final values",
+    )
+    intervals: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="name -> [low, high]: the 10th and 90th percentiles of its score over "
+        "forests refitted on 30 bootstrap resamples of the trials",
+    )
+    needed: int = Field(
+        default=10,
+        description="trials a ranking needs to be worth trusting: max(10, 2 per "
+        "ranged hyperparameter)",
+    )
     metric: str
     warning: str | None = Field(
-        default=None, description="set when too few trials make the ranking unreliable"
+        default=None,
+        description="set when too few trials back the ranking, e.g. 'Only 6 trials at "
+        "epoch 3: too few to trust this ranking (at least 10 needed)'",
     )

@@ -8,6 +8,8 @@ value, as Optuna's ``trial.value``); ``best_value`` is the best one seen along i
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,13 +21,19 @@ from app.schemas import ImportancePublic, SamplerInfo
 from app.search import feeder, study_config
 from app.storage import queries
 from app.storage.models import Direction, Round, RoundKind, Study, StudyMode, Trial, TrialState
-from app.tuning import GridSampler, TrialView, importance, parse_space
+from app.tuning import (
+    GridSampler,
+    ImportanceResult,
+    SearchSpace,
+    TrialView,
+    importance,
+    parse_space,
+)
 from app.tuning.ranking import Configuration, best_configuration, rank
 from trainer.config import HPARAM_SPECS
 
 FINAL_METRICS = ("dev_loss", "dev_accuracy", "test_loss", "test_accuracy")
 TRIAL_COLUMNS = ("rank", "id", "number", "round", "state", "retest_of")
-FEW_TRIALS = 10  # below this (or 2 per ranged hyperparameter), importance comes with a warning
 VALUE_COLUMNS = (*FINAL_METRICS, "value", "best_value")
 
 
@@ -106,33 +114,66 @@ def _first_space(session: Session, study: Study) -> dict[str, Any]:
     return session.scalar(q) or study.space
 
 
+# Recent answers by their inputs: the study page asks again whenever a trial ends, several
+# viewers ask at once, and a bootstrap of 30 forests takes about a second.
+_IMPORTANCE: OrderedDict[tuple[Any, ...], ImportanceResult] = OrderedDict()
+_IMPORTANCE_LOCK = threading.Lock()
+_IMPORTANCE_KEPT = 32
+
+
+def _importance(space: SearchSpace, trials: list[TrialView], seed: int) -> ImportanceResult:
+    """:func:`importance`, remembered by everything it reads (so always the same answer)."""
+    key = (
+        repr(space.to_dict()),
+        seed,
+        tuple(
+            (t.number, t.state, t.value, repr(sorted(t.hparams.items())),
+             tuple(sorted(t.intermediate.items())))
+            for t in trials
+        ),
+    )  # fmt: skip
+    with _IMPORTANCE_LOCK:
+        if key in _IMPORTANCE:
+            _IMPORTANCE.move_to_end(key)
+            return _IMPORTANCE[key]
+    result = importance(space, trials, seed=seed)
+    with _IMPORTANCE_LOCK:
+        _IMPORTANCE[key] = result
+        while len(_IMPORTANCE) > _IMPORTANCE_KEPT:
+            _IMPORTANCE.popitem(last=False)
+    return result
+
+
 def importance_of(session: Session, study: Study) -> ImportancePublic:
-    """Random-forest importance of each ranged hyperparameter for the final objective."""
+    """Random-forest importance of each ranged hyperparameter for the objective at one epoch
+    enough trials reached, with bootstrap intervals and a warning when too few back it."""
     space = parse_space(_first_space(session, study))
     # Re-tests repeat configurations already counted: they would weigh those twice.
     trials = feeder.views(session, study.id, originals=True)
     try:
-        result = importance(space, trials, seed=study.seed)
+        result = _importance(space, trials, study.seed)
     except ValueError as exc:
         raise Conflict(
-            f"importance needs at least 2 completed trials with a value of "
-            f"{study.objective_metric}: {exc}"
+            f"importance needs at least 2 trials with a value of {study.objective_metric}: {exc}"
         ) from None
     # A forest on a handful of trials ranks noise; say so rather than refuse (Optuna and W&B
     # show a ranking from 2 trials without a word).
-    enough = max(FEW_TRIALS, 2 * len(space.ranged))
+    where = "completed trials" if result.resource is None else f"trials at epoch {result.resource}"
     warning = (
         None
-        if result.n_trials >= enough
+        if result.enough
         else (
-            f"fitted on {result.n_trials} trials: with fewer than {enough} the ranking is "
-            "mostly noise; run more trials before trusting it"
+            f"Only {result.n_trials} {where}: too few to trust this ranking "
+            f"(at least {result.needed} needed)"
         )
     )
     return ImportancePublic(
         method=result.method,
         scores=result.scores,
         n_trials=result.n_trials,
+        resource=result.resource,
+        intervals=result.intervals,
+        needed=result.needed,
         metric=study.objective_metric,
         warning=warning,
     )

@@ -87,7 +87,40 @@ def test_importance_scores_each_ranged_hyperparameter(client: TestClient) -> Non
     assert "random-forest" in body["method"] and body["n_trials"] == 6
     assert set(body["scores"]) == {"learning_rate", "hidden_units", "momentum"}
     assert sum(body["scores"].values()) == pytest.approx(1.0)
-    assert "fitted on 6 trials: with fewer than 10" in body["warning"]
+    # Every trial trained its 4 epochs: the objective is read there.
+    assert (body["resource"], body["needed"]) == (4, 10)
+    assert body["warning"] == (
+        "Only 6 trials at epoch 4: too few to trust this ranking (at least 10 needed)"
+    )
+    assert set(body["intervals"]) == set(body["scores"])
+    for low, high in body["intervals"].values():
+        assert 0.0 <= low <= high <= 1.0
+
+
+def test_importance_counts_trials_stopped_early_at_the_epoch_they_reached(
+    client: TestClient,
+) -> None:
+    sid = caviar_study(client, budget={"trials": 12})["id"]
+    # 9 trials stopped after 2 epochs, 3 trained all 4: 12 values at epoch 2, 3 at the end.
+    for i in range(12):
+        value = 0.1 + 0.07 * i
+        if i < 9:
+            tid, attempt = claim_one(client)
+            for epoch in (1, 2):
+                epoch_report(client, tid, attempt, epoch, value)
+            assert finish(client, tid, attempt, "stopped", 20, epoch=2.0).status_code == 200
+        else:
+            complete(client, value)
+    body = client.get(f"/api/studies/{sid}/importance").json()
+    assert (body["resource"], body["n_trials"], body["warning"]) == (2, 12, None), body
+    assert "objective at epoch 2" in body["method"]
+    assert "30 bootstrap resamples" in body["method"]
+    scores, intervals = body["scores"], body["intervals"]
+    assert set(intervals) == set(scores) == {"learning_rate", "hidden_units", "momentum"}
+    for name, (low, high) in intervals.items():
+        assert 0.0 <= low <= high <= 1.0, (name, low, high)
+    # Asked again with nothing new: the same answer (remembered, not refitted differently).
+    assert client.get(f"/api/studies/{sid}/importance").json() == body
 
 
 def test_importance_leaves_retests_out_and_trusts_ten_trials(client: TestClient) -> None:
