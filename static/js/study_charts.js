@@ -180,18 +180,101 @@ function escapeHtml(text) {
   return String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-export function drawImportance(node, scores) {
+// The importance bars, each with its bootstrap interval as a whisker (10th-90th percentile of
+// its score over forests refitted on resampled trials), and next to the chart what backs them:
+// the epoch the objective was read at, the trials, and, in plain sight, the warning when too
+// few trials back the ranking. `answer`: GET /api/studies/{id}/importance as fetched; a caller
+// that passes only the scores gets it fetched here (the study's id from [data-study-id]).
+export function drawImportance(node, scores, answer = null) {
   const chart = makeChart(node);
+  drawBars(chart, scores, (answer && answer.intervals) || {});
+  if (answer) {
+    showTrust(node, answer);
+  } else {
+    const root = node.closest("[data-study-id]");
+    if (root) {
+      get(`/api/studies/${root.dataset.studyId}/importance`).then((res) => {
+        drawBars(chart, res.scores || scores, res.intervals || {});
+        showTrust(node, res);
+      }).catch(() => {});
+    }
+  }
+  return chart;
+}
+
+function drawBars(chart, scores, intervals) {
   const entries = Object.entries(scores).sort((a, b) => a[1] - b[1]);
+  const names = entries.map((e) => e[0]);
+  // [low, high, category index, score]: a whisker from low to high, the score after it.
+  const whiskers = entries.map(([name, score], i) => {
+    const iv = intervals[name];
+    return iv ? [iv[0], iv[1], i, score] : [score, score, i, score];
+  });
+  const tooltip = (items) => {
+    const i = items[0].dataIndex;
+    const [name, score] = entries[i];
+    const iv = intervals[name];
+    return escapeHtml(`${name}: ${formatNumber(score)}` +
+      (iv ? ` (likely between ${formatNumber(iv[0])} and ${formatNumber(iv[1])})` : ""));
+  };
   chart.setOption({
     animation: false,
-    grid: { left: 130, right: 30, top: 16, bottom: 44 },
-    tooltip: { trigger: "axis", valueFormatter: formatNumber },
-    xAxis: { type: "value", name: "share of importance (0-1)", nameLocation: "middle",
-      nameGap: 28, max: 1 },
-    yAxis: { type: "category", data: entries.map((e) => e[0]) },
-    series: [{ type: "bar", data: entries.map((e) => e[1]), itemStyle: { color: palette(0) },
-      label: { show: true, position: "right", formatter: (p) => formatNumber(p.value) } }],
-  });
-  return chart;
+    grid: { left: 130, right: 56, top: 16, bottom: 44 },
+    tooltip: { trigger: "axis", axisPointer: { type: "shadow" }, formatter: tooltip },
+    xAxis: { type: "value", name: "share of importance (0-1); whiskers: 10th-90th percentile",
+      nameLocation: "middle", nameGap: 28, min: 0, max: 1 },
+    yAxis: { type: "category", data: names },
+    series: [
+      { name: "importance", type: "bar", data: entries.map((e) => e[1]),
+        itemStyle: { color: palette(0), opacity: 0.75 } },
+      { name: "interval", type: "custom", data: whiskers, encode: { x: [0, 1], y: 2 },
+        renderItem: whisker, z: 3, silent: true },
+    ],
+  }, { replaceMerge: ["series"] });
+}
+
+// One interval: a line from low to high across the bar, a cap at each end, the score after it.
+function whisker(params, api) {
+  const row = api.value(2);
+  const low = api.coord([api.value(0), row]);
+  const high = api.coord([api.value(1), row]);
+  const cap = api.size([0, 1])[1] * 0.22;
+  const style = { stroke: "#1d2329", lineWidth: 1.6 };
+  const line = (x1, y1, x2, y2) => ({ type: "line", shape: { x1, y1, x2, y2 }, style });
+  return { type: "group", children: [
+    line(low[0], low[1], high[0], high[1]),
+    line(low[0], low[1] - cap, low[0], low[1] + cap),
+    line(high[0], high[1] - cap, high[0], high[1] + cap),
+    { type: "text", x: high[0] + 6, y: high[1], style: { text: formatNumber(api.value(3)),
+      fill: "#1d2329", font: "12px sans-serif", verticalAlign: "middle" } },
+  ] };
+}
+
+// The line under the chart and the warning above it, made once and kept in step.
+function trustNode(chartNode, id, where, attrs) {
+  let n = document.getElementById(id);
+  if (!n) {
+    n = document.createElement("p");
+    n.id = id;
+    for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
+    chartNode.insertAdjacentElement(where, n);
+  }
+  return n;
+}
+
+function showTrust(chartNode, answer) {
+  const warning = trustNode(chartNode, "importance-warning", "beforebegin", {
+    class: "flash importance-warning", role: "note",
+    style: "background:#fff4d6;color:#7a5200;border:1px solid #e3c46b;font-weight:600" });
+  warning.textContent = answer.warning ? `Caution: ${answer.warning}.` : "";
+  warning.hidden = !answer.warning;
+  const basis = trustNode(chartNode, "importance-basis", "afterend", { class: "chart-caption" });
+  const at = answer.resource === null || answer.resource === undefined
+    ? "the final objective of completed trials"
+    : `the objective at epoch ${answer.resource}, the furthest epoch enough trials reached ` +
+      "(trials stopped early included)";
+  const whiskers = Object.keys(answer.intervals || {}).length
+    ? " Whiskers: where each score lies in 8 of 10 refits on resampled trials." : "";
+  basis.textContent = answer.n_trials === undefined ? ""
+    : `Fitted on ${answer.n_trials} trials, by ${at}.${whiskers}`;
 }
