@@ -81,7 +81,7 @@ export function fmt(v, digits = 4) {
 export const FINISHED = new Set(["completed", "failed", "stopped", "pruned"]);
 
 export const STATE_WORDS = {
-  queued: "Queued: waiting for a worker",
+  queued: "Queued",
   running: "Running",
   paused: "Paused",
   completed: "Completed",

@@ -10,6 +10,7 @@ import {
 import {
   EpochCurves, Parallel, drawImportance, drawScatter, rangedNames,
 } from "./study_charts.js";
+import { stoppedWhy, waitingNodes } from "./why.js";
 
 const root = document.getElementById("study-root");
 const STUDY_ID = Number(root.dataset.studyId);
@@ -191,7 +192,7 @@ function row(t, cols) {
       checked: state.selected.has(t.id), onchange: (e) => select(t.id, e.target.checked) }),
     number: el("a", { href: `/trials/${t.id}` }, trialName(t)),
     round: String(roundOf(t)),
-    state: stateBadge(t.state, t.parked ? " · waiting at a rung" : ""),
+    state: stateCell(t),
     progress: progressBar(t.epoch / epochs, `${fmt(t.epoch, 3)} / ${epochs}`, t.state),
     best_value: fmt(t.best_value),
     last_value: fmt(t.last_value),
@@ -199,6 +200,18 @@ function row(t, cols) {
   return el("tr", { class: t.state === "pruned" ? "pruned" : null, "data-trial-id": String(t.id) },
     cols.map((c) => el("td", { class: c.num ? "num" : null, "data-col": c.key },
       c.key in cells ? cells[c.key] : (c.format || fmt)(valueOf(c, t)))));
+}
+
+// The state, and under it why the scheduler stopped or parked the trial (the full sentence as
+// its tooltip) or what a queued trial waits for (the running trials holding it, as links).
+function stateCell(t) {
+  const badge = stateBadge(t.state, t.parked ? " · waiting at a rung" : "");
+  const stopped = stoppedWhy(t, state.study);
+  if (stopped) return [badge, el("div", { class: "why", title: stopped.text }, stopped.short)];
+  const waiting = waitingNodes(t, { short: true });
+  if (!waiting) return badge;
+  const lead = t.waiting.reason === "worker" ? "Waiting for " : "Waiting: ";
+  return [badge, el("div", { class: "why", title: lead + t.waiting.text }, ...waiting)];
 }
 
 function drawTable() {

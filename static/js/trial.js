@@ -5,6 +5,7 @@ import {
 } from "./api.js";
 import { LineChart, smooth } from "./charts.js";
 import { fillInput, formatHparam, trialName, untouched } from "./format.js";
+import { stoppedWhy, waitingNodes } from "./why.js";
 
 const root = document.getElementById("trial-root");
 const TRIAL_ID = Number(root.dataset.trialId);
@@ -206,8 +207,21 @@ function drawTrial() {
     `step ${t.step} · epoch ${fmt(t.epoch, 3)} of ${epochs} · attempt ${t.attempt} · ` +
     `${t.failures} ${t.failures === 1 ? "failure" : "failures"}` +
     (t.worker ? ` · worker ${t.worker}` : "") + (t.error ? ` · error: ${t.error}` : "");
+  drawWhy();
   drawAdjust();
   drawConfig();
+}
+
+// Next to its state: why the scheduler pruned or parked the trial, or what a queued one
+// waits for (the running trials holding its study's slots or the workers, as links).
+function drawWhy() {
+  const t = state.trial;
+  const box = document.getElementById("trial-why");
+  const stopped = stoppedWhy(t, state.study);
+  const nodes = stopped ? [stopped.text + "."] : waitingNodes(t);
+  box.hidden = !nodes;
+  box.dataset.kind = stopped ? "stopped" : nodes ? "waiting" : "";
+  box.replaceChildren(...(nodes || []));
 }
 
 // "· live" only while the trial runs: a finished or paused trial has nothing new to stream.

@@ -115,3 +115,17 @@ def test_asha_pause_mode_from_the_form_parks_promotes_and_ends(
     parks = [e for e in events if e["kind"] == "pause" and "scheduler" in e["payload"]]
     assert parks, "no trial waited at a rung"
     expect(page.locator("#trials tbody")).not_to_contain_text("Paused", timeout=20_000)
+
+    # A trial that waited at a rung until the study ended says so: in its row (the sentence
+    # as the tooltip) and on its page, with the value it was compared on and the cut.
+    pruned = [t for t in trials if t["state"] == "pruned"]
+    if not pruned:
+        return  # every parked trial was promoted and completed: nothing to explain
+    why = pruned[0]["stopped_because"]
+    assert why["kind"] == "prune" and why["scheduler"] == "asha" and "rung" in why, why
+    cell = page.locator(f'#trials tr[data-trial-id="{pruned[0]["id"]}"] td[data-col=state] .why')
+    expect(cell).to_contain_text(f"at rung {why['rung']}")
+    sentence = cell.get_attribute("title") or ""
+    assert sentence.startswith(f"Waited at rung {why['rung']} (epoch {why['resource']}) until")
+    page.goto(f"/trials/{pruned[0]['id']}")
+    expect(page.locator("#trial-why")).to_have_text(sentence + ".")
