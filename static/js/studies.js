@@ -4,7 +4,7 @@
 import {
   el, fmt, get, post, progressBar, stateBadge, studyState, timeText, flash,
 } from "./api.js";
-import { trialName } from "./format.js";
+import { plain, trialName } from "./format.js";
 
 const tbody = document.querySelector("#studies-table tbody");
 const status = document.getElementById("studies-status");
@@ -50,7 +50,40 @@ function row(study, top) {
     el("td", {}, timeText(study.created_at)));
 }
 
+// "Workers: 2 (local) · worker vm-123 on Trial 3 of digits search, epoch 4.2 · 1 idle": the
+// launcher's workers, and what every busy worker (the launcher's or a remote one) trains.
+function workersLine(fleet) {
+  const l = fleet.launcher;
+  const parts = [];
+  if (l) {
+    const alive = l.alive === l.workers ? "" : `, ${l.alive} alive`;
+    const restarts = l.restarts ? `, ${l.restarts} restarted` : "";
+    parts.push(`Workers: ${l.workers} (${l.launcher}${alive}${restarts})`);
+  } else {
+    parts.push(fleet.busy.length ? "Workers" : "Workers: none launched by this server");
+  }
+  for (const b of fleet.busy) {
+    parts.push(el("span", { "data-trial-id": String(b.trial_id) },
+      `worker ${b.worker || "?"} on `, el("a", { href: `/trials/${b.trial_id}` }, trialName(b)),
+      " of ", el("a", { href: `/studies/${b.study_id}` }, b.study),
+      `, epoch ${plain(Number(b.epoch.toFixed(1)))}`));
+  }
+  const idle = l ? Math.max(0, l.alive - fleet.busy.length) : 0;
+  if (idle) parts.push(fleet.busy.length ? `${idle} idle` : "all idle");
+  return parts.flatMap((p, i) => (i ? [" · ", p] : [p]));
+}
+
+async function refreshWorkers() {
+  const line = document.getElementById("workers-line");
+  try {
+    line.replaceChildren(...workersLine(await get("/api/workers")));
+  } catch {
+    line.textContent = ""; // a server without the route: say nothing rather than fail
+  }
+}
+
 async function refresh() {
+  refreshWorkers();
   let page;
   try {
     page = await get("/api/studies?limit=200");
