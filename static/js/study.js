@@ -5,7 +5,7 @@ import {
   FINISHED, el, flash, fmt, get, hasRoute, post, progressBar, stateBadge, stream, studyState,
 } from "./api.js";
 import {
-  fillInput, formatHparam, rangeText, trialName, untouched,
+  fillInput, formatHparam, plain, rangeText, trialName, untouched,
 } from "./format.js";
 import {
   EpochCurves, Parallel, drawImportance, drawScatter, rangedNames,
@@ -339,17 +339,25 @@ function narrowedSpace() {
   return out;
 }
 
+// Starts a round (POST .../rounds with `body`: ranges or from_top, and a budget), says so in
+// `status`, and refreshes the page; the brushed ranges' form and the result card share it.
+async function postRound(body, status) {
+  const round = await post(`${BASE}/rounds`, body);
+  const budget = body.trials ? `${body.trials} trials` : `${body.epochs} epochs`;
+  const around = body.from_top ? ` around the top ${body.from_top}` : "";
+  status.textContent = `Round ${round.number} started with ${budget}${around}` +
+    (round.outside_parent && round.outside_parent.length
+      ? ` (outside the previous ranges: ${round.outside_parent.join(", ")}).` : ".");
+  await refresh();
+  return round;
+}
+
 async function startRound() {
   const status = document.getElementById("round-status");
   document.querySelectorAll("#round-ranges .error").forEach((p) => { p.textContent = ""; });
   try {
-    const body = { space: narrowedSpace(),
-      trials: Number(document.getElementById("round-trials").value) };
-    const round = await post(`${BASE}/rounds`, body);
-    status.textContent = `Round ${round.number} started with ${body.trials} trials` +
-      (round.outside_parent && round.outside_parent.length
-        ? ` (outside the previous ranges: ${round.outside_parent.join(", ")}).` : ".");
-    await refresh();
+    await postRound({ space: narrowedSpace(),
+      trials: Number(document.getElementById("round-trials").value) }, status);
   } catch (err) {
     status.textContent = "";
     const slot = err.field &&
@@ -391,14 +399,154 @@ async function loadImportance() {
   }
 }
 
+// Re-runs the `top` best configurations with `seeds` fresh seeds each (a re-test round); the
+// header's form and the result card share it. Errors (a 409 naming the largest top that works
+// now) go to the caller.
+async function postRetest(top, seeds, status) {
+  const round = await post(`${BASE}/retest`, { top, seeds });
+  const text = `Re-test started (round ${round.number}): the best ${top} configuration` +
+    `${top === 1 ? "" : "s"} again with ${seeds} fresh seed${seeds === 1 ? "" : "s"} each.`;
+  if (status) status.textContent = text;
+  else flash(text, "ok");
+  await refresh();
+  return round;
+}
+
 async function retest() {
   try {
-    await post(`${BASE}/retest`, { top: Number(document.getElementById("retest-top").value),
-      seeds: Number(document.getElementById("retest-seeds").value) });
-    flash("Re-test queued: the best configurations run again with fresh seeds.", "ok");
-    await refresh();
+    await postRetest(Number(document.getElementById("retest-top").value),
+      Number(document.getElementById("retest-seeds").value));
   } catch (err) {
     flash(`Could not re-test: ${err.message}`);
+  }
+}
+
+// -- result card -----------------------------------------------------------------------------
+
+const RETEST_SEEDS = 3;
+let bestFor = null; // the trials' states and values the result card was drawn for
+
+// The trials the ranking places (app.tuning.ranking): originals, not running, with a value.
+function rankedCount() {
+  const retests = new Set((state.rounds || []).filter((r) => r.kind === "retest")
+    .map((r) => r.id));
+  return state.trials.filter((t) => !retests.has(t.round_id) && t.state !== "running" &&
+    t.best_value !== null).length;
+}
+
+// The next steps' defaults: the top k (at most 3), and the first round's budget for a new
+// round (in trials, or in epochs when the study is budgeted in epochs).
+function nextDefaults() {
+  const first = (state.rounds || []).find((r) => r.number === 1);
+  const budget = (first && first.budget) || state.study.budget;
+  const size = budget.trials ? { trials: budget.trials } : { epochs: budget.epochs };
+  return { k: Math.min(3, rankedCount()), size };
+}
+
+function drawNextSteps() {
+  const { k, size } = nextDefaults();
+  const narrow = document.getElementById("narrow-top");
+  const again = document.getElementById("retest-top-k");
+  const busy = narrow.dataset.busy === "yes";
+  narrow.textContent = `Narrow around the top ${Math.max(k, 1)}`;
+  again.textContent = `Re-test the top ${Math.max(k, 1)}`;
+  narrow.disabled = busy || k < 1;
+  again.disabled = busy || k < 1;
+  const budget = size.trials ? `${size.trials} trials` : `${size.epochs} epochs`;
+  document.getElementById("next-hint").textContent = k < 1
+    ? "The next steps open once a trial has a value (when it ends its first epoch)."
+    : `Narrow: a new round of ${budget} sampled in a box around the top ${k} trials. ` +
+      `Re-test: the top ${k} configuration${k === 1 ? "" : "s"} again with ${RETEST_SEEDS} ` +
+      "fresh seeds each, so the best stands on a mean, not on one lucky seed.";
+}
+
+// "0.962 ± 0.004": the spread to one significant digit (two when that digit is 1), the mean
+// to the same decimal place.
+function meanStd(mean, std) {
+  if (!(std > 0)) return `${plain(mean)} ± 0`;
+  const first = Math.floor(Math.log10(std));
+  const lead = Math.floor(std / 10 ** first + 1e-9);
+  const decimals = Math.min(12, Math.max(0, -first + (lead === 1 ? 1 : 0)));
+  return `${mean.toFixed(decimals)} ± ${std.toFixed(decimals)}`;
+}
+
+function bestLine(best) {
+  const name = el("a", { href: `/trials/${best.trial.id}` }, trialName(best.trial));
+  const metric = best.metric;
+  if (best.retested && best.runs >= 2) {
+    return ["Best: ", name, ` — ${metric} ${meanStd(best.value, best.std)} over ` +
+      `${best.runs} seeds (re-tested)`];
+  }
+  const early = best.trial.state !== "completed"
+    ? `, stopped early at epoch ${plain(best.trial.epoch)}` : "";
+  const why = best.retested ? "one seed so far: its re-test runs"
+    : "one seed: re-test it to trust it";
+  return ["Best so far: ", name, ` — ${metric} ${plain(best.value)} (${why}${early})`];
+}
+
+async function loadBest() {
+  drawNextSteps();
+  const key = JSON.stringify(state.trials.map((t) => [t.id, t.state, t.last_value]));
+  if (key === bestFor) return;
+  bestFor = key;
+  const line = document.getElementById("best-line");
+  const hparams = document.getElementById("best-hparams");
+  const none = () => {
+    line.textContent = "No result yet: the first comes when a trial ends its first epoch.";
+    line.dataset.state = "none";
+    hparams.replaceChildren();
+  };
+  // Not asked before a trial has a value: the 409 it would answer says the same.
+  if (rankedCount() === 0) { none(); return; }
+  let best;
+  try {
+    best = await get(`${BASE}/best`);
+  } catch (err) {
+    if (err.status === 409) { none(); return; }
+    line.textContent = `The best configuration could not be loaded: ${err.message}`;
+    line.dataset.state = "error";
+    hparams.replaceChildren();
+    return;
+  }
+  line.replaceChildren(...bestLine(best));
+  line.dataset.state = best.retested && best.runs >= 2 ? "retested" : "one-seed";
+  // The searched values first, on their scale; the fixed ones folded under them.
+  const ranged = rangedNames(state.study.space).filter((n) => n in best.hparams);
+  const rest = Object.keys(best.hparams).filter((n) => !ranged.includes(n) &&
+    !(n === "seed" && best.runs > 1));
+  const pairs = (names) => names.flatMap((n) =>
+    [el("dt", {}, n), el("dd", {}, hp(n, best.hparams[n]))]);
+  hparams.replaceChildren(...pairs(ranged));
+  if (best.runs > 1) {
+    const seeds = best.seeds.map((x) => x ?? "?").join(", ");
+    hparams.append(el("dt", {}, "seeds"), el("dd", {}, seeds));
+  }
+  if (rest.length) {
+    hparams.append(el("dt", {}, "fixed"), el("dd", {}, el("details", {},
+      el("summary", {}, `${rest.length} other values`), el("dl", { class: "kv" }, pairs(rest)))));
+  }
+}
+
+// A next step from the result card: the button is held while its request runs, and a refusal
+// (409: "the largest top that works now is N") is said next to it.
+async function nextStep(what) {
+  const status = document.getElementById("next-status");
+  const narrow = document.getElementById("narrow-top");
+  const { k, size } = nextDefaults();
+  narrow.dataset.busy = "yes";
+  drawNextSteps();
+  status.className = "";
+  status.textContent = what === "narrow" ? `Starting a round around the top ${k}…`
+    : `Queueing a re-test of the top ${k}…`;
+  try {
+    if (what === "narrow") await postRound({ from_top: k, ...size }, status);
+    else await postRetest(k, RETEST_SEEDS, status);
+  } catch (err) {
+    status.className = "error";
+    status.textContent = `Could not ${what === "narrow" ? "narrow" : "re-test"}: ${err.message}`;
+  } finally {
+    narrow.dataset.busy = "";
+    drawNextSteps();
   }
 }
 
@@ -447,6 +595,7 @@ async function refresh() {
   drawAnalysis();
   await loadCurves();
   if (study.mode === "caviar") {
+    await loadBest();
     await loadImportance();
     await loadRetest();
   }
@@ -472,6 +621,8 @@ async function setupActions() {
   const actions = [
     ["retest-box", "POST", "/api/studies/{study_id}/retest"],
     ["round-box", "POST", "/api/studies/{study_id}/rounds"],
+    ["narrow-top", "POST", "/api/studies/{study_id}/rounds"],
+    ["retest-top-k", "POST", "/api/studies/{study_id}/retest"],
     ["export-csv", "GET", "/api/studies/{study_id}/export"],
     ["export-json", "GET", "/api/studies/{study_id}/export"],
   ];
@@ -515,4 +666,6 @@ document.getElementById("compare").addEventListener("click", () => {
 });
 document.getElementById("next-round").addEventListener("click", startRound);
 document.getElementById("retest").addEventListener("click", retest);
+document.getElementById("narrow-top").addEventListener("click", () => nextStep("narrow"));
+document.getElementById("retest-top-k").addEventListener("click", () => nextStep("retest"));
 main();
