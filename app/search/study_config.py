@@ -130,7 +130,11 @@ def applied_settings(
     if cls is None or scheduler == "none":
         return dict(given)
     declared = {s.name: s.default for s in cls.settings if s.default is not None}
-    return {**declared, **cls.budget_defaults(trials, longest, given), **given}
+    try:
+        fitted = cls.budget_defaults(trials, longest, given)
+    except (TypeError, ValueError, OverflowError):
+        fitted = {}  # a setting it reads is bad (NaN, a string): building the scheduler says so
+    return {**declared, **fitted, **given}
 
 
 def trials_of_budget(trials: int | None, epochs: int | None, longest: int) -> int:
