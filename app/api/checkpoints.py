@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,7 +33,7 @@ from app.schemas.common import MAX_INT32
 from app.storage import locks, queries
 from app.storage.db import read_engine
 from app.storage.models import Checkpoint, Trial, utcnow
-from app.trials import worker_calls
+from app.trials import external, worker_calls
 from trainer.config import HParamError, check_combination, check_hparams
 
 log = logging.getLogger(__name__)
@@ -54,10 +54,10 @@ def _epoch(value: Any) -> float:
 
 
 def _hparams(text: str | None) -> dict[str, Any] | None:
-    """The ``hparams`` query: a JSON object of adjustable values, checked like an adjustment.
+    """The ``hparams`` query: a JSON object (checked like an adjustment by the writer check).
 
     Raises:
-        Invalid: not a JSON object, or a name or value an adjustment could not have set.
+        Invalid: not a JSON object.
     """
     if text is None:
         return None
@@ -70,10 +70,7 @@ def _hparams(text: str | None) -> dict[str, Any] | None:
             f"hparams: got {text[:100]!r}, allowed: a JSON object of adjustable hyperparameters",
             field="hparams",
         )
-    try:
-        return check_hparams(values, adjust=True)
-    except HParamError as exc:
-        raise Invalid.from_hparam(exc, "hparams.") from None
+    return values
 
 
 # The epoch arrives in the query string, beside attempt and step: the body is the raw .npz.
@@ -98,6 +95,7 @@ class _Taken:
     step: int
     epoch: float | None
     hparams: dict[str, Any] | None
+    npz: bool = True  # the trainer's checkpoints are .npz files; a user's are any bytes
 
 
 class StorageError(DomainError):
@@ -151,9 +149,9 @@ async def upload(
     """
     engine: Engine = request.app.state.engine
     taken = _Taken(attempt, step, epoch, _hparams(hparams))
-    await run_in_threadpool(_check_writer, engine, trial_id, taken)
+    taken = await run_in_threadpool(_check_writer, engine, trial_id, taken)
     try:
-        path, sha256, size = await _receive(request, settings.checkpoint_dir)
+        path, sha256, size = await _receive(request, settings.checkpoint_dir, npz=taken.npz)
     except OSError as exc:
         log.error("trial %s: checkpoint at step %s not stored: %s", trial_id, step, exc)
         raise StorageError.from_os_error(exc) from exc
@@ -166,26 +164,36 @@ async def upload(
         raise
 
 
-def _check_writer(engine: Engine, trial_id: int, taken: _Taken) -> None:
-    # Refuse a stale or unknown writer, or values no fork could start from, before accepting
-    # up to max_checkpoint_bytes from it.
+def _check_writer(engine: Engine, trial_id: int, taken: _Taken) -> _Taken:
+    """Refuse a stale or unknown writer, or values no fork could start from, before accepting
+    up to max_checkpoint_bytes from it; the answer says what the bytes must be."""
     with Session(read_engine(engine)) as session:
-        trial = session.get(Trial, trial_id)
+        trial = session.get(Trial, trial_id, options=locks.WITH_STUDY)
         if trial is None:
             raise NotFound(f"trial {trial_id} not found")
         worker_calls.check_attempt(trial, taken.attempt)
-        if taken.hparams is not None:
-            try:
-                check_combination({**trial.hparams, **taken.hparams})
-            except HParamError as exc:
-                raise Invalid.from_hparam(exc, "hparams.") from None
+        if trial.study.external:
+            # The user's bytes, whatever their format; the values are the user's too.
+            hparams = taken.hparams
+            if hparams is not None:
+                hparams = external.check_adjustment(hparams, trial.hparams, "hparams.")
+            return replace(taken, hparams=hparams, npz=False)
+        if taken.hparams is None:
+            return taken
+        try:
+            hparams = check_hparams(taken.hparams, adjust=True)
+            check_combination({**trial.hparams, **hparams})
+        except HParamError as exc:
+            raise Invalid.from_hparam(exc, "hparams.") from None
+        return replace(taken, hparams=hparams)
 
 
-async def _receive(request: Request, directory: Path) -> tuple[Path, str, int]:
-    """Stream the body to ``<uuid>.npz`` under ``directory`` (size limit: the middleware)."""
+async def _receive(request: Request, directory: Path, *, npz: bool) -> tuple[Path, str, int]:
+    """Stream the body to ``<uuid>.npz`` (or ``.bin``, a user's bytes) under ``directory``
+    (size limit: the middleware)."""
     directory.mkdir(parents=True, exist_ok=True)
     name = uuid.uuid4().hex
-    tmp, final = directory / f".{name}.tmp", directory / f"{name}.npz"
+    tmp, final = directory / f".{name}.tmp", directory / f"{name}.{'npz' if npz else 'bin'}"
     digest, size, head = hashlib.sha256(), 0, b""
     try:
         with open(tmp, "wb") as fh:
@@ -196,7 +204,7 @@ async def _receive(request: Request, directory: Path) -> tuple[Path, str, int]:
                 head = (head + chunk)[:4] if len(head) < 4 else head
             fh.flush()
             os.fsync(fh.fileno())
-        if head != ZIP_MAGIC:
+        if npz and head != ZIP_MAGIC:
             raise Invalid("body: not an .npz file (a zip archive was expected)", field="body")
         os.replace(tmp, final)
         _fsync_dir(directory)

@@ -13,10 +13,10 @@ from sqlalchemy.orm import Session
 
 from app.api.serialize import trial_out, trial_public
 from app.config import Settings
-from app.errors import NotFound
+from app.errors import Invalid, NotFound
 from app.schemas import ClaimIn, ClaimOut, DirectiveOut, FinishIn, FinishOut, ReportIn
 from app.storage import locks
-from app.storage.models import Trial
+from app.storage.models import EXTERNAL_TASK, Study, Trial
 from app.trials import claims, worker_calls
 from app.trials.assignment import assignment
 
@@ -75,11 +75,27 @@ def _engine(session: Session) -> Engine:
 
 
 def _claim(session: Session, settings: Settings, body: ClaimIn) -> ClaimOut | None:
-    taken = claims.take(session, body.worker, settings)
+    _check_scope(session, body)
+    taken = claims.take(session, body.worker, settings, body.study_id)
     if taken is None:  # an empty queue wrote nothing: no commit, no sync
         return None
     session.commit()
     return assignment(_engine(session), taken, settings)
+
+
+def _check_scope(session: Session, body: ClaimIn) -> None:
+    """A claim for one study names an external one: the server's workers run the others."""
+    if body.study_id is None:
+        return
+    study = session.get(Study, body.study_id)
+    if study is None:
+        raise NotFound(f"study {body.study_id} not found")
+    if not study.external:
+        raise Invalid(
+            f"study_id: study {study.id} trains on the server's workers (task {study.task!r}); "
+            f"allowed: a study of task {EXTERNAL_TASK!r}, whose trials your processes run",
+            field="study_id",
+        )
 
 
 def _report(session: Session, settings: Settings, body: ReportIn, trial: Trial) -> DirectiveOut:
@@ -98,7 +114,7 @@ def _finish(session: Session, settings: Settings, body: FinishIn, trial: Trial) 
     if body.claim is not None:
         if locks.locks_rows(session):
             session.commit()
-        taken = claims.take(session, body.claim.worker, settings)
+        taken = claims.take(session, body.claim.worker, settings, body.claim.study_id)
     session.commit()
     if out is None:
         out = trial_public(trial, [], None)

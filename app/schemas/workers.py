@@ -13,6 +13,9 @@ from trainer.reporting import Action
 
 class ClaimIn(Strict):
     worker: str = Field(min_length=1, max_length=200)
+    # A user's process claims the trials of one study of task "external"; the server's own
+    # workers (no study) claim every other study's trials and never those.
+    study_id: int | None = Field(None, ge=1, le=MAX_INT32)
 
 
 class CheckpointRef(BaseModel):
@@ -37,6 +40,8 @@ class ClaimOut(BaseModel):
     # at once there instead of batching (app.tuning.base.DecisionPoints).
     decide_epochs: list[int] = Field(default_factory=list)
     decide_from: int | None = None
+    # The largest checkpoint the server stores (a user's process checks before it uploads).
+    max_checkpoint_bytes: int | None = None
 
 
 class Applied(Strict):

@@ -216,7 +216,9 @@ def _sample(session: Session, study: Study, rnd: Round, history: Sequence[TrialV
         draws = sampler_for(study, rnd.number).sample(
             space, history, trial_rng(study.seed, number), index=index
         )
-        hparams = complete_hparams({"epochs": study.epochs, **draws})
+        hparams = {"epochs": study.epochs, **draws}
+        if not study.external:  # the user's own loop: its values are its own
+            hparams = complete_hparams(hparams)
     except (GridExhausted, HParamError, ValueError) as exc:
         # A spent grid, or a draw the trainer refuses: this round samples no more.
         log.info("study %s round %s stops sampling: %s", study.id, rnd.number, exc)

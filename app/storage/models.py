@@ -111,6 +111,10 @@ def _enum(cls: type[enum.Enum]) -> Enum:
     return Enum(cls, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
 
 
+# The task of a study whose trials run in the user's own processes (app.trials.external).
+EXTERNAL_TASK = "external"
+
+
 class Study(Base):
     __tablename__ = "studies"
 
@@ -141,6 +145,11 @@ class Study(Base):
     trials: Mapped[list[Trial]] = relationship(
         back_populates="study", cascade="all, delete-orphan", passive_deletes=True
     )
+
+    @property
+    def external(self) -> bool:
+        """Whether the user's processes, not the server's workers, run its trials."""
+        return self.task == EXTERNAL_TASK
 
 
 class Round(Base):

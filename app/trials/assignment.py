@@ -24,6 +24,7 @@ from app.storage import locks, queries
 from app.storage.db import read_engine
 from app.storage.models import Checkpoint, Event, EventKind, StudyMode, Trial, TrialState
 from app.storage.pending import close_events, pending_hparams, pending_of
+from app.trials import external
 from app.trials.claims import Taken
 from app.tuning.base import DecisionPoints
 from trainer.config import TrainConfig
@@ -131,13 +132,16 @@ def _adjusts(session: Session, trial: Trial) -> list[Event]:
 
 def _out(trial: Trial, ckpt: Checkpoint | None, settings: Settings) -> ClaimOut:
     study = trial.study
-    config = TrainConfig(
-        task=study.task,
-        hparams=trial.hparams,
-        task_options=study.task_options,
-        split_seed=study.seed,
-        report_seconds=settings.report_seconds,
-    )
+    if study.external:
+        config = external.claim_config(trial)
+    else:
+        config = TrainConfig(
+            task=study.task,
+            hparams=trial.hparams,
+            task_options=study.task_options,
+            split_seed=study.seed,
+            report_seconds=settings.report_seconds,
+        ).to_dict()
     ref = None
     if ckpt is not None:
         ref = CheckpointRef(id=ckpt.id, step=ckpt.step, epoch=ckpt.epoch, sha256=ckpt.sha256)
@@ -145,12 +149,13 @@ def _out(trial: Trial, ckpt: Checkpoint | None, settings: Settings) -> ClaimOut:
     return ClaimOut(
         trial_id=trial.id,
         attempt=trial.attempt,
-        config=config.to_dict(),
+        config=config,
         checkpoint=ref,
         lease_seconds=settings.lease_seconds,
         report_seconds=settings.report_seconds,
         decide_epochs=list(points.epochs),
         decide_from=points.every_from,
+        max_checkpoint_bytes=settings.max_checkpoint_bytes,
     )
 
 

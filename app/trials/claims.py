@@ -17,7 +17,15 @@ from sqlalchemy.orm import Session, aliased
 
 from app.config import Settings
 from app.storage import locks
-from app.storage.models import Study, StudyMode, Trial, TrialState, UTCDateTime, utcnow
+from app.storage.models import (
+    EXTERNAL_TASK,
+    Study,
+    StudyMode,
+    Trial,
+    TrialState,
+    UTCDateTime,
+    utcnow,
+)
 
 
 class Taken(NamedTuple):
@@ -27,8 +35,13 @@ class Taken(NamedTuple):
     attempt: int
 
 
-def take(session: Session, worker: str, settings: Settings) -> Taken | None:
+def take(
+    session: Session, worker: str, settings: Settings, study_id: int | None = None
+) -> Taken | None:
     """Make the oldest queued trial ``worker``'s, with a fresh lease; None if none may run.
+
+    ``study_id``: a user's process takes that (external) study's trials only; without it,
+    a server worker takes any study's but an external one's.
 
     The caller commits; only then is the trial's assignment read (app.trials.assignment), out of
     the writers' turn, which this one statement is all a claim holds.
@@ -38,12 +51,17 @@ def take(session: Session, worker: str, settings: Settings) -> Taken | None:
     session.connection()
     now = utcnow()
     lease_until = now + timedelta(seconds=settings.lease_seconds)
-    row = claim_next(session, worker=worker, now=now, lease_until=lease_until)
+    row = claim_next(session, worker=worker, now=now, lease_until=lease_until, study_id=study_id)
     return None if row is None else Taken(*row)
 
 
 def claim_next(
-    session: Session, *, worker: str, now: datetime, lease_until: datetime
+    session: Session,
+    *,
+    worker: str,
+    now: datetime,
+    lease_until: datetime,
+    study_id: int | None = None,
 ) -> tuple[int, int] | None:
     """Atomically turn the oldest queued trial into a running one: ONE UPDATE ... RETURNING.
 
@@ -52,10 +70,14 @@ def claim_next(
     SQLite, whose writers take turns; PostgreSQL's claim is :func:`_claim_next_locking`).
     """
     if locks.locks_rows(session):
-        return _claim_next_locking(session, worker=worker, now=now, lease_until=lease_until)
+        return _claim_next_locking(
+            session, worker=worker, now=now, lease_until=lease_until, study_id=study_id
+        )
     params = {"worker": worker, "now": now, "lease_until": lease_until}
+    if study_id is not None:
+        params["scope_study_id"] = study_id
     # On the Core connection: the ORM's bulk-update machinery cost more than the statement.
-    row = session.connection().execute(_sqlite_claim(), params).first()
+    row = session.connection().execute(_sqlite_claim(study_id is not None), params).first()
     return None if row is None else (row[0], row[1])
 
 
@@ -63,7 +85,7 @@ _CANDIDATE, _OTHER = aliased(Trial), aliased(Trial)
 
 
 @cache
-def _sqlite_claim() -> Any:
+def _sqlite_claim(one_study: bool) -> Any:
     """The claim statement, built once: building it cost more than running it."""
     claimed = _claimed(
         bindparam("worker"),
@@ -72,15 +94,25 @@ def _sqlite_claim() -> Any:
     )
     return (
         update(Trial)
-        .where(Trial.id == _oldest_queued(set()).scalar_subquery())
+        .where(Trial.id == _oldest_queued(set(), _scope(one_study)).scalar_subquery())
         .values(**claimed)
         .returning(Trial.id, Trial.attempt)
         .execution_options(synchronize_session=False)
     )
 
 
-def _oldest_queued(full: set[int]) -> Select[Any]:
-    """The oldest queued trial whose study has a free slot, studies in ``full`` left out."""
+def _scope(one_study: bool, study_id: Any = None) -> Any:
+    """Which studies a claim may take from: one (a user's process; its id, or a bind
+    parameter), or every study but the external ones (a server worker)."""
+    if one_study:
+        return _CANDIDATE.study_id == (
+            bindparam("scope_study_id") if study_id is None else study_id
+        )
+    return Study.task != EXTERNAL_TASK
+
+
+def _oldest_queued(full: set[int], scope: Any) -> Select[Any]:
+    """The oldest queued trial in ``scope`` whose study has a free slot, ``full`` left out."""
     candidate, other = _CANDIDATE, _OTHER
     running = (
         select(func.count())
@@ -94,6 +126,7 @@ def _oldest_queued(full: set[int]) -> Select[Any]:
         .join(Study, Study.id == candidate.study_id)
         .where(
             candidate.state == TrialState.QUEUED,
+            scope,
             or_(Study.mode != StudyMode.CAVIAR, running < Study.parallelism),
         )
         .order_by(candidate.id)
@@ -116,7 +149,12 @@ def _claimed(worker: Any, now: Any, lease_until: Any) -> dict[str, Any]:
 
 
 def _claim_next_locking(
-    session: Session, *, worker: str, now: datetime, lease_until: datetime
+    session: Session,
+    *,
+    worker: str,
+    now: datetime,
+    lease_until: datetime,
+    study_id: int | None,
 ) -> tuple[int, int] | None:
     """The claim where transactions run concurrently (PostgreSQL).
 
@@ -130,7 +168,8 @@ def _claim_next_locking(
     """
     full: set[int] = set()
     while True:
-        pick = _oldest_queued(full).with_for_update(
+        scope = _scope(study_id is not None, study_id)
+        pick = _oldest_queued(full, scope).with_for_update(
             of=_CANDIDATE, skip_locked=True, **locks.ROW_LOCK
         )
         mode = select(Study.mode).where(Study.id == Trial.study_id).scalar_subquery()

@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session
 from app.errors import Conflict, Invalid
 from app.search import feeder
 from app.storage import locks, queries
-from app.storage.models import Event, EventKind, Trial, TrialState
+from app.storage.models import Event, EventKind, Study, Trial, TrialState
 from app.storage.pending import end_trial, kinds_of, pending_hparams, pending_of
+from app.trials import external
 from trainer.config import HParamError, check_combination, check_hparams
 
 
@@ -67,8 +68,12 @@ def stop(session: Session, trial: Trial) -> None:
     feeder.settle(session, trial.study)
 
 
-def _checked(values: dict[str, Any], base: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def _checked(
+    study: Study, values: dict[str, Any], base: dict[str, Any], prefix: str = ""
+) -> dict[str, Any]:
     """Adjustable values checked alone and against ``base``, or 422 naming the field."""
+    if study.external:
+        return external.check_adjustment(values, base, prefix)
     try:
         checked = check_hparams(values, adjust=True)
         check_combination({**base, **checked})
@@ -93,7 +98,7 @@ def adjust(session: Session, trial: Trial, values: dict[str, Any]) -> Event:
         raise Invalid("hparams: no hyperparameters given", field="hparams")
     # What each name will hold just before this adjustment applies: pending ones apply first.
     effective = {**trial.hparams, **pending_hparams(pending_of(session, trial))}
-    checked = _checked(values, effective)
+    checked = _checked(trial.study, values, effective)
     old = {name: effective.get(name) for name in checked}
     return queries.add_event(session, trial, EventKind.ADJUST, {"hparams": checked, "old": old})
 
@@ -121,7 +126,7 @@ def fork(session: Session, parent: Trial, step: int, overrides: dict[str, Any]) 
             field="step",
         )
     base = dict(ckpt.hparams or parent.hparams)
-    checked = _checked(overrides, base, prefix="hparams.")
+    checked = _checked(parent.study, overrides, base, prefix="hparams.")
     child = queries.create_trial(
         session,
         study=parent.study,

@@ -14,12 +14,20 @@ from app.config import Settings
 from app.errors import FieldError, Invalid
 from app.schemas import StudyCreate
 from app.search import feeder, study_config
-from app.storage.models import Round, RoundKind, Study, StudyMode
+from app.storage.models import EXTERNAL_TASK, Round, RoundKind, Study, StudyMode
+from app.trials import external
 from trainer.config import HPARAM_SPECS, HParamError, check_hparams, complete_hparams
 
 
 def check_task(task: str, options: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """The task's options with defaults filled in, or 422 naming the field."""
+    if task == EXTERNAL_TASK:
+        if options:
+            raise Invalid(
+                "task_options: got options, allowed: none (your own loop loads its data)",
+                field="task_options",
+            )
+        return {}
     from trainer.data import DataError, check_task_options  # NumPy/scikit-learn: load lazily
 
     try:
@@ -96,11 +104,15 @@ def check_study(body: StudyCreate, settings: Settings) -> Checked:
         checked.scheduler_settings = given
     except Invalid as exc:
         errors.extend(exc.errors)
+    own = body.task == EXTERNAL_TASK
     if body.mode is StudyMode.PANDA:
-        errors.extend(panda_space_errors(body.space))
+        errors.extend((external.panda_space_errors if own else panda_space_errors)(body.space))
         return checked
     named = not errors  # the sampler's and scheduler's names and the task are good
-    space, space_errors = study_config.check_space(body.space, body.epochs)
+    if own:
+        space, space_errors = external.check_space(body.space)
+    else:
+        space, space_errors = study_config.check_space(body.space, body.epochs)
     errors.extend(space_errors)
     if not named:
         return checked  # the algorithms are built from good names only
@@ -219,6 +231,8 @@ def preview(body: StudyCreate) -> tuple[dict[str, Any], str | None]:
 
 def trial_hparams(study: Study, explicit: dict[str, Any]) -> dict[str, Any]:
     """Complete hyperparameters: defaults < the study's fixed values and epochs < ``explicit``."""
+    if study.external:
+        return external.trial_hparams(study, explicit)
     fixed = {k: v for k, v in study.space.items() if not isinstance(v, dict)}
     try:
         return complete_hparams({"epochs": study.epochs, **fixed, **explicit})

@@ -91,6 +91,12 @@ def report(session: Session, trial: Trial, body: ReportIn, settings: Settings) -
     # and an adjustment is applied (and its directive handed out) by one report at a time.
     locks.lock_trial(session, trial)
     check_attempt(trial, body.attempt)
+    if body.step < trial.step:
+        raise Invalid(
+            f"step: got {body.step}, allowed: at least {trial.step}, the step this attempt "
+            "last reported (steps never go backwards; a rewind is a fork)",
+            field="step",
+        )
     queries.upsert_metrics(session, trial_id=trial.id, points=body.points)
     _record_objective(trial, trial.study, body.points)
     trial.step, trial.epoch = body.step, body.epoch
