@@ -425,8 +425,17 @@ class HttpReporter:
         claimed = response.json().get("next")
         return None if claimed is None else self.client.claimed(dict(claimed))
 
-    def checkpoint(self, step: int, data: bytes) -> None:
+    def checkpoint(
+        self,
+        step: int,
+        data: bytes,
+        *,
+        progress: tuple[float, dict[str, Any]] | None = None,
+    ) -> None:
         """Upload a checkpoint taken after ``step`` steps, in the background.
+
+        ``progress``: the epoch and hyperparameters it was taken at, for bytes that are not
+        the trainer's (a user's own checkpoint); the trainer's are read from the bytes.
 
         The points buffered so far (every point up to ``step``) are sent first and must be
         acknowledged: a resume from this checkpoint reports only the steps after it, so a
@@ -437,11 +446,13 @@ class HttpReporter:
             # The answer's directive is dropped: directives live in the database, so anything
             # pending comes back at the next report.
             self.flush()
-        self._upload = self._uploader.submit(self._put_checkpoint, step, data)
+        self._upload = self._uploader.submit(self._put_checkpoint, step, data, progress)
 
-    def _put_checkpoint(self, step: int, data: bytes) -> None:
+    def _put_checkpoint(
+        self, step: int, data: bytes, progress: tuple[float, dict[str, Any]] | None
+    ) -> None:
         # Decoded here, in the upload thread: training does not wait for it.
-        epoch, hparams = checkpoint_progress(data)
+        epoch, hparams = checkpoint_progress(data) if progress is None else progress
         params = {
             "attempt": self.attempt,
             "step": step,
