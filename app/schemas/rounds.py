@@ -60,6 +60,11 @@ class RoundPublic(BaseModel):
         description="a re-test round's top k configurations and seeds each (read-only); "
         "null for a search round",
     )
+    scheduler_settings: dict[str, Any] | None = Field(
+        None,
+        description="the early-stopping settings this round runs with: the study's given "
+        "ones, the rest fitted to this round's own budget; null: the study's",
+    )
     created_at: datetime
 
 

@@ -25,7 +25,7 @@ Checking a space and building the algorithms from a study row is ``app.search.st
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -250,7 +250,7 @@ def feed(session: Session, study: Study, scheduler: Scheduler | None) -> int:
         added, waiting = parking.promote(
             session,
             study,
-            scheduler,
+            schedulers(session, study),
             partial(records, session, study.id),
             study.parallelism - active,
         )
@@ -265,6 +265,19 @@ def feed(session: Session, study: Study, scheduler: Scheduler | None) -> int:
                 break
             active, added = active + 1, added + 1
     return added
+
+
+def schedulers(session: Session, study: Study) -> Callable[[int | None], Scheduler | None]:
+    """Each round's scheduler by round id (its own settings, else the study's), built once."""
+    built: dict[int | None, Scheduler | None] = {}
+
+    def of(round_id: int | None) -> Scheduler | None:
+        if round_id not in built:
+            rnd = session.get(Round, round_id) if round_id is not None else None
+            built[round_id] = scheduler_for(study, rnd)
+        return built[round_id]
+
+    return of
 
 
 def settle(session: Session, study: Study) -> None:
@@ -292,7 +305,7 @@ def settle(session: Session, study: Study) -> None:
         promoted, left = parking.promote(
             session,
             study,
-            scheduler,
+            schedulers(session, study),
             partial(records, session, study.id),
             study.parallelism,
             final=True,
@@ -341,7 +354,8 @@ def on_report(
     if study.mode is not StudyMode.CAVIAR or not values or epoch < 1 or epoch % 1:
         return
     resource, value = int(epoch), values[-1]
-    scheduler = scheduler_for(study)
+    rnd = session.get(Round, trial.round_id) if trial.round_id is not None else None
+    scheduler = scheduler_for(study, rnd)
     if scheduler is not None:
         # Two trials ending an epoch at once must not each decide without the other's value
         # (ASHA could keep both where it keeps one): the study's lock orders them as SQLite's

@@ -51,7 +51,7 @@ def _parked(session: Session, study_id: int) -> dict[int, tuple[int, int | None]
 def promote(
     session: Session,
     study: Study,
-    scheduler: Scheduler,
+    scheduler_of: Callable[[int | None], Scheduler | None],
     records_of: Callable[[int | None], Sequence[RungRecord]],
     slots: int,
     *,
@@ -59,17 +59,18 @@ def promote(
 ) -> tuple[int, frozenset[int]]:
     """Queue again up to ``slots`` parked trials the scheduler promotes.
 
-    Each round is a bracket of its own: a parked trial is promoted on its round's records
-    (``records_of(round_id)``). Returns how many were queued and the ids of the trials still
-    parked. A promoted trial is claimed like any queued one and resumes from its latest
-    checkpoint; it is older than any trial sampled after it, so the claim (oldest first)
-    takes it first.
+    Each round is a bracket of its own: a parked trial is promoted by its round's scheduler
+    (``scheduler_of(round_id)``) on its round's records (``records_of(round_id)``). Returns
+    how many were queued and the ids of the trials still parked. A promoted trial is claimed
+    like any queued one and resumes from its latest checkpoint; it is older than any trial
+    sampled after it, so the claim (oldest first) takes it first.
     """
-    waiting = _parked(session, study.id) if scheduler.pauses else {}
+    waiting = _parked(session, study.id)
     chosen: list[int] = []
     for round_id in sorted({rnd for _, rnd in waiting.values()}, key=lambda r: r or 0):
-        if len(chosen) >= slots:
-            break
+        scheduler = scheduler_of(round_id)
+        if len(chosen) >= slots or scheduler is None or not scheduler.pauses:
+            continue
         mine = {n for n, (_, rnd) in waiting.items() if rnd == round_id}
         chosen += scheduler.promotions(records_of(round_id), mine, final=final)
     chosen = chosen[:slots]

@@ -107,6 +107,7 @@ def round_public(
         outside_parent=list(rnd.outside_parent or []),
         counts=counts,
         retest=retest if rnd.kind is RoundKind.RETEST else None,
+        scheduler_settings=rnd.scheduler_settings,
         created_at=rnd.created_at,
     )
 
@@ -173,6 +174,10 @@ def add_round(session: Session, study: Study, body: RoundCreate) -> Round:
     require_caviar(study)
     parent = _parent(session, study)
     space, outside = _narrowed(session, study, parent, body)
+    parsed = parse_space(space)
+    trials = study_config.trials_of_budget(
+        body.trials, body.epochs, study_config.max_epochs(parsed, study.epochs)
+    )
     rnd = Round(
         study_id=study.id,
         number=_next_number(session, study.id),
@@ -184,6 +189,7 @@ def add_round(session: Session, study: Study, body: RoundCreate) -> Round:
         from_top=body.from_top,
         margin=body.margin if body.from_top is not None else None,
         outside_parent=outside,
+        scheduler_settings=study_config.round_settings(study, parsed, trials),
     )
     session.add(rnd)
     session.flush()

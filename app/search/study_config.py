@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.errors import FieldError, Invalid
-from app.storage.models import Study
+from app.storage.models import Round, Study
 from app.tuning import (
     SCHEDULERS,
     Choice,
@@ -137,6 +137,16 @@ def applied_settings(
     return {**declared, **fitted, **given}
 
 
+def round_settings(study: Study, space: SearchSpace, trials: int) -> dict[str, Any] | None:
+    """A later search round's scheduler settings: the user's, the rest fitted to the round's
+    own budget of about ``trials`` trials, so a smaller narrowed round still trains a useful
+    number of its trials in full. None when the study's settings apply as they are."""
+    if study.scheduler in (None, "none") or study.scheduler_given is None:
+        return None
+    longest = max_epochs(space, study.epochs)
+    return applied_settings(study.scheduler, study.scheduler_given, trials, longest)
+
+
 def trials_of_budget(trials: int | None, epochs: int | None, longest: int) -> int:
     """About how many trials a round's budget buys: its trials, or, for a budget of epochs,
     three trials for each full training (most stop early)."""
@@ -206,10 +216,15 @@ def sampler_for(study: Study, round_number: int = 1) -> Sampler:
     return make_sampler(study.sampler, seed, direction=study.direction, **study.sampler_settings)
 
 
-def scheduler_for(study: Study) -> Scheduler | None:
-    """The study's early-stopping scheduler, or None (none, or ``"none"``: nothing to ask)."""
+def scheduler_for(study: Study, rnd: Round | None = None) -> Scheduler | None:
+    """The study's early-stopping scheduler, or None (none, or ``"none"``: nothing to ask).
+
+    With ``rnd``, the round's own settings when it has some (fitted to its own budget).
+    """
     if study.scheduler is None:
         return None
     settings = study.scheduler_settings
+    if rnd is not None and rnd.scheduler_settings is not None:
+        settings = rnd.scheduler_settings
     scheduler = make_scheduler(study.scheduler, direction=study.direction, **settings)
     return None if study.scheduler == "none" else scheduler

@@ -130,6 +130,9 @@ class Study(Base):
     sampler_settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     scheduler: Mapped[str | None] = mapped_column(String(50))
     scheduler_settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The settings the user gave (the rest were fitted to round 1's budget); each later search
+    # round fits the rest to its own budget. None: every round applies scheduler_settings.
+    scheduler_given: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # The first round's budget: a number of trials or of epochs trained in total.
     budget_trials: Mapped[int | None] = mapped_column(Integer)
     budget_epochs: Mapped[int | None] = mapped_column(Integer)
@@ -166,6 +169,9 @@ class Round(Base):
     parent_round_id: Mapped[int | None] = mapped_column(
         ForeignKey("rounds.id", ondelete="SET NULL")
     )
+    # The scheduler's settings in this round (the user's, the rest fitted to this round's
+    # budget); None: the study's.
+    scheduler_settings: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # Exactly one of the two budgets is set; the feeder samples until it is spent.
     budget_trials: Mapped[int | None] = mapped_column(Integer)
     budget_epochs: Mapped[int | None] = mapped_column(Integer)

@@ -22,7 +22,15 @@ from app.schemas import CheckpointRef, ClaimOut
 from app.search.study_config import scheduler_for
 from app.storage import locks, queries
 from app.storage.db import read_engine
-from app.storage.models import Checkpoint, Event, EventKind, StudyMode, Trial, TrialState
+from app.storage.models import (
+    Checkpoint,
+    Event,
+    EventKind,
+    Round,
+    StudyMode,
+    Trial,
+    TrialState,
+)
 from app.storage.pending import close_events, pending_hparams, pending_of
 from app.trials import external
 from app.trials.claims import Taken
@@ -165,5 +173,7 @@ def _decision_points(trial: Trial) -> DecisionPoints:
     # Only caviar trials are scheduled, and never a re-test (it must train to the end).
     if study.mode is not StudyMode.CAVIAR or trial.retest_of_id is not None:
         return DecisionPoints()
-    scheduler = scheduler_for(study)
+    session = Session.object_session(trial)
+    rnd = session.get(Round, trial.round_id) if session and trial.round_id is not None else None
+    scheduler = scheduler_for(study, rnd)
     return scheduler.decision_points() if scheduler is not None else DecisionPoints()

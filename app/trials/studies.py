@@ -82,6 +82,7 @@ class Checked:
     sampler_settings: dict[str, Any] = field(default_factory=dict)
     scheduler: str | None = None
     scheduler_settings: dict[str, Any] = field(default_factory=dict)
+    scheduler_given: dict[str, Any] = field(default_factory=dict)
     space: dict[str, Any] = field(default_factory=dict)
     errors: list[FieldError] = field(default_factory=list)
 
@@ -101,7 +102,7 @@ def check_study(body: StudyCreate, settings: Settings) -> Checked:
         errors.extend(exc.errors)
     try:
         checked.scheduler, given = study_config.split(body.scheduler, "scheduler")
-        checked.scheduler_settings = given
+        checked.scheduler_settings, checked.scheduler_given = given, dict(given)
     except Invalid as exc:
         errors.extend(exc.errors)
     own = body.task == EXTERNAL_TASK
@@ -141,6 +142,7 @@ def _study_of(body: StudyCreate, checked: Checked) -> Study:
         sampler_settings=checked.sampler_settings,
         scheduler=checked.scheduler,
         scheduler_settings=checked.scheduler_settings,
+        scheduler_given=checked.scheduler_given,
         budget_trials=body.budget.trials,
         budget_epochs=body.budget.epochs,
         epochs=body.epochs,
@@ -170,6 +172,7 @@ def create_study(session: Session, body: StudyCreate, settings: Settings) -> Stu
                 space=checked.space,
                 budget_trials=body.budget.trials,
                 budget_epochs=body.budget.epochs,
+                scheduler_settings=study.scheduler_settings,
             )
         )
         feeder.settle(session, study)

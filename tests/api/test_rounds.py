@@ -10,7 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from app.storage.models import Trial
+from app.search import feeder
+from app.storage.models import Round, Study, Trial
 from tests.api.test_caviar import (
     SPACE,
     caviar_study,
@@ -249,3 +250,35 @@ def test_retest_trials_are_not_pruned(client: TestClient) -> None:
     tid, attempt = claim_one(client)
     assert epoch_report(client, tid, attempt, 1, 0.1) == "continue"
     assert finish(client, tid, attempt, "completed", 40, epoch=4.0).json()["state"] == "completed"
+
+
+def test_a_later_round_fits_its_scheduler_to_its_own_budget_and_keeps_the_users_settings(
+    client: TestClient, db: DB
+) -> None:
+    asha = {"name": "asha", "mode": "pause"}
+    space = {k: v for k, v in SPACE.items() if k != "epochs"}  # the study's 27 epochs
+    study = caviar_study(client, space=space, epochs=27, budget={"trials": 24}, scheduler=asha)
+    # 24 trials of 27 epochs: rungs at 3 and 9, about 3 train in full.
+    assert study["scheduler_settings"]["min_resource"] == 3
+    r = client.post(f"/api/studies/{study['id']}/rounds", json={"space": space, "trials": 12})
+    assert r.status_code == 201, r.text
+    # 12 trials: a rung at 9 alone leaves about 4 in full; rungs at 3 and 9 would leave 1.3.
+    assert r.json()["scheduler_settings"] == {**study["scheduler_settings"], "min_resource": 9}
+    rounds = client.get(f"/api/studies/{study['id']}/rounds").json()["data"]
+    assert [x["scheduler_settings"]["min_resource"] for x in rounds] == [3, 9]
+
+    with db.session() as session:
+        stored = session.get_one(Study, study["id"])
+        rnd = session.scalars(select(Round).where(Round.number == 2)).one()
+        assert feeder.scheduler_for(stored, rnd).decision_points().epochs == (9,)
+        assert feeder.scheduler_for(stored).decision_points().epochs == (3, 9)
+
+    given = caviar_study(
+        client,
+        space=space,
+        epochs=27,
+        budget={"trials": 24},
+        scheduler={**asha, "reduction_factor": 2},
+    )
+    r = client.post(f"/api/studies/{given['id']}/rounds", json={"space": space, "trials": 12})
+    assert r.json()["scheduler_settings"]["reduction_factor"] == 2  # the user's, kept
