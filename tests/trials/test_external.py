@@ -26,7 +26,8 @@ def test_a_users_space_takes_names_the_trainer_does_not_know() -> None:
         }
     )
     assert errors == [] and space is not None
-    assert set(space.ranged) == {"weight_decay", "dropout", "arch"} and space.fixed == {"warmup": 3}
+    assert set(space.ranged) == {"weight_decay", "dropout", "arch"}
+    assert space.fixed == {"warmup": 3}
 
 
 def test_a_name_the_trainer_knows_keeps_its_range_and_every_bad_one_is_named() -> None:
