@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from app.worker.client import IDLE_CAP_SECONDS, Backoff, WorkerClient
+from app.worker.client import IDLE_CAP_SECONDS, LONG_POLL_SECONDS, Backoff, WorkerClient
 from pandacaviar.trial import Load, OnUpdate, Save, Trial
 
 EXTERNAL_TASK = "external"
@@ -110,7 +110,7 @@ class Client:
         """
         idle = Backoff(cap=IDLE_CAP_SECONDS)
         while not self.worker.leaving:
-            body = {"worker": self.name, "study_id": study}
+            body = {"worker": self.name, "study_id": study, "wait": LONG_POLL_SECONDS * wait}
             try:
                 response = self.worker.request("POST", "/api/workers/claim", json=body)
             except InterruptedError:

@@ -92,6 +92,7 @@ class Trial:
             decide_from=claim.get("decide_from"),
         )
         self._reporter.step, self._reporter.epoch = self.step, self.epoch
+        self._reporter.watch_directives()  # a pause or an edit goes out with the next report
         self._stop: Action | None = None  # STOP or PAUSE, once obeyed
         self._heard: Action | None = None  # STOP or PAUSE heard by the lease thread
         self.stale = False  # the server gave this attempt to another process

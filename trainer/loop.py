@@ -216,6 +216,9 @@ class Trainer:
         x_all, y_all = self.data.X_train, self.data.y_train
         acc = Accumulator()
         last_report, report_next = time.perf_counter(), False
+        # A reporter may raise a flag between safe points (a directive waits on the server):
+        # the next step is then a safe point, whatever report_every and report_seconds say.
+        urgent = getattr(reporter, "urgent", None)
         while not self._done():
             if self.order is None:
                 self.order = self.rng.permutation(self.n_train)
@@ -245,6 +248,7 @@ class Trainer:
             due = (
                 evaluate
                 or report_next
+                or (urgent is not None and urgent.is_set())
                 or self.step % cfg.report_every == 0
                 or (cfg.report_seconds > 0 and now - last_report >= cfg.report_seconds)
             )

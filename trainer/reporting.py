@@ -38,7 +38,12 @@ CONTINUE = Directive()
 
 
 class Reporter(Protocol):
-    """Receives metrics and checkpoints from a trainer."""
+    """Receives metrics and checkpoints from a trainer.
+
+    A reporter may also carry ``urgent``, an object with ``is_set()`` (a
+    ``threading.Event``): while it is set, every step is a safe point, so a directive waiting
+    on the server reaches training at the next step rather than at the next scheduled report.
+    """
 
     def report(self, step: int, epoch: float, metrics: Mapping[str, float]) -> Directive:
         """Metrics at ``step`` (all finite); returns what the trainer must do next."""

@@ -3,10 +3,11 @@ app.api.checkpoints)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -15,10 +16,15 @@ from app.api.serialize import trial_out, trial_public
 from app.config import Settings
 from app.errors import Invalid, NotFound
 from app.schemas import ClaimIn, ClaimOut, DirectiveOut, FinishIn, FinishOut, ReportIn
+from app.schemas.common import MAX_INT32
+from app.schemas.workers import MAX_WAIT_SECONDS
 from app.storage import locks
+from app.storage.db import read_engine
 from app.storage.models import EXTERNAL_TASK, Study, Trial
+from app.storage.wakeups import QUEUE, WAKEUPS, trial_key
 from app.trials import claims, worker_calls
 from app.trials.assignment import assignment
+from trainer.reporting import Action
 
 _T = TypeVar("_T")
 router = APIRouter(prefix="/workers", tags=["workers"])
@@ -29,11 +35,56 @@ router = APIRouter(prefix="/workers", tags=["workers"])
 # on the event loop those hops cost more than the database work of a short trial.
 
 
+# A waiting request re-checks the database this often: a write of another server process
+# (or of a Core statement, like the reaper's) wakes no waiter of this one.
+RECHECK_SECONDS = 0.25
+
+
 @router.post("/claim", response_model=ClaimOut, responses={204: {"description": "queue empty"}})
 async def claim(body: ClaimIn, request: Request) -> ClaimOut | Response:
-    """Atomically take the oldest queued trial; 204 when nothing is queued."""
-    out = await run_in_threadpool(_in_session, request, _claim, body)
+    """Atomically take the oldest queued trial; 204 when nothing is queued.
+
+    With ``wait``, an empty queue holds the answer up to that many seconds: the claim is made
+    the moment a trial is queued, so a new trial starts without a poll interval.
+    """
+    deadline = time.monotonic() + body.wait
+    while True:
+        out = await run_in_threadpool(_in_session, request, _claim, body)
+        left = deadline - time.monotonic()
+        if out is not None or left <= 0:
+            break
+        await WAKEUPS.wait(QUEUE, min(RECHECK_SECONDS, left))
     return Response(status_code=status.HTTP_204_NO_CONTENT) if out is None else out
+
+
+@router.get("/trials/{trial_id}/directive", response_model=DirectiveOut)
+async def directive(
+    trial_id: int,
+    attempt: Annotated[int, Query(ge=1, le=MAX_INT32)],
+    request: Request,
+    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False)] = 0.0,
+) -> DirectiveOut:
+    """What the trial's worker should do at its next safe point, without waiting for its next
+    report: answers as soon as a pause, stop, prune, adjustment or checkpoint request is
+    pending (``continue`` after ``wait`` seconds). Reads only: the report that follows
+    applies it. 409 for a stale attempt."""
+    engine: Engine = request.app.state.engine
+    deadline = time.monotonic() + wait
+    while True:
+        out = await run_in_threadpool(_peek, engine, trial_id, attempt)
+        left = deadline - time.monotonic()
+        if out.action is not Action.CONTINUE or left <= 0:
+            return out
+        await WAKEUPS.wait(trial_key(trial_id), min(RECHECK_SECONDS, left))
+
+
+def _peek(engine: Engine, trial_id: int, attempt: int) -> DirectiveOut:
+    with Session(read_engine(engine)) as session:
+        trial = session.get(Trial, trial_id)
+        if trial is None:
+            raise NotFound(f"trial {trial_id} not found")
+        worker_calls.check_attempt(trial, attempt)
+        return worker_calls.directive_for(session, trial)
 
 
 @router.post("/trials/{trial_id}/report", response_model=DirectiveOut)

@@ -10,12 +10,16 @@ from app.schemas.common import MAX_INT32, FiniteFloat, Name, Strict
 from app.schemas.trials import TrialPublic
 from trainer.reporting import Action
 
+MAX_WAIT_SECONDS = 30.0
+
 
 class ClaimIn(Strict):
     worker: str = Field(min_length=1, max_length=200)
     # A user's process claims the trials of one study of task "external"; the server's own
     # workers (no study) claim every other study's trials and never those.
     study_id: int | None = Field(None, ge=1, le=MAX_INT32)
+    # Seconds to wait for a trial when none is queued: the claim answers the moment one is.
+    wait: float = Field(0.0, ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False)
 
 
 class CheckpointRef(BaseModel):
@@ -42,6 +46,8 @@ class ClaimOut(BaseModel):
     decide_from: int | None = None
     # The largest checkpoint the server stores (a user's process checks before it uploads).
     max_checkpoint_bytes: int | None = None
+    # Report the first step at once: someone watches a panda trial's chart fill from empty.
+    report_first: bool = False
 
 
 class Applied(Strict):

@@ -164,6 +164,7 @@ def _out(trial: Trial, ckpt: Checkpoint | None, settings: Settings) -> ClaimOut:
         decide_epochs=list(points.epochs),
         decide_from=points.every_from,
         max_checkpoint_bytes=settings.max_checkpoint_bytes,
+        report_first=study.mode is StudyMode.PANDA,
     )
 
 

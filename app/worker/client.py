@@ -32,8 +32,13 @@ log = logging.getLogger(__name__)
 # blog's "full jitter"), so workers that lost the server together do not return together.
 RETRY_BASE_SECONDS = 0.1
 RETRY_CAP_SECONDS = 5.0
-# An idle worker polls for work; a short cap keeps a new trial's start latency low.
-IDLE_CAP_SECONDS = 1.0
+# Between two waiting claims an idle worker pauses at most this long (jittered, so workers
+# that woke together spread out): the server's wait already spaces the requests.
+IDLE_CAP_SECONDS = 0.05
+# A claim or a directive request waits this long on the server for something to happen: the
+# answer comes the moment it does. Short, so a stopping worker or server is never held long.
+LONG_POLL_SECONDS = 2.0
+WATCH_AFTER_SECONDS = 0.1
 # A 5xx answer may be a transient lock; retried this many times before the trial fails.
 MAX_SERVER_ERRORS = 8
 CACHE_ENV = "PANDACAVIAR_CACHE_DIR"
@@ -170,9 +175,11 @@ class WorkerClient:
             raise ServerGone(f"no answer from the server for {self.outage_limit:.0f} s")
         return min(delay, left)
 
-    def claim(self, name: str) -> dict[str, Any] | None:
-        """One claim; the trial's assignment, or ``None`` when nothing is queued."""
-        response = self.request("POST", "/api/workers/claim", json={"worker": name})
+    def claim(self, name: str, wait: float = 0.0) -> dict[str, Any] | None:
+        """One claim; the trial's assignment, or ``None`` when nothing is queued (after
+        waiting up to ``wait`` seconds on the server for one)."""
+        body = {"worker": name, "wait": wait}
+        response = self.request("POST", "/api/workers/claim", json=body)
         return None if response.status_code == 204 else self.claimed(dict(response.json()))
 
     def claimed(self, assignment: dict[str, Any]) -> dict[str, Any]:
@@ -324,6 +331,10 @@ class HttpReporter:
         self.handing_back = False
         # Called with the step of every checkpoint the server acknowledged (fault injection).
         self.on_checkpoint_stored = on_checkpoint_stored
+        # Set when the server has a directive waiting (:meth:`watch_directives`): the trainer
+        # takes a safe point at its next step and this reporter sends at once.
+        self.urgent = threading.Event()
+        self._unwatch = threading.Event()
 
     def report(self, step: int, epoch: float, metrics: Mapping[str, float]) -> Directive:
         """Buffer the metrics at ``step``, send everything buffered, return the directive."""
@@ -336,7 +347,10 @@ class HttpReporter:
                 self.decide_from is not None and epoch >= self.decide_from
             )
         due = (
-            decides or self._flush_next or time.monotonic() - self._last_flush >= self.min_interval
+            decides
+            or self._flush_next
+            or self.urgent.is_set()
+            or time.monotonic() - self._last_flush >= self.min_interval
         )
         if not (due or self.client.leaving):
             return Directive()  # buffered; sent with the next due report
@@ -352,6 +366,7 @@ class HttpReporter:
     def flush(self) -> Directive:
         """Send the buffered points and applied entries (also the lease's heartbeat)."""
         self._last_flush, self._flush_next = time.monotonic(), False
+        self.urgent.clear()  # this report gets the directive; a new one sets it again
         if self._upload is not None and self._upload.done():
             self.drain()  # surfaces a failed upload (a stale attempt, say) at the next report
         points, ends, applied = (
@@ -477,7 +492,38 @@ class HttpReporter:
 
     def close(self) -> None:
         """Finish the upload in flight (errors ignored: the attempt is over) and stop."""
+        self._unwatch.set()
         self._uploader.shutdown(wait=True)
+
+    def watch_directives(self) -> threading.Thread:
+        """A thread that long-polls the trial's directive and sets :attr:`urgent` when one
+        waits, so a pause or an edit reaches the trainer at its next step rather than at its
+        next batched report. It stops with :meth:`close` or a stale attempt."""
+        thread = threading.Thread(target=self._watch, name="directives", daemon=True)
+        thread.start()
+        return thread
+
+    def _watch(self) -> None:
+        # A trial shorter than one report interval hears its directives from its reports:
+        # the watch starts after one interval (at most WATCH_AFTER_SECONDS), and a short
+        # trial costs no request more.
+        if self._unwatch.wait(min(self.min_interval, WATCH_AFTER_SECONDS)):
+            return
+        path = f"/api/workers/trials/{self.trial_id}/directive"
+        params = {"attempt": self.attempt, "wait": LONG_POLL_SECONDS}
+        while not self._unwatch.is_set() and not self.client.leaving:
+            try:
+                answer = self.client.request("GET", path, params=params, stop=self._unwatch).json()
+            except StaleAttempt:
+                self.urgent.set()  # the trainer's next report hears the 409 itself
+                return
+            except (InterruptedError, ProtocolError):
+                return
+            if answer.get("action", "continue") != Action.CONTINUE.value:
+                self.urgent.set()
+                # Asked again only once the report that answers it went out.
+                while self.urgent.is_set() and not self._unwatch.wait(0.01):
+                    pass
 
     def applied(self, directive: Directive, step: int) -> None:
         """Tell the server that ``directive`` governs training from ``step`` on."""

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 from app.worker.client import (
     IDLE_CAP_SECONDS,
+    LONG_POLL_SECONDS,
     Backoff,
     DatasetCache,
     FinishStatus,
@@ -61,6 +62,7 @@ class Assignment:
     # Epoch ends where the server's scheduler may stop or pause the trial (sent at once).
     decide_epochs: tuple[int, ...] = ()
     decide_from: int | None = None
+    report_first: bool = False
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Assignment:
@@ -73,6 +75,7 @@ class Assignment:
             report_seconds=data.get("report_seconds"),
             decide_epochs=tuple(int(e) for e in data.get("decide_epochs") or ()),
             decide_from=None if data.get("decide_from") is None else int(data["decide_from"]),
+            report_first=bool(data.get("report_first")),
         )
 
     def start(self) -> tuple[int, float]:
@@ -211,6 +214,9 @@ def run_trial(
         decide_from=a.decide_from,
         on_checkpoint_stored=_fault_after_checkpoint(a),
     )
+    reporter.watch_directives()
+    if a.report_first:
+        reporter.urgent.set()  # the first step's point goes out at once: someone watches
     try:
         outcome = _train(client, a, reporter, datasets)
         # Points a failure left unsent go with the finish: the curve is kept up to it.
@@ -371,10 +377,10 @@ def run_worker(
         with signals:
             claim: dict[str, Any] | None = None  # claimed with the last finish
             while not client.leaving:
-                claim = claim or client.claim(worker_name)
+                claim = claim or client.claim(worker_name, wait=LONG_POLL_SECONDS)
                 client.in_hand = claim is not None
                 if claim is None:
-                    stop.wait(idle.next_delay())
+                    stop.wait(idle.next_delay())  # the server waited already: a short pause
                     continue
                 idle.reset()
                 assignment = Assignment.from_json(claim)
