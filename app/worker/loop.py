@@ -8,6 +8,7 @@ standard library only.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -34,6 +35,7 @@ from app.worker.client import (
     finite_metrics,
 )
 from trainer import ADJUSTABLE, DivergedError, TrainConfig, Trainer
+from trainer.data import Dataset, load_task
 
 log = logging.getLogger(__name__)
 # Fault injection for the end-to-end tests of docs/reliability.md, read only here: a worker
@@ -102,6 +104,33 @@ class _Outcome:
     error: str | None = None
 
 
+class _LastData:
+    """The data set of this worker's last trial, reused when the next one trains on the same
+    task, options, split and dtype: a study's trials (and a resumed or forked one) share it,
+    and building it (reading a file, standardising) costs more than a short trial's start."""
+
+    def __init__(self) -> None:
+        self.key: str | None = None
+        self.data: Dataset | None = None
+
+    def get(self, config: TrainConfig) -> Dataset:
+        key = json.dumps(
+            [config.task, dict(config.task_options), config.split_seed, config.dtype.value],
+            sort_keys=True,
+        )
+        if key != self.key or self.data is None:
+            self.data = None  # the old one is freed before the new one is built
+            self.data = load_task(
+                config.task, config.task_options, split_seed=config.split_seed,
+                dtype=config.dtype.value,
+            )  # fmt: skip
+            self.key = key
+        return self.data
+
+
+_LAST_DATA = _LastData()
+
+
 def _build(client: WorkerClient, a: Assignment, datasets: DatasetCache | None) -> Trainer:
     """The trainer of a claim, restored from its checkpoint when it has one."""
     config = dict(a.config)
@@ -112,7 +141,8 @@ def _build(client: WorkerClient, a: Assignment, datasets: DatasetCache | None) -
         # An uploaded data set: the path is the server's; train on a verified local copy.
         options["path"] = str(datasets.local_path(str(options["path"])))
         config["task_options"] = options
-    trainer = Trainer(TrainConfig.from_dict(config))
+    train_config = TrainConfig.from_dict(config)
+    trainer = Trainer(train_config, data=_LAST_DATA.get(train_config))
     if a.checkpoint:
         ckpt = a.checkpoint
         trainer.load_checkpoint(client.download_checkpoint(int(ckpt["id"]), str(ckpt["sha256"])))

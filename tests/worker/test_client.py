@@ -17,6 +17,7 @@ import httpx2
 import pytest
 
 from app.worker.client import HttpReporter, WorkerClient, checkpoint_progress
+from app.worker.loop import _LastData
 from tests.factories import npz_bytes
 from trainer import ADJUSTABLE, TrainConfig, Trainer
 from trainer.checkpoint import CheckpointError
@@ -104,3 +105,11 @@ def test_an_adjustment_is_reported_applied_only_after_its_checkpoint_is_stored()
         reporter.close()
         client.close()
     assert done == ["checkpoint stored", "applied reported"]
+
+
+def test_a_worker_reuses_its_last_data_set_for_the_same_task_and_split_only() -> None:
+    cache = _LastData()
+    first = cache.get(TrainConfig(task="digits", split_seed=1))
+    assert cache.get(TrainConfig(task="digits", split_seed=1)) is first
+    other = cache.get(TrainConfig(task="digits", split_seed=2))
+    assert other is not first and not (other.y_dev == first.y_dev).all()
