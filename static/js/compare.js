@@ -1,11 +1,13 @@
 // Compare (/compare?trials=1,2,3): curves overlaid and the hyperparameters that differ. Live:
 // while a compared trial is queued, running or paused the page asks for it every 2 s, and for
 // its curves only past the last step it holds (since_step), so a running trial's curves grow
-// without a reload; once every trial has ended it stops asking.
+// without a reload; once every trial has ended it stops asking. A study's objective of another
+// name (a user's own loop reports val_loss, bleu...) gets a chart of its own, first.
 
 import { FINISHED, el, flash, fmt, get, num, stateBadge } from "./api.js";
 import { LineChart } from "./charts.js";
 import { formatHparam, trialName } from "./format.js";
+import { isExternal } from "./own_loop.js";
 
 const root = document.getElementById("compare-root");
 const IDS = [...new Set(root.dataset.trialIds.split(",").filter(Boolean).map(Number))];
@@ -15,12 +17,12 @@ const METRICS = {
   train_accuracy: "train accuracy (fraction correct, 0-1)",
   train_loss: "train cross-entropy loss (nats)",
 };
-const NAMES = Object.keys(METRICS).join(",");
 const POLL_MS = 2000;
 
 const state = {
   trials: [], // in the order the URL gives them
-  studies: new Map(), // study id -> study: its name and space
+  studies: new Map(), // study id -> study: its name, space and objective
+  objectives: [], // the studies' objective metrics that METRICS does not chart
   curves: new Map(), // trial id -> metric -> Map(step -> value)
   last: new Map(), // trial id -> the last step fetched (any metric)
 };
@@ -51,13 +53,33 @@ function points(t, name) {
   return m ? [...m.entries()].sort((a, b) => a[0] - b[0]) : [];
 }
 
+// Every metric charted: the studies' objectives of other names, then METRICS.
+function metricNames() {
+  return [...state.objectives, ...Object.keys(METRICS)];
+}
+
+function objectiveChart(metric) {
+  const node = el("div", { class: "chart", id: `cmp-${metric}`, "data-metric": metric,
+    role: "img", "aria-label": `${metric} of the compared trials` });
+  document.getElementById("cmp-objectives").append(node);
+  return new LineChart(node, { title: `${metric} (objective)`, yName: metric });
+}
+
 function drawCharts() {
   if (charts === null) {
-    charts = Object.fromEntries(Object.entries(METRICS).map(([metric, yName]) => [metric,
-      new LineChart(document.getElementById(`cmp-${metric}`), { title: metric, yName })]));
+    charts = Object.fromEntries([
+      ...state.objectives.map((metric) => [metric, objectiveChart(metric)]),
+      ...Object.entries(METRICS).map(([metric, yName]) => [metric,
+        new LineChart(document.getElementById(`cmp-${metric}`), { title: metric, yName })]),
+    ]);
   }
+  // Trials of users' own loops only: a chart of a metric none of them reports is hidden.
+  const own = [...state.studies.values()].every(isExternal);
   for (const [metric, chart] of Object.entries(charts)) {
     chart.setSeries(state.trials.map((t) => ({ name: label(t), points: points(t, metric) })));
+    const hide = own && state.trials.every((t) => !points(t, metric).length);
+    if (chart.node.hidden && !hide) { chart.node.hidden = false; chart.chart.resize(); }
+    chart.node.hidden = hide;
   }
 }
 
@@ -73,7 +95,7 @@ function drawTable() {
     trials.map((t) => el("th", { scope: "col", "data-trial-id": String(t.id) },
       el("a", { href: `/trials/${t.id}` }, label(t)), " ", stateBadge(t.state)))));
   const rows = [
-    el("tr", {}, el("td", {}, "best value"), trials.map((t) => el("td", {}, fmt(t.best_value)))),
+    el("tr", {}, el("td", {}, bestLabel()), trials.map((t) => el("td", {}, fmt(t.best_value)))),
     ...shown.map((n) => el("tr", { class: differs(n) ? "differs" : null, "data-hparam": n },
       el("td", {}, n), trials.map((t) => el("td", {}, value(t, n))))),
   ];
@@ -82,6 +104,12 @@ function drawTable() {
       "These trials share every hyperparameter.")));
   }
   table.tBodies[0].replaceChildren(...rows);
+}
+
+// "best dev_accuracy", or "best value (its study's objective)" across studies of several.
+function bestLabel() {
+  const metrics = new Set([...state.studies.values()].map((s) => s.objective.metric));
+  return metrics.size === 1 ? `best ${[...metrics][0]}` : "best value (its study's objective)";
 }
 
 function drawStatus() {
@@ -97,7 +125,8 @@ async function update(t) {
   const fresh = await get(`/api/trials/${t.id}`);
   const since = state.last.get(t.id);
   const query = since === undefined ? "max_points=500" : `since_step=${since}`;
-  merge(fresh, await get(`/api/trials/${t.id}/metrics?names=${NAMES}&${query}`));
+  const names = metricNames().map(encodeURIComponent).join(",");
+  merge(fresh, await get(`/api/trials/${t.id}/metrics?names=${names}&${query}`));
   return fresh;
 }
 
@@ -123,6 +152,8 @@ async function main() {
     const studyIds = [...new Set(state.trials.map((t) => t.study_id))];
     const studies = await Promise.all(studyIds.map((id) => get(`/api/studies/${id}`)));
     for (const s of studies) state.studies.set(s.id, s);
+    state.objectives = [...new Set(studies.map((s) => s.objective.metric))]
+      .filter((m) => !(m in METRICS));
     state.trials = await Promise.all(state.trials.map(update));
   } catch (err) {
     status.textContent = "";

@@ -10,17 +10,43 @@ let tasks = {};
 
 const mode = () => form.querySelector("input[name=mode]:checked").value;
 
-function showMode() {
-  const caviar = mode() === "caviar";
-  document.querySelectorAll(".caviar-only").forEach((n) => { n.hidden = !caviar; });
-  document.querySelectorAll(".panda-only").forEach((n) => { n.hidden = caviar; });
-  document.querySelectorAll("tr[data-hparam]").forEach(showRow);
+// The task of a study whose trials run in the user's own processes (app/trials/external.py).
+const EXTERNAL = "external";
+const external = () => taskSelect.value === EXTERNAL;
+
+// Each part of the form marked for an approach (caviar-only, panda-only) or a kind of task
+// (external-only: the user's own loop; builtin-only: a data set the server's workers train
+// on) shows when every mark it carries holds.
+function showForm() {
+  const holds = {
+    "caviar-only": mode() === "caviar",
+    "panda-only": mode() === "panda",
+    "external-only": external(),
+    "builtin-only": !external(),
+  };
+  const marks = Object.keys(holds);
+  for (const node of form.querySelectorAll(marks.map((m) => `.${m}`).join(","))) {
+    node.hidden = marks.some((m) => node.classList.contains(m) && !holds[m]);
+  }
+  form.querySelectorAll("tr[data-hparam], tr[data-own]").forEach(showRow);
 }
 
+// A row shows its fixed value or its range; in the user's own loop a built-in hyperparameter
+// the loop does not use shows neither (and is not sent).
 function showRow(tr) {
+  const use = tr.querySelector(".hp-use");
+  const used = !external() || !use || use.checked;
   const ranged = mode() === "caviar" && tr.querySelector(".hp-mode").value === "range";
-  tr.querySelector(".hp-fixed").hidden = ranged;
-  tr.querySelector(".hp-range").hidden = !ranged;
+  tr.classList.toggle("unused", !used);
+  tr.querySelector(".hp-mode").disabled = !used;
+  tr.querySelector(".hp-fixed").hidden = !used || ranged;
+  tr.querySelector(".hp-range").hidden = !used || !ranged;
+  const values = tr.querySelector(".own-values");
+  if (values) {
+    const choice = tr.querySelector(".hp-scale").value === "choice";
+    values.hidden = !choice;
+    tr.querySelector(".own-bounds").hidden = choice;
+  }
 }
 
 // -- tasks -----------------------------------------------------------------------------------
@@ -29,17 +55,32 @@ async function loadTasks() {
   try {
     const page = await get("/api/tasks");
     tasks = Object.fromEntries(page.data.map((t) => [t.name, t]));
+    const current = taskSelect.value;
     taskSelect.replaceChildren(...page.data.map((t) =>
-      el("option", { value: t.name, selected: t.name === "digits" }, `${t.name} (${t.kind})`)));
+      el("option", { value: t.name }, `${t.name} (${t.kind})`)),
+    el("option", { value: EXTERNAL }, "Your own training loop"));
+    taskSelect.value = current in tasks || current === EXTERNAL ? current : "digits";
     showTask();
   } catch (err) {
     flash(`Could not load the tasks: ${err.message}`);
   }
 }
 
+// The name follows the task while it is the one suggested: "digits study", "my training loop".
+function suggestName() {
+  const input = document.getElementById("name");
+  const suggested = input.dataset.suggested ?? input.defaultValue;
+  if (input.value !== suggested) return;
+  input.value = external() ? "my training loop" : `${taskSelect.value} study`;
+  input.dataset.suggested = input.value;
+}
+
 function showTask() {
   const task = tasks[taskSelect.value];
-  document.getElementById("task-description").textContent = task ? task.description : "";
+  suggestName();
+  document.getElementById("task-description").textContent = external()
+    ? "your code trains, through the pandacaviar client" : task ? task.description : "";
+  showForm();
   const box = document.getElementById("task-options");
   box.replaceChildren();
   if (!task) return;
@@ -93,6 +134,156 @@ async function addUpload(box) {
   });
   box.append(el("div", { class: "field" }, el("label", { for: "upload" }, "Upload a CSV or NPZ"),
     input, note));
+}
+
+// -- hyperparameters of the user's own names -------------------------------------------------
+
+// The server's rule for a name (app/trials/external.py), in its words.
+const OWN_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,99}$/;
+const OWN_NAME_RULE = "a name of letters, digits, '_', '.' or '-' (at most 100, not starting " +
+  "with a digit)";
+const OWN_VALUE = "a number, a text or true/false";
+let ownRows = 0;
+
+const OWN_SCALES = {
+  uniform: "linear (uniform)",
+  log_uniform: "log (log-uniform)",
+  one_minus_log_uniform: "log on 1-beta",
+  int_uniform: "integer (uniform)",
+  log_int: "powers of two (log-int)",
+  choice: "choice",
+};
+
+// One row of the table: a name, fixed or range (caviar), then a value or a range; the inputs'
+// ids start with the row's (own-1-name, own-1-low...).
+function addOwnRow() {
+  const id = `own-${++ownRows}`;
+  const tr = el("tr", { "data-own": id },
+    el("th", { scope: "row" },
+      el("label", { for: `${id}-name` }, "Name"), " ",
+      el("input", { id: `${id}-name`, class: "hp-name", placeholder: "dropout",
+        spellcheck: "false", maxlength: "100" }), " ",
+      el("button", { type: "button", class: "small", "aria-label": "remove this hyperparameter",
+        onclick: () => { tr.remove(); planSoon(); } }, "Remove"),
+      el("div", { class: "hint" }, "your own: your loop reads it from trial.hparams")),
+    el("td", { class: "external-only" }),
+    el("td", { class: "caviar-only" },
+      el("label", { class: "visually-hidden", for: `${id}-mode` }, "fixed or range"),
+      el("select", { id: `${id}-mode`, class: "hp-mode" },
+        el("option", { value: "fixed" }, "fixed"),
+        el("option", { value: "range", selected: true }, "range"))),
+    el("td", {}, ownValueInputs(id), ownRangeInputs(id),
+      el("p", { class: "error", id: `${id}-error`, "data-error-for": id,
+        "aria-live": "polite" })));
+  document.getElementById("own-hparams").append(tr);
+  showForm();
+  tr.querySelector(".hp-name").focus();
+}
+
+function ownValueInputs(id) {
+  return el("div", { class: "hp-fixed" },
+    el("label", { class: "visually-hidden", for: `${id}-value` }, "value"),
+    el("input", { id: `${id}-value`, class: "hp-value", placeholder: "0.5, relu or true" }));
+}
+
+// A scale with its bounds, or, for a choice, its values separated by commas.
+function ownRangeInputs(id) {
+  return el("div", { class: "hp-range range-inputs" },
+    el("label", { for: `${id}-scale` }, "scale"),
+    el("select", { id: `${id}-scale`, class: "hp-scale" },
+      Object.entries(OWN_SCALES).map(([value, words]) => el("option", { value }, words))),
+    el("span", { class: "range-inputs own-bounds" },
+      el("label", { for: `${id}-low` }, "low"),
+      el("input", { type: "number", id: `${id}-low`, class: "hp-low", step: "any" }),
+      el("label", { for: `${id}-high` }, "high"),
+      el("input", { type: "number", id: `${id}-high`, class: "hp-high", step: "any" })),
+    el("span", { class: "range-inputs own-values" },
+      el("label", { for: `${id}-values` }, "values"),
+      el("input", { id: `${id}-values`, class: "hp-values", placeholder: "relu, tanh" })));
+}
+
+// A value typed in a text field: true/false, a number, else the text itself.
+function ownValue(raw) {
+  if (raw === "true" || raw === "false") return raw === "true";
+  return raw !== "" && Number.isFinite(Number(raw)) ? Number(raw) : raw;
+}
+
+function ownBound(tr, end, field, problems) {
+  const raw = tr.querySelector(`.hp-${end}`).value.trim();
+  if (raw !== "" && Number.isFinite(Number(raw))) return Number(raw);
+  problems.add(field, `${end}: none given, allowed: a number`);
+  return null;
+}
+
+function ownRange(tr, field, problems) {
+  const dist = tr.querySelector(".hp-scale").value;
+  if (dist === "choice") {
+    const values = tr.querySelector(".hp-values").value.split(",").map((v) => v.trim())
+      .filter((v) => v !== "").map(ownValue);
+    if (!values.length) {
+      problems.add(field, "values: none given, allowed: numbers, texts or true/false, " +
+        "separated by commas");
+    }
+    return { dist, values };
+  }
+  const low = ownBound(tr, "low", field, problems);
+  const high = ownBound(tr, "high", field, problems);
+  if (low === null || high === null) return { dist, low, high };
+  if (LOG_SCALES.has(dist) && !(low > 0)) {
+    problems.add(field, `low: got ${low}, allowed: > 0 on a log scale`);
+  } else if (!(low < high)) {
+    problems.add(field, `low (${low}) must be smaller than high (${high})`);
+  }
+  return { dist, low, high };
+}
+
+// Why a name of the user's own cannot be sent, or "" when it can.
+function ownNameProblem(name, space) {
+  if (name === "") return "give the hyperparameter a name";
+  if (!OWN_NAME.test(name)) return `got ${JSON.stringify(name)}, allowed: ${OWN_NAME_RULE}`;
+  if (form.querySelector(`tr[data-hparam="${CSS.escape(name)}"]`)) {
+    return `${name} has its row above (with its allowed range): tick "Used by your loop" there`;
+  }
+  return name in space ? `${name} is named twice: each hyperparameter has one row` : "";
+}
+
+// Adds each row of the user's own names to `space`. A row's error slot follows its name, so
+// the API's 422 for space.<name> lands next to it; a bad name's problem goes to the row itself.
+function ownHparams(space, problems, caviar) {
+  for (const tr of document.querySelectorAll("tr[data-own]")) {
+    const name = tr.querySelector(".hp-name").value.trim();
+    const slot = tr.querySelector(".error");
+    const problem = ownNameProblem(name, space);
+    slot.dataset.errorFor = problem ? tr.dataset.own : `space.${name}`;
+    if (problem) {
+      problems.add(tr.dataset.own, problem);
+      continue;
+    }
+    const field = `space.${name}`;
+    const ranged = caviar && tr.querySelector(".hp-mode").value === "range";
+    const raw = tr.querySelector(".hp-value").value.trim();
+    if (!ranged && raw === "") problems.add(field, `none given, allowed: ${OWN_VALUE}`);
+    space[name] = ranged ? ownRange(tr, field, problems) : ownValue(raw);
+  }
+}
+
+// The objective: a built-in task's choice, or any metric name the user's loop reports.
+function objective(problems) {
+  if (!external()) return { metric: document.getElementById("objective").value };
+  const metric = document.getElementById("objective-metric").value.trim();
+  if (metric === "") {
+    problems.add("objective.metric", "name the metric your loop reports, e.g. dev_accuracy");
+  }
+  return { metric, direction: document.getElementById("objective-direction").value };
+}
+
+// The metric's example follows its name; its direction too until the user picks one: a loss
+// is minimised, anything else maximised (the API's default).
+function showMetric() {
+  const metric = document.getElementById("objective-metric").value.trim() || "dev_accuracy";
+  document.getElementById("objective-example").textContent = `trial.report(${metric}=...)`;
+  const select = document.getElementById("objective-direction");
+  if (!select.dataset.picked) select.value = metric.endsWith("loss") ? "minimize" : "maximize";
 }
 
 // -- samplers and schedulers: GET /api/algorithms --------------------------------------------
@@ -323,12 +514,15 @@ function checkOptimizers(space, problems) {
 function collect() {
   const problems = new Problems();
   const caviar = mode() === "caviar";
+  const own = external();
   const space = {};
   for (const tr of document.querySelectorAll("tr[data-hparam]")) {
+    if (own && !tr.querySelector(".hp-use").checked) continue;
     const ranged = caviar && tr.querySelector(".hp-mode").value === "range";
     space[tr.dataset.hparam] = ranged ? rangeValue(tr, problems) : fixedValue(tr, problems);
   }
-  if (caviar) checkOptimizers(space, problems);
+  if (own) ownHparams(space, problems, caviar);
+  else if (caviar) checkOptimizers(space, problems); // the built-in trainer's rule
   const nameInput = document.getElementById("name");
   const name = nameInput.value.trim();
   if (name === "") problems.add("name", nameInput.dataset.words);
@@ -336,9 +530,9 @@ function collect() {
     name,
     mode: mode(),
     task: taskSelect.value,
-    task_options: taskOptions(problems),
+    task_options: own ? {} : taskOptions(problems),
     space,
-    objective: { metric: document.getElementById("objective").value },
+    objective: objective(problems),
     epochs: wholeNumber(document.getElementById("epochs"), "epochs", problems),
     seed: wholeNumber(document.getElementById("seed"), "seed", problems),
   };
@@ -431,7 +625,9 @@ async function submit(event) {
     const study = await post("/api/studies", payload);
     if (study.mode === "panda") {
       const trial = await post(`/api/studies/${study.id}/trials`, { hparams: {} });
-      window.location.assign(`/trials/${trial.id}`);
+      // The user's own loop: the study page says how to run it.
+      window.location.assign(study.task === EXTERNAL ? `/studies/${study.id}`
+        : `/trials/${trial.id}`);
     } else {
       window.location.assign(`/studies/${study.id}`);
     }
@@ -477,13 +673,19 @@ function planSoon() {
 form.addEventListener("input", planSoon);
 form.addEventListener("change", planSoon);
 form.addEventListener("submit", submit);
-form.querySelectorAll("input[name=mode]").forEach((r) => r.addEventListener("change", showMode));
-form.querySelectorAll(".hp-mode").forEach((s) =>
-  s.addEventListener("change", () => showRow(s.closest("tr"))));
+form.querySelectorAll("input[name=mode]").forEach((r) => r.addEventListener("change", showForm));
+form.addEventListener("change", (e) => {
+  if (e.target.matches(".hp-mode, .hp-use, .hp-scale")) showRow(e.target.closest("tr"));
+});
 taskSelect.addEventListener("change", showTask);
+document.getElementById("add-hparam").addEventListener("click", addOwnRow);
+document.getElementById("objective-metric").addEventListener("input", showMetric);
+document.getElementById("objective-direction").addEventListener("change", (e) => {
+  e.target.dataset.picked = "yes";
+});
 for (const what of ["sampler", "scheduler"]) {
   document.getElementById(what).addEventListener("change", () => showSettings(what));
 }
-showMode();
+showForm();
 loadTasks();
 loadAlgorithms();

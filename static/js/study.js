@@ -10,7 +10,8 @@ import {
 import {
   EpochCurves, Parallel, drawImportance, drawScatter, rangedNames,
 } from "./study_charts.js";
-import { stoppedWhy, waitingNodes } from "./why.js";
+import { isExternal, loopStatus, snippet } from "./own_loop.js";
+import { stoppedWhy, waitingNodes, waitingText } from "./why.js";
 
 const root = document.getElementById("study-root");
 const STUDY_ID = Number(root.dataset.studyId);
@@ -49,8 +50,8 @@ function drawHeader() {
   document.getElementById("study-title").textContent = s.name;
   const counts = Object.entries(s.counts).map(([k, v]) => `${v} ${k}`).join(", ") || "no trials";
   document.getElementById("study-meta").replaceChildren(stateBadge(studyState(s)),
-    ` ${s.mode} · task `,
-    `${s.task} · objective ${s.objective.metric} (${s.objective.direction}) · budget `,
+    ` ${s.mode} · ${isExternal(s) ? "your own training loop" : `task ${s.task}`}`,
+    ` · objective ${s.objective.metric} (${s.objective.direction}) · budget `,
     budgetText(s),
     `, ${s.parallelism} at once · ${s.progress.ended} / ${s.progress.planned} trials ended`,
     ` · sampler ${algo(s.sampler)}`,
@@ -58,6 +59,28 @@ function drawHeader() {
   document.getElementById("export-csv").href = `${BASE}/export?format=csv`;
   document.getElementById("export-json").href = `${BASE}/export?format=json`;
   curves.chart.setOption({ yAxis: { name: s.objective.metric } });
+}
+
+// A study of the user's own loop: the snippet to paste (set again only when it changes, so a
+// selection being copied is not lost) and what its trials wait for.
+function drawLoop() {
+  if (!isExternal(state.study)) return;
+  const code = document.getElementById("loop-snippet");
+  const text = snippet(state.study, window.location.origin);
+  if (code.textContent !== text) code.textContent = text;
+  document.getElementById("loop-status").textContent = loopStatus(state.study, state.trials);
+}
+
+async function copySnippet() {
+  const code = document.getElementById("loop-snippet");
+  const status = document.getElementById("copy-status");
+  try {
+    await navigator.clipboard.writeText(code.textContent);
+    status.textContent = "Copied.";
+  } catch {
+    window.getSelection().selectAllChildren(code); // no clipboard here: copy it by hand
+    status.textContent = "Selected: press Ctrl+C to copy.";
+  }
 }
 
 // The first round's budget, named as such once later rounds add their own; in epochs, with
@@ -208,10 +231,9 @@ function stateCell(t) {
   const badge = stateBadge(t.state, t.parked ? " · waiting at a rung" : "");
   const stopped = stoppedWhy(t, state.study);
   if (stopped) return [badge, el("div", { class: "why", title: stopped.text }, stopped.short)];
-  const waiting = waitingNodes(t, { short: true });
+  const waiting = waitingNodes(t, { short: true, study: state.study });
   if (!waiting) return badge;
-  const lead = t.waiting.reason === "worker" ? "Waiting for " : "Waiting: ";
-  return [badge, el("div", { class: "why", title: lead + t.waiting.text }, ...waiting)];
+  return [badge, el("div", { class: "why", title: waitingText(t, state.study) }, ...waiting)];
 }
 
 function drawTable() {
@@ -588,6 +610,7 @@ async function refresh() {
   document.getElementById("study-status").textContent = page.count > page.data.length
     ? `Showing the first ${page.data.length} of ${page.count} trials.` : "";
   drawHeader();
+  drawLoop();
   drawLive();
   drawSamplerInfo();
   drawRounds();
@@ -618,6 +641,7 @@ function refreshSoon() {
 async function setupActions() {
   const caviar = state.study.mode === "caviar";
   document.querySelectorAll(".caviar-section").forEach((n) => { n.hidden = !caviar; });
+  document.getElementById("run-loop").hidden = !isExternal(state.study);
   const actions = [
     ["retest-box", "POST", "/api/studies/{study_id}/retest"],
     ["round-box", "POST", "/api/studies/{study_id}/rounds"],
@@ -665,6 +689,7 @@ document.getElementById("compare").addEventListener("click", () => {
   window.location.assign(`/compare?trials=${[...state.selected].join(",")}`);
 });
 document.getElementById("next-round").addEventListener("click", startRound);
+document.getElementById("copy-snippet").addEventListener("click", copySnippet);
 document.getElementById("retest").addEventListener("click", retest);
 document.getElementById("narrow-top").addEventListener("click", () => nextStep("narrow"));
 document.getElementById("retest-top-k").addEventListener("click", () => nextStep("retest"));

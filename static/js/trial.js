@@ -1,10 +1,13 @@
 // Panda cockpit (/trials/{id}): live curves over SSE, controls, adjust form, checkpoints, forks.
+// Every metric the trial reports is drawn: the built-in trainer's in their charts, any other
+// name (a user's own loop reports what it likes: val_loss, bleu...) in a chart of its own.
 
 import {
   FINISHED, el, flash, fmt, get, num, patch, post, stateBadge, stream, timeText,
 } from "./api.js";
 import { LineChart, smooth } from "./charts.js";
 import { fillInput, formatHparam, trialName, untouched } from "./format.js";
+import { isExternal } from "./own_loop.js";
 import { stoppedWhy, waitingNodes } from "./why.js";
 
 const root = document.getElementById("trial-root");
@@ -65,6 +68,16 @@ const charts = {
     { title: "Std of Z", yName: "std of z (pre-BN)" }),
 };
 
+// The built-in charts and the metrics each draws; the per-layer statistics of Z have theirs.
+const BUILTIN = {
+  loss: ["train_loss", "dev_loss"],
+  accuracy: ["train_accuracy", "dev_accuracy"],
+  lr: ["learning_rate"],
+};
+const CHARTED = new Set(Object.values(BUILTIN).flat());
+const LAYER_STAT = /\/z_(mean|std)$/;
+const extraCharts = new Map(); // metric name -> its LineChart, in the order they appeared
+
 // -- metrics ---------------------------------------------------------------------------------
 
 function merge(curves) {
@@ -101,6 +114,39 @@ function layerSeries(stat) {
   return names.map((n) => line(n));
 }
 
+// The metrics no built-in chart draws, the study's objective first.
+function extraNames() {
+  const objective = state.study && state.study.objective.metric;
+  return [...state.series.keys()].filter((n) => !CHARTED.has(n) && !LAYER_STAT.test(n))
+    .sort((a, b) => (b === objective) - (a === objective) || a.localeCompare(b));
+}
+
+function extraChart(name) {
+  if (!extraCharts.has(name)) {
+    const objective = state.study && state.study.objective.metric === name;
+    const node = el("div", { class: "chart", id: `chart-metric-${name}`, "data-metric": name,
+      role: "img", "aria-label": `${name} by step` });
+    document.getElementById("metric-charts").append(el("div", {}, node));
+    extraCharts.set(name, new LineChart(node, {
+      title: objective ? `${name} (the objective)` : name, yName: name }));
+  }
+  return extraCharts.get(name);
+}
+
+// A user's loop reports what it likes: a built-in chart none of its metrics fill is hidden
+// (and sized again when a metric of it arrives), and so are the per-layer statistics.
+function showBuiltinCharts() {
+  const own = isExternal(state.study);
+  for (const [key, names] of Object.entries(BUILTIN)) {
+    const box = charts[key].node.parentElement;
+    const hide = own && !names.some((n) => points(n).length);
+    if (box.hidden && !hide) { box.hidden = false; charts[key].chart.resize(); }
+    box.hidden = hide;
+  }
+  const layers = [...state.series.keys()].some((n) => LAYER_STAT.test(n));
+  document.getElementById("bn-section").hidden = own && !layers;
+}
+
 function parentLines(...names) {
   const t = state.trial;
   return names.filter((n) => state.parent[n]).map((n) => ({
@@ -109,6 +155,7 @@ function parentLines(...names) {
 }
 
 function draw() {
+  if (state.study === null) return; // main() draws once the study is loaded
   charts.loss.setSeries([line("train_loss"), line("dev_loss", true),
     ...parentLines("train_loss", "dev_loss")]);
   charts.accuracy.setSeries([line("train_accuracy"), line("dev_accuracy", true),
@@ -117,12 +164,21 @@ function draw() {
     ...parentLines("learning_rate")]);
   charts.zmean.setSeries(layerSeries("mean"));
   charts.zstd.setSeries(layerSeries("std"));
+  for (const name of extraNames()) extraChart(name).setSeries([line(name), ...parentLines(name)]);
+  showBuiltinCharts();
   drawLatest();
 }
 
+// The latest value of every metric charted (of a user's loop: only those it reports).
 function drawLatest() {
   const box = document.getElementById("latest");
-  const names = ["train_loss", "dev_loss", "train_accuracy", "dev_accuracy", "learning_rate"];
+  const builtin = ["train_loss", "dev_loss", "train_accuracy", "dev_accuracy", "learning_rate"]
+    .filter((n) => !isExternal(state.study) || points(n).length);
+  const names = [...builtin, ...extraNames()];
+  if (!names.length) {
+    box.replaceChildren(el("dt", {}, "metrics"), el("dd", {}, "none reported yet"));
+    return;
+  }
   box.replaceChildren(...names.flatMap((name) => {
     const p = points(name).at(-1);
     // The effective learning rate reads like the learning rate it comes from.
@@ -176,7 +232,9 @@ function markers() {
 
 function drawMarkers() {
   const list = markers();
-  for (const c of [charts.loss, charts.accuracy, charts.lr]) c.setMarkers(list);
+  for (const c of [charts.loss, charts.accuracy, charts.lr, ...extraCharts.values()]) {
+    c.setMarkers(list);
+  }
   document.getElementById("markers-caption").textContent = list.length
     ? "Markers (dashed vertical lines): " + list.map((m) => m.detail).join("; ")
     : "Markers appear where hyperparameters changed.";
@@ -191,7 +249,8 @@ function drawTrial() {
   const meta = document.getElementById("trial-meta");
   meta.replaceChildren("in study ",
     el("a", { href: `/studies/${t.study_id}` }, study ? study.name : `#${t.study_id}`),
-    study ? ` · task ${study.task} · ${study.mode}` : "");
+    !study ? "" : isExternal(study) ? ` · your own training loop · ${study.mode}`
+      : ` · task ${study.task} · ${study.mode}`);
   const extra = t.stop_requested ? " (stop requested: at the next safe point)"
     : t.pause_requested ? " (pause requested: at the next safe point)" : "";
   document.getElementById("state").replaceChildren(stateBadge(t.state, extra));
@@ -218,7 +277,7 @@ function drawWhy() {
   const t = state.trial;
   const box = document.getElementById("trial-why");
   const stopped = stoppedWhy(t, state.study);
-  const nodes = stopped ? [stopped.text + "."] : waitingNodes(t);
+  const nodes = stopped ? [stopped.text + "."] : waitingNodes(t, { study: state.study });
   box.hidden = !nodes;
   box.dataset.kind = stopped ? "stopped" : nodes ? "waiting" : "";
   box.replaceChildren(...(nodes || []));
@@ -271,6 +330,39 @@ function drawConfig() {
     ([k, v]) => [el("dt", {}, k), el("dd", {}, v === null || v === undefined ? "–" : v)]));
 }
 
+// A user's own loop: each of its trial's values can be adjusted (the server checks that it
+// keeps its kind). The built-in rows it does not have are hidden; its other numbers and texts
+// get rows of their own, in the Adjust and the Fork form alike.
+function ownAdjustRows() {
+  if (!isExternal(state.study)) return;
+  const hparams = state.trial.hparams;
+  for (const tr of document.querySelectorAll("tr[data-adjust], tr[data-fork]")) {
+    tr.hidden = !((tr.dataset.adjust ?? tr.dataset.fork) in hparams);
+  }
+  const builtin = new Set([...document.querySelectorAll("tr[data-adjust]")]
+    .map((tr) => tr.dataset.adjust));
+  const own = Object.entries(hparams).filter(([name, v]) => name !== "epochs" &&
+    !builtin.has(name) && typeof v !== "boolean");
+  for (const [prefix, form] of [["adj", "adjust-form"], ["fork", "fork-form"]]) {
+    document.querySelector(`#${form} tbody`).append(...own.map(([name, v]) =>
+      ownAdjustRow(prefix, name, typeof v === "string")));
+  }
+}
+
+// One row like _adjust_fields.html's, for a value of the user's own name.
+function ownAdjustRow(prefix, name, text) {
+  const id = `${prefix}-${name}`;
+  return el("tr", { [prefix === "adj" ? "data-adjust" : "data-fork"]: name },
+    el("th", { scope: "row" }, el("label", { for: id }, el("code", {}, name)),
+      el("div", { class: "hint" }, "your loop's own value")),
+    el("td", {},
+      el("input", { id, name, type: text ? "text" : "number", step: text ? null : "any",
+        "data-kind": text ? "text" : "float" }),
+      prefix === "adj" ? el("span", { class: "pending", id: `${id}-pending` }) : null,
+      el("p", { class: "error", "data-error-for": name, "aria-live": "polite" }),
+      el("span", { class: "hint" }, `allowed: ${text ? "a text" : "a number"}`)));
+}
+
 async function control(action) {
   flash("");
   try {
@@ -289,8 +381,9 @@ function changedValues(form, base) {
   for (const input of form.querySelectorAll("[name]")) {
     const name = input.name;
     if (untouched(input)) continue;
-    const value = input.dataset.kind === "choice" ? input.value : Number(input.value);
-    if (input.dataset.kind !== "choice" && (input.value.trim() === "" || !Number.isFinite(value))) {
+    const text = input.dataset.kind === "choice" || input.dataset.kind === "text";
+    const value = text ? input.value : Number(input.value);
+    if (!text && (input.value.trim() === "" || !Number.isFinite(value))) {
       throw Object.assign(new Error(`${name}: enter a number`), { field: name });
     }
     if (value !== base[name]) out[name] = value;
@@ -521,13 +614,13 @@ async function main() {
   state.defaults = Object.fromEntries(specs.map((s) => [s.name, s.default]));
   merge(metrics);
   if (trial.parent_id !== null) {
-    const names = "train_loss,dev_loss,train_accuracy,dev_accuracy,learning_rate";
-    const curves = await get(`/api/trials/${trial.parent_id}/metrics?names=${names}&max_points=500`);
+    const curves = await get(`/api/trials/${trial.parent_id}/metrics?max_points=500`);
     for (const [name, pts] of Object.entries(curves)) {
       state.parent[name] = pts.filter(([s]) => s <= trial.parent_step).map(([s, v]) => [s, num(v)]);
     }
   }
   state.trial = trial;
+  ownAdjustRows();
   await ensureNames(relatedIds());
   draw();
   await refreshTrial();

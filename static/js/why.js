@@ -1,10 +1,12 @@
 // Why a trial is where it is, in words, on the trial page and in the study page's table: what
 // its study's scheduler compared it with when it pruned or parked it (the trial's
 // `stopped_because`, its prune or pause event's payload), and what a queued trial waits for
-// (its `waiting`: the study's parallelism or a free worker, with the trials holding them).
+// (its `waiting`: the study's parallelism or a free worker, with the trials holding them; in a
+// study of the user's own loop, the user's processes).
 
 import { el } from "./api.js";
 import { plain, trialName } from "./format.js";
+import { OWN_WAIT_TEXT, isExternal, ownWaitNodes } from "./own_loop.js";
 
 // An objective value as every page writes a metric: plain, 4 significant digits.
 function v(x) {
@@ -87,12 +89,26 @@ function joined(nodes) {
   return nodes.flatMap((n, i) => (i ? [", ", n] : [n]));
 }
 
+// Whether a queued trial waits for the user's processes: the server's workers never claim a
+// trial of the user's own loop, whatever the API's `waiting` says of them.
+function ownLoop(trial, study) {
+  return isExternal(study) && trial.waiting.reason === "worker";
+}
+
+// What a queued trial waits for, in one sentence (the study table's tooltip).
+export function waitingText(trial, study) {
+  const w = trial.waiting;
+  if (ownLoop(trial, study)) return OWN_WAIT_TEXT;
+  return (w.reason === "worker" ? "Waiting for " : "Waiting: ") + w.text;
+}
+
 // What a queued trial waits for, as nodes: the API's sentence, then the running trials
 // holding the slots or workers, as links. `short`: the table's line (the sentence goes to its
-// tooltip), trials of `trial`'s own study named without the study.
-export function waitingNodes(trial, { short = false } = {}) {
+// tooltip), trials of `trial`'s own study named without the study. `study`: the trial's.
+export function waitingNodes(trial, { short = false, study = null } = {}) {
   const w = trial.waiting;
   if (!w) return null;
+  if (ownLoop(trial, study)) return ownWaitNodes(study, { short });
   const lead = w.reason === "worker" ? "Waiting for " : "Waiting: ";
   if (short) {
     const links = joined(w.running.map((r) => runningLink(r, trial.study_id)));
