@@ -295,6 +295,12 @@ def _waiting(session: Session, queued: Sequence[Trial]) -> dict[int, Waiting]:
                 "busy: it starts when one of them ends"
             )
             out[trial.id] = Waiting(reason="parallelism", text=text, running=mine)
+        elif study.external:
+            text = (
+                f"one of your processes to claim it (pandacaviar.run(train, study={study.id}));"
+                " the server's workers never run your loop's trials"
+            )
+            out[trial.id] = Waiting(reason="your_process", text=text, running=mine)
         elif running:
             names = ", ".join(f"Trial {r.number} of {r.study}" for r in running)
             text = f"a free worker: every worker is busy ({names})"

@@ -12,9 +12,16 @@ from app.storage.models import Direction, StudyMode, StudyState
 from app.tuning import SAMPLERS, SCHEDULERS
 from trainer.config import HPARAM_SPECS
 
+# A metric name a URL's comma-separated ``names`` can carry: letters, digits, _ . - /.
+MetricName = Annotated[
+    str,
+    Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_./-]+$"),
+    plain("a metric name of letters, digits, '_', '.', '-' or '/' (at most 100)"),
+]
+
 
 class Objective(Strict):
-    metric: Name = "dev_accuracy"
+    metric: MetricName = "dev_accuracy"
     direction: Direction | None = None
 
     @model_validator(mode="after")

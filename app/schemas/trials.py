@@ -33,7 +33,8 @@ class RunningTrial(BaseModel):
 class Waiting(BaseModel):
     """What a queued trial waits for: its study's parallelism cap, or a free worker."""
 
-    reason: Literal["parallelism", "worker"]
+    # "your_process": a study of your own loop waits for a pandacaviar process to claim it.
+    reason: Literal["parallelism", "worker", "your_process"]
     text: str
     running: list[RunningTrial] = Field(description="the trials holding the slots or workers")
 

@@ -92,7 +92,8 @@ function joined(nodes) {
 // Whether a queued trial waits for the user's processes: the server's workers never claim a
 // trial of the user's own loop, whatever the API's `waiting` says of them.
 function ownLoop(trial, study) {
-  return isExternal(study) && trial.waiting.reason === "worker";
+  return trial.waiting.reason === "your_process" ||
+    (isExternal(study) && trial.waiting.reason === "worker");
 }
 
 // What a queued trial waits for, in one sentence (the study table's tooltip).
