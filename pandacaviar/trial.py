@@ -94,14 +94,15 @@ class Trial:
         self._reporter.step, self._reporter.epoch = self.step, self.epoch
         self._reporter.watch_directives()  # a pause or an edit goes out with the next report
         self._stop: Action | None = None  # STOP or PAUSE, once obeyed
-        self._heard: Action | None = None  # STOP or PAUSE heard by the lease thread
+        self._heard: Directive | None = None  # a directive the sender got, not obeyed yet
+        # Adjustments obeyed: the sender may hear one again before its "applied" is stored.
+        self._applied: set[int] = set()
         self.stale = False  # the server gave this attempt to another process
         self.ended: FinishStatus | None = None
-        self._reported = ref is not None
         self._lock = threading.Lock()  # one request of this trial's at a time
         self._done = threading.Event()
-        self._beat = threading.Thread(target=self._keep_lease, name="lease", daemon=True)
-        self._beat.start()
+        self._sender = threading.Thread(target=self._send, name="reports", daemon=True)
+        self._sender.start()
         if self._restored is not None and load is not None:
             load(self._restored)
 
@@ -113,13 +114,14 @@ class Trial:
     @property
     def should_stop(self) -> bool:
         """True once the trial was paused, stopped, pruned or handed back: end your loop."""
-        stopping = self._stop is not None or self._heard is not None
-        return stopping or self.stale or self.ended is not None
+        heard = self._heard is not None and self._heard.action in (Action.PAUSE, Action.STOP)
+        return self._stop is not None or heard or self.stale or self.ended is not None
 
     @property
     def paused(self) -> bool:
         """True when the stop is a pause (or a hand-back): the trial resumes later."""
-        return Action.PAUSE in (self._stop, self._heard)
+        heard = self._heard.action if self._heard is not None else None
+        return Action.PAUSE in (self._stop, heard)
 
     def restore(self) -> bytes | None:
         """The checkpoint this attempt resumes from, byte for byte; None on a fresh start."""
@@ -133,7 +135,9 @@ class Trial:
         """Record ``metrics`` at ``step`` (default: the last step + 1) and ``epoch``.
 
         Report the study's objective (``trial.metric``) at each epoch's end with
-        ``epoch=<whole epochs done>``: early stopping compares trials there.
+        ``epoch=<whole epochs done>``: early stopping compares trials there. The call only
+        buffers: a background thread sends, and a control it hears (an adjustment, a pause,
+        early stopping) is obeyed at your next report.
 
         Returns:
             The hyperparameters an adjustment changed at this report (empty: none).
@@ -147,14 +151,27 @@ class Trial:
         values = self._checked(step, epoch, metrics)
         if self._stop is not None or self.stale or self.ended is not None:
             return {}
+        reporter = self._reporter
+        due = reporter.add(step, epoch, values) or self._client.leaving
+        self.step, self.epoch = step, epoch
+        if due and reporter.decides(epoch):
+            # The study's scheduler judges this epoch: its answer is awaited, so a pruned
+            # trial stops here, at the epoch it was judged at.
+            self._flush_now()
+        elif due:
+            reporter.urgent.set()  # the sender sends it
+        heard, self._heard = self._heard, None
+        return {} if heard is None else self._obey(heard)
+
+    def _flush_now(self) -> None:
         with self._lock:
             try:
-                directive = self._reporter.report(step, epoch, values)
+                answer = self._reporter.answer(self._reporter.flush())
             except StaleAttempt:
                 self.stale = True
-                return {}
-        self.step, self.epoch, self._reported = step, epoch, True
-        return self._obey(directive)
+                return
+        if answer.action is not Action.CONTINUE:
+            self._heard = answer
 
     def _checked(self, step: int, epoch: float, metrics: Mapping[str, Any]) -> dict[str, float]:
         if isinstance(step, bool) or not isinstance(step, int) or step < self.step:
@@ -188,6 +205,9 @@ class Trial:
     def _obey(self, directive: Directive) -> dict[str, Any]:
         action = directive.action
         if action is Action.UPDATE:
+            if directive.event_id in self._applied:
+                return {}
+            self._applied.add(directive.event_id or 0)
             if self.save is not None:  # taken before the change: a rewind lands on old values
                 self.checkpoint()
             changes = dict(directive.hparams)
@@ -245,8 +265,9 @@ class Trial:
         """
         final = {} if value is None else {self.metric: value}
         metrics = self._checked(self.step, self.epoch, final)
-        if self._stop is None and self._heard is not None:
-            self._obey(Directive(action=self._heard))  # a pause checkpoints first
+        heard, self._heard = self._heard, None
+        if self._stop is None and heard is not None:
+            self._obey(heard)  # a pause checkpoints first
         if self._stop is Action.PAUSE:
             status = FinishStatus.REQUEUE if self._reporter.handing_back else FinishStatus.PAUSED
         elif self._stop is Action.STOP:
@@ -261,6 +282,8 @@ class Trial:
         if self.ended is not None:
             return
         self._done.set()
+        self._reporter.urgent.set()  # the sender wakes, sees done, and leaves
+        self._sender.join()
         with self._lock:
             try:
                 if not self.stale:
@@ -272,31 +295,28 @@ class Trial:
             finally:
                 self._reporter.close()
 
-    # -- the lease -------------------------------------------------------------------------
+    # -- the sender -------------------------------------------------------------------------
 
-    def _keep_lease(self) -> None:
-        """Between your reports, an empty report every third of the lease keeps the trial;
-        a pause or stop heard there sets ``should_stop`` at once."""
-        path = f"/api/workers/trials/{self.id}/report"
-        while not self._done.wait(max(0.1, self._lease / 3)):
-            if not self._lock.acquire(blocking=False):
-                continue  # your loop is talking to the server right now
-            try:
-                if self._reporter.points or self._reporter.pending_applied:
-                    answer = self._reporter.flush()
-                else:
-                    body = {"attempt": self.attempt, "step": self.step, "epoch": self.epoch}
-                    response = self._client.request("POST", path, json=body, stop=self._done)
-                    answer = Directive(action=Action(response.json().get("action", "continue")))
-            except StaleAttempt:
-                self.stale = True
+    def _send(self) -> None:
+        """Sends what your reports buffered when a send is due (your report, or the directive
+        watch, sets ``urgent``), and an empty report every third of the lease to keep the trial
+        while your loop is busy. A directive heard is kept for your next report."""
+        reporter = self._reporter
+        while True:
+            waiting = reporter.points or reporter.epoch_ends or reporter.pending_applied
+            reporter.urgent.wait(reporter.min_interval if waiting else max(0.1, self._lease / 3))
+            if self._done.is_set():
                 return
-            except (InterruptedError, ProtocolError):
-                return
-            finally:
-                self._lock.release()
-            if answer.action in (Action.PAUSE, Action.STOP):
-                self._heard = answer.action
+            with self._lock:
+                try:
+                    answer = reporter.answer(reporter.flush())
+                except StaleAttempt:
+                    self.stale = True
+                    return
+                except (InterruptedError, ProtocolError):
+                    return
+            if answer.action is not Action.CONTINUE:
+                self._heard = answer
 
     # -- with trial: ... ---------------------------------------------------------------------
 
@@ -312,7 +332,8 @@ class Trial:
         if exc is None:
             self.finish()
         elif isinstance(exc, KeyboardInterrupt):
-            self._heard, self._reporter.handing_back = Action.PAUSE, True
+            self._heard = Directive(action=Action.PAUSE)
+            self._reporter.handing_back = True
             self.finish()  # handed back: the trial goes to the next process as it was
         else:
             self.fail(traceback.format_exception_only(exc)[-1].strip())

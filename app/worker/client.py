@@ -148,6 +148,8 @@ class WorkerClient:
             try:
                 response = self.http.request(method, path, **kwargs)
             except httpx2.TransportError as exc:
+                if stop.is_set():  # closed under it on purpose: nothing to say
+                    raise InterruptedError("stopped") from exc
                 log.warning("%s %s: %s; retrying", method, path, exc)
             else:
                 self._last_answer = time.monotonic()
@@ -316,10 +318,10 @@ class HttpReporter:
         self._flush_next = False
         self.step = 0  # progress sent with every report (set from a restored checkpoint)
         self.epoch = 0.0
-        self.points: list[list[Any]] = []
-        # [step, epoch] of every epoch end among the buffered points: early stopping compares
+        self.points: list[tuple[int, str, float]] = []
+        # (step, epoch) of every epoch end among the buffered points: early stopping compares
         # trials at each epoch's end, and one batch may span several epochs of a small model.
-        self.epoch_ends: list[list[int]] = []
+        self.epoch_ends: list[tuple[int, int]] = []
         self.pending_applied: list[dict[str, int]] = []
         # Checkpoints upload in the background: a big model's checkpoint (8 MB for
         # 784-512-512-10 with Adam moments) would otherwise stall training and delay the
@@ -338,23 +340,38 @@ class HttpReporter:
 
     def report(self, step: int, epoch: float, metrics: Mapping[str, float]) -> Directive:
         """Buffer the metrics at ``step``, send everything buffered, return the directive."""
+        if not (self.add(step, epoch, finite_metrics(metrics)) or self.client.leaving):
+            return Directive()  # buffered; sent with the next due report
+        return self.answer(self.flush())
+
+    def add(self, step: int, epoch: float, metrics: Mapping[str, float]) -> bool:
+        """Buffer finite ``metrics`` at ``step``; whether a send is due now.
+
+        Due: at an epoch end where the study's scheduler decides, after an update (its effect
+        is watched for), when a directive waits on the server, or one interval after the last.
+        """
         self.step, self.epoch = step, epoch
-        self.points.extend([step, name, v] for name, v in sorted(finite_metrics(metrics).items()))
-        decides = False
+        self.points.extend((step, name, v) for name, v in metrics.items())
         if epoch >= 1 and epoch == int(epoch):
-            self.epoch_ends.append([step, int(epoch)])
-            decides = int(epoch) in self.decide_epochs or (
-                self.decide_from is not None and epoch >= self.decide_from
-            )
-        due = (
-            decides
+            self.epoch_ends.append((step, int(epoch)))
+        return (
+            self.decides(epoch)
             or self._flush_next
             or self.urgent.is_set()
             or time.monotonic() - self._last_flush >= self.min_interval
         )
-        if not (due or self.client.leaving):
-            return Directive()  # buffered; sent with the next due report
-        directive = self.flush()
+
+    def decides(self, epoch: float) -> bool:
+        """Whether ``epoch`` is an epoch end where the study's scheduler may stop the trial."""
+        if epoch < 1 or epoch != int(epoch):
+            return False
+        whole = int(epoch)
+        return whole in self.decide_epochs or (
+            self.decide_from is not None and whole >= self.decide_from
+        )
+
+    def answer(self, directive: Directive) -> Directive:
+        """The directive to obey: a leaving worker's turns into a hand-back."""
         if self.client.leaving and directive.action in HANDS_BACK:
             # The worker is stopping (SIGTERM) or retiring (its server died): the trainer's
             # pause path checkpoints here and returns, and the finish says "requeue", so no

@@ -73,7 +73,7 @@ def test_the_server_refuses_the_same_reports_from_any_client(
 ) -> None:
     trial = claimed(server, api)
     trial.report(10, epoch=1, dev_accuracy=0.5)
-    trial._reporter.flush()  # sent: the server's step is 10
+    api.wait_trial(trial.id, lambda t: t["step"] == 10, "the report sent")
     path = f"/api/workers/trials/{trial.id}/report"
     body = {"attempt": trial.attempt, "step": 4, "epoch": 1.0, "points": []}
     back = api.http.post(path, json=body)
