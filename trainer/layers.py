@@ -7,9 +7,9 @@ Conventions every layer follows:
 - ``params`` and ``grads`` have the same keys; ``grads`` are preallocated and overwritten (not
   accumulated) by ``backward``. Parameters are only ever updated in place, so a dict of views
   built once (``MLP.params``) stays valid.
-- A training ``forward`` and every ``backward`` write into buffers the layer owns and reuses while
-  the batch size stays the same (no allocation per step); the returned array is valid until the
-  layer's next training call. An eval ``forward`` returns a fresh array.
+- A training ``forward`` and every ``backward`` write into buffers the layer owns and reuses
+  (no allocation per step, a smaller last batch uses the first rows); the returned array is
+  valid until the layer's next training call. An eval ``forward`` returns a fresh array.
 - A layer never writes into its input ``x`` or its upstream gradient ``dy``.
 """
 
@@ -64,12 +64,16 @@ class Layer(ABC):
         Valid only after a training ``forward``."""
 
     def _buf(self, name: str, shape: tuple[int, ...]) -> Array:
-        """A reusable scratch array; reallocated only when the batch size changes."""
+        """A reusable scratch array of ``shape = (batch, ...)``.
+
+        Allocated for the largest batch seen; a smaller batch (an epoch's last) gets a view of
+        its first rows, still C-contiguous, so alternating batch sizes allocate nothing.
+        """
         b = self._scratch.get(name)
-        if b is None or b.shape != shape:
+        if b is None or b.shape[1:] != shape[1:] or b.shape[0] < shape[0]:
             b = np.empty(shape, self.dtype)
             self._scratch[name] = b
-        return b
+        return b if b.shape[0] == shape[0] else b[: shape[0]]
 
     def _check(self, x: Array, n: int | None = None) -> None:
         if x.dtype != self.dtype:
@@ -177,6 +181,10 @@ class BatchNorm(Layer):
         self.batch_var: Array | None = None  # sigma2 of the last training batch
         self._z_centered: Array | None = None  # z - mu
         self._inv_std: Array | None = None  # 1 / sqrt(sigma2 + epsilon)
+        # Per-unit (n,) vectors, reused every step: mu, sigma2, inv_std and the factors below.
+        self._vec = {
+            k: np.empty(n, self.dtype) for k in ("mu", "sigma2", "inv_std", "k", "c", "d")
+        }
 
     @property
     def momentum(self) -> float:
@@ -198,28 +206,29 @@ class BatchNorm(Layer):
             # sigma2, folded into one scale and one shift per unit.
             scale = gamma / np.sqrt(self.buffers["running_var"] + self.eps)
             return z * scale + (beta - self.buffers["running_mean"] * scale)
-        m = z.shape[0]
-        mu = np.add.reduce(z, axis=0)  # ufunc methods skip np.mean's Python wrapper
+        m, vec = z.shape[0], self._vec
+        mu = np.add.reduce(z, axis=0, out=vec["mu"])  # ufunc methods skip np.mean's wrapper
         mu *= 1.0 / m
         z_centered = np.subtract(z, mu, out=self._buf("z_centered", z.shape))
         # sigma2 = (1/m) * sum_i (z[i] - mu)**2, without an (m, n) temporary
-        sigma2 = np.einsum("ij,ij->j", z_centered, z_centered)
+        sigma2 = np.einsum("ij,ij->j", z_centered, z_centered, out=vec["sigma2"])
         sigma2 *= 1.0 / m
-        inv_std = 1.0 / np.sqrt(sigma2 + self.eps)
+        inv_std = np.add(sigma2, self.eps, out=vec["inv_std"])
+        np.sqrt(inv_std, out=inv_std)
+        np.divide(1.0, inv_std, out=inv_std)
         # z_tilde = gamma * z_norm + beta, z_norm = z_centered * inv_std. Keep z_centered and
         # inv_std instead of z_norm: z_tilde and backward both fold inv_std into per-unit
         # factors, which saves one full pass over (m, n).
-        z_tilde: Array = np.multiply(
-            z_centered, gamma * inv_std, out=self._buf("z_tilde", z.shape)
-        )
+        scale = np.multiply(gamma, inv_std, out=vec["k"])
+        z_tilde: Array = np.multiply(z_centered, scale, out=self._buf("z_tilde", z.shape))
         np.add(z_tilde, beta, out=z_tilde)
-        mom = self._momentum
+        mom, tmp = self._momentum, vec["c"]
         for running, batch in (
             (self.buffers["running_mean"], mu),
             (self.buffers["running_var"], sigma2),
         ):
             running *= mom
-            running += (1.0 - mom) * batch
+            running += np.multiply(batch, 1.0 - mom, out=tmp)
         self.batch_mean, self.batch_var = mu, sigma2
         self._z_centered, self._inv_std = z_centered, inv_std
         return z_tilde
@@ -230,24 +239,27 @@ class BatchNorm(Layer):
             dbeta = sum(dy)        dgamma = sum(dy * z_norm)
             dx = gamma * inv_std / m * (m * dy - sum(dy) - z_norm * sum(dy * z_norm))
 
-        with ``inv_std = 1 / sqrt(sigma2 + epsilon)`` and ``z_norm = (z - mu) * inv_std``."""
+        with ``inv_std = 1 / sqrt(sigma2 + epsilon)`` and ``z_norm = (z - mu) * inv_std``: two
+        reductions and four passes over ``(m, n)``; every other factor is per unit ``(n,)``."""
         if self._z_centered is None or self._inv_std is None:
             raise RuntimeError(f"{self!r}: backward before a training forward")
-        z_centered, inv_std = self._z_centered, self._inv_std
+        z_centered, inv_std, vec = self._z_centered, self._inv_std, self._vec
         m = dy.shape[0]
         dbeta = np.add.reduce(dy, axis=0, out=self.grads["beta"])
         # dgamma = sum(dy * z_norm) = sum(dy * z_centered) * inv_std
-        dgamma = np.multiply(
-            np.einsum("ij,ij->j", dy, z_centered), inv_std, out=self.grads["gamma"]
-        )
-        k = self.params["gamma"] * inv_std
-        # dx = k*dy - (k*inv_std*dgamma/m) * z_centered - k*dbeta/m, all factors per unit (n,).
+        dgamma = np.einsum("ij,ij->j", dy, z_centered, out=self.grads["gamma"])
+        dgamma *= inv_std
+        k = np.multiply(self.params["gamma"], inv_std, out=vec["k"])
+        # dx = k*dy - c*z_centered - d with c = k*inv_std*dgamma/m and d = k*dbeta/m.
+        c = np.multiply(k, inv_std, out=vec["c"])
+        c *= dgamma
+        c *= 1.0 / m
+        d = np.multiply(k, dbeta, out=vec["d"])
+        d *= 1.0 / m
         dx: Array = np.multiply(dy, k, out=self._buf("dx", dy.shape))
-        tmp = np.multiply(
-            z_centered, k * inv_std * dgamma * (1.0 / m), out=self._buf("tmp", dy.shape)
-        )
+        tmp = np.multiply(z_centered, c, out=self._buf("tmp", dy.shape))
         np.subtract(dx, tmp, out=dx)
-        np.subtract(dx, k * dbeta * (1.0 / m), out=dx)
+        np.subtract(dx, d, out=dx)
         return dx
 
     def __repr__(self) -> str:

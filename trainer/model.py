@@ -10,7 +10,9 @@ Dropout layer, even at ``keep_prob == 1`` where it is the identity and draws not
 
 Parameters, gradients and buffers are exposed flat and name-keyed (``"layer1/W"``,
 ``"layer1/gamma"``, ``"layer1/running_mean"``, ``"out/b"``...). The arrays are the layers' own,
-so an optimizer updating ``model.params[name]`` in place updates the model.
+so an optimizer updating ``model.params[name]`` in place updates the model. The parameters are
+views tiling one contiguous buffer in that order, and the gradients another, so an optimizer
+can update all of them with one call per operation.
 """
 
 from __future__ import annotations
@@ -108,6 +110,7 @@ class MLP:
         )
 
         self._layers: list[Layer] = [layer for _, block in self.blocks for layer in block]
+        self._tile_parameters()
         self._params = self._collect("params")
         self._grads = self._collect("grads")
         self._buffers = self._collect("buffers")
@@ -119,6 +122,26 @@ class MLP:
         ]
         self._l2_tmp: list[Array] = [np.empty_like(w) for w, _ in self._dense]
         self._z: dict[str, Array] = {}
+
+    def _tile_parameters(self) -> None:
+        """Move every parameter into one contiguous 1-D buffer, in :attr:`params` order, and
+        every gradient into another laid out alike; the layers keep views into them.
+
+        An optimizer then updates all parameters with one ufunc call per operation
+        (:func:`trainer.optimizers.tiled`) instead of one per operation and parameter.
+        """
+        entries = [(layer, key) for layer in self._layers for key in layer.params]
+        total = sum(layer.params[key].size for layer, key in entries)
+        flat_params = np.empty(total, self.dtype)
+        flat_grads = np.zeros(total, self.dtype)
+        offset = 0
+        for layer, key in entries:
+            p = layer.params[key]
+            view = flat_params[offset : offset + p.size].reshape(p.shape)
+            view[...] = p
+            layer.params[key] = view
+            layer.grads[key] = flat_grads[offset : offset + p.size].reshape(p.shape)
+            offset += p.size
 
     def _collect(self, attr: str) -> dict[str, Array]:
         return {

@@ -10,15 +10,22 @@ or ``b``), ``dw`` its gradient (``dW``), ``alpha`` the learning rate of the step
 ``s_dw`` the exponentially weighted averages of ``dw`` and ``dw**2`` (``v_dW``, ``s_dW``),
 ``v_hat`` and ``s_hat`` their bias-corrected values (``v_dW^corrected``, ``s_dW^corrected``).
 
-The step runs every mini-batch, so it is written with in-place ufuncs (``out=``) and one
-preallocated scratch array per parameter: no array is allocated per step. Scalars are Python
-floats, which NumPy treats as "weak" and never promotes a float32 array to float64 with.
+The step runs every mini-batch, so it is written with in-place ufuncs (``out=``) and
+preallocated scratch: no array is allocated per step. Scalars are Python floats, which NumPy
+treats as "weak" and never promotes a float32 array to float64 with.
+
+When the parameters are views that tile one contiguous buffer end to end, in the mapping's
+order, and so are the gradients (``MLP`` stores them so), the moments are laid out the same way
+and every formula runs once over the whole buffer: one ufunc call per operation instead of one
+per operation and parameter. The arithmetic per element is the same either way, so the two
+paths give identical bits.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -28,6 +35,59 @@ from trainer.config import HPARAM_SPECS
 from trainer.config import Optimizer as OptimizerName
 
 Array = NDArray[np.floating]
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Arrays one ``_update`` call works on: a parameter (or the buffer all parameters tile),
+    its gradient, its state slots in ``SLOTS`` order and scratch of the same shape."""
+
+    w: Array
+    dw: Array
+    slots: tuple[Array, ...]
+    tmp: Array
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The groups of a step, valid while the same parameter and gradient arrays come back."""
+
+    names: tuple[str, ...]
+    params: tuple[Array, ...]
+    grads: tuple[Array, ...]
+    groups: list[_Group]
+
+    def fits(self, names: tuple[str, ...], ws: Sequence[Array], dws: Sequence[Array]) -> bool:
+        """The same names with the very same arrays (identity, not equality)."""
+        return (
+            names == self.names
+            and all(a is b for a, b in zip(ws, self.params, strict=True))
+            and all(a is b for a, b in zip(dws, self.grads, strict=True))
+        )
+
+
+def tiled(arrays: Sequence[Array]) -> Array | None:
+    """The 1-D array that ``arrays`` fill end to end in order, or None.
+
+    Not None only when every array is a C-contiguous view of the same 1-D buffer, of its
+    dtype, each starting where the previous one ends; the result is a view of that buffer.
+    """
+    if not arrays:
+        return None
+    base = arrays[0].base
+    if not isinstance(base, np.ndarray) or base.ndim != 1 or not base.flags.c_contiguous:
+        return None
+    start = arrays[0].ctypes.data
+    end = start
+    for a in arrays:
+        if a.base is not base or a.dtype != base.dtype or not a.flags.c_contiguous:
+            return None
+        if a.ctypes.data != end:
+            return None
+        end += a.nbytes
+    first = (start - base.ctypes.data) // base.itemsize
+    view: Array = base[first : first + (end - start) // base.itemsize]
+    return view
 
 
 class Optimizer(ABC):
@@ -49,8 +109,9 @@ class Optimizer(ABC):
         self.set(**hparams)
         # slot -> parameter name -> moment array (same shape and dtype as the parameter).
         self._state: dict[str, dict[str, Array]] = {slot: {} for slot in self.SLOTS}
-        # Scratch space is not state: its content never survives a step.
-        self._scratch: dict[str, Array] = {}
+        # How the last step grouped the arrays (scratch included: not state, its content never
+        # survives a step); rebuilt when other arrays come or the state is replaced.
+        self._plan: _Plan | None = None
         self.t = 0  # steps taken; Adam's bias correction uses it
 
     @property
@@ -85,16 +146,44 @@ class Optimizer(ABC):
         """
         alpha = float(lr)  # an np.float64 here would compute every update in float64
         self.t += 1
-        for name, w in params.items():
-            scratch = self._scratch.get(name)
-            if scratch is None:
-                scratch = self._scratch[name] = np.empty_like(w)
-            self._update(name, w, grads[name], alpha, scratch)
+        names = tuple(params)
+        ws = tuple(params.values())
+        dws = tuple(grads[name] for name in names)
+        plan = self._plan
+        if plan is None or not plan.fits(names, ws, dws):
+            plan = self._plan = self._make_plan(names, ws, dws)
+        for g in plan.groups:
+            self._update(g.w, g.dw, g.slots, alpha, g.tmp)
 
     @abstractmethod
-    def _update(self, name: str, w: Array, dw: Array, alpha: float, tmp: Array) -> None:
-        """Update parameter ``w`` (named ``name``) with its gradient ``dw`` and learning rate
-        ``alpha``; ``tmp`` is scratch of ``w``'s shape and dtype."""
+    def _update(
+        self, w: Array, dw: Array, slots: tuple[Array, ...], alpha: float, tmp: Array
+    ) -> None:
+        """Update ``w`` in place with its gradient ``dw``, its state ``slots`` (in ``SLOTS``
+        order, updated in place) and the learning rate ``alpha``; ``tmp`` is scratch of
+        ``w``'s shape and dtype. Purely elementwise, so a group of parameters may share a call.
+        """
+
+    def _make_plan(
+        self, names: tuple[str, ...], ws: tuple[Array, ...], dws: tuple[Array, ...]
+    ) -> _Plan:
+        """One group over the buffer the parameters tile (moments laid out alike, existing
+        moments copied in), else one group per parameter. Moments start at zero."""
+        flat_w, flat_dw = tiled(ws), tiled(dws)
+        if flat_w is not None and flat_dw is not None and flat_w.dtype == flat_dw.dtype:
+            slots = tuple(self._tile_slot(slot, names, ws, flat_w) for slot in self.SLOTS)
+            groups = [_Group(flat_w, flat_dw, slots, np.empty_like(flat_w))]
+        else:
+            groups = [
+                _Group(
+                    w,
+                    dw,
+                    tuple(self._slot(slot, name, w) for slot in self.SLOTS),
+                    np.empty_like(w),
+                )
+                for name, w, dw in zip(names, ws, dws, strict=True)
+            ]
+        return _Plan(names, ws, dws, groups)
 
     def _slot(self, slot: str, name: str, like: Array) -> Array:
         """The ``slot`` moment of parameter ``name``, zeros on first use."""
@@ -103,6 +192,22 @@ class Optimizer(ABC):
         if arr is None:
             arr = table[name] = np.zeros_like(like)
         return arr
+
+    def _tile_slot(
+        self, slot: str, names: tuple[str, ...], ws: tuple[Array, ...], flat_w: Array
+    ) -> Array:
+        """A buffer shaped like ``flat_w`` holding the ``slot`` moment of every parameter (its
+        current values, or zeros), with the state table's entries made views into it."""
+        flat = np.zeros_like(flat_w)
+        table, offset = self._state[slot], 0
+        for name, w in zip(names, ws, strict=True):
+            view = flat[offset : offset + w.size].reshape(w.shape)
+            old = table.get(name)
+            if old is not None:
+                np.copyto(view, old)
+            table[name] = view
+            offset += w.size
+        return flat
 
     def state_dict(self) -> dict[str, NDArray[np.generic]]:
         """A flat copy of the state: ``"<slot>/<param name>"`` arrays and ``"t"`` (0-d int64).
@@ -138,6 +243,7 @@ class Optimizer(ABC):
                 )
             tables[slot][name] = np.array(value, copy=True)
         self._state = tables
+        self._plan = None  # the next step lays the new moments out again
         self.t = t
 
     def __repr__(self) -> str:
@@ -153,7 +259,9 @@ class SGD(Optimizer):
     def __init__(self) -> None:
         super().__init__()
 
-    def _update(self, name: str, w: Array, dw: Array, alpha: float, tmp: Array) -> None:
+    def _update(
+        self, w: Array, dw: Array, slots: tuple[Array, ...], alpha: float, tmp: Array
+    ) -> None:
         np.multiply(dw, alpha, out=tmp)
         np.subtract(w, tmp, out=w)
 
@@ -176,9 +284,11 @@ class Momentum(Optimizer):
     def __init__(self, momentum: float = 0.9) -> None:
         super().__init__(momentum=momentum)
 
-    def _update(self, name: str, w: Array, dw: Array, alpha: float, tmp: Array) -> None:
+    def _update(
+        self, w: Array, dw: Array, slots: tuple[Array, ...], alpha: float, tmp: Array
+    ) -> None:
         beta = self._hp["momentum"]
-        v_dw = self._slot("v", name, w)
+        (v_dw,) = slots
         # v_dw = beta * v_dw + (1 - beta) * dw
         v_dw *= beta
         np.multiply(dw, 1.0 - beta, out=tmp)
@@ -206,9 +316,11 @@ class RMSprop(Optimizer):
     def __init__(self, beta2: float = 0.999, epsilon: float = 1e-8) -> None:
         super().__init__(beta2=beta2, epsilon=epsilon)
 
-    def _update(self, name: str, w: Array, dw: Array, alpha: float, tmp: Array) -> None:
+    def _update(
+        self, w: Array, dw: Array, slots: tuple[Array, ...], alpha: float, tmp: Array
+    ) -> None:
         beta2, epsilon = self._hp["beta2"], self._hp["epsilon"]
-        s_dw = self._slot("s", name, w)
+        (s_dw,) = slots
         # s_dw = beta2 * s_dw + (1 - beta2) * dw**2
         s_dw *= beta2
         np.multiply(dw, dw, out=tmp)
@@ -255,12 +367,13 @@ class Adam(Optimizer):
     def __init__(self, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8) -> None:
         super().__init__(beta1=beta1, beta2=beta2, epsilon=epsilon)
 
-    def _update(self, name: str, w: Array, dw: Array, alpha: float, tmp: Array) -> None:
+    def _update(
+        self, w: Array, dw: Array, slots: tuple[Array, ...], alpha: float, tmp: Array
+    ) -> None:
         beta1, beta2, epsilon = self._hp["beta1"], self._hp["beta2"], self._hp["epsilon"]
         bias_correction1 = 1.0 - beta1**self.t  # v_hat = v_dw / bias_correction1
         bias_correction2_sqrt = (1.0 - beta2**self.t) ** 0.5  # s_hat = s_dw / it**2
-        v_dw = self._slot("v", name, w)
-        s_dw = self._slot("s", name, w)
+        v_dw, s_dw = slots
         # v_dw = beta1 * v_dw + (1 - beta1) * dw
         v_dw *= beta1
         np.multiply(dw, 1.0 - beta1, out=tmp)

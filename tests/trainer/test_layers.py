@@ -258,6 +258,30 @@ def test_forward_and_backward_do_not_touch_inputs(rng) -> None:
         np.testing.assert_array_equal(dy, 1.0)
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Dense(6, 4, bias=True, rng=np.random.default_rng(0)),
+        lambda: BatchNorm(6),
+        ReLU,
+        Tanh,
+        Sigmoid,
+    ],
+)
+def test_a_smaller_batch_after_a_larger_one_computes_as_in_a_fresh_layer(make, rng) -> None:
+    # The last batch of an epoch is smaller: it reuses the first rows of the buffers.
+    big, small = rng.standard_normal((9, 6), np.float32), rng.standard_normal((5, 6), np.float32)
+    used, fresh = make(), make()
+    used.backward(np.ones_like(used.forward(big, training=True)))
+    y = used.forward(small, training=True).copy()
+    dy = rng.standard_normal(y.shape, np.float32)
+    dx = used.backward(dy).copy()
+    assert y.tobytes() == fresh.forward(small, training=True).tobytes()
+    assert dx.tobytes() == fresh.backward(dy).tobytes()
+    for name, g in used.grads.items():
+        assert g.tobytes() == fresh.grads[name].tobytes(), name
+
+
 def test_repr_names_the_layer(rng) -> None:
     assert repr(Dense(3, 2, bias=False, rng=rng)) == "Dense(3, 2, bias=False)"
     assert repr(BatchNorm(4, momentum=0.99)) == "BatchNorm(4, momentum=0.99, eps=1e-05)"

@@ -12,6 +12,7 @@ from trainer.gradcheck import check_params
 from trainer.layers import BatchNorm
 from trainer.losses import softmax_cross_entropy
 from trainer.model import MLP
+from trainer.optimizers import tiled
 
 
 def make(seed: int = 0, **overrides: Any) -> MLP:
@@ -101,6 +102,15 @@ def test_params_are_the_layers_arrays() -> None:
     before = model.forward(x, training=False)
     model.params["out/b"] += 1.0  # an optimizer's in-place update
     np.testing.assert_allclose(model.forward(x, training=False), before + 1.0, rtol=1e-12)
+
+
+def test_parameters_and_gradients_each_tile_one_buffer() -> None:
+    model = make()
+    flat_params = tiled(list(model.params.values()))
+    flat_grads = tiled(list(model.grads.values()))
+    assert flat_params is not None and flat_grads is not None
+    assert flat_params.size == flat_grads.size == model.num_params
+    assert not np.shares_memory(flat_params, flat_grads)
 
 
 def test_float32_model_keeps_float32_everywhere() -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from trainer.optimizers import SGD, Adam, Momentum, Optimizer, RMSprop, make_optimizer
+from trainer.optimizers import SGD, Adam, Momentum, Optimizer, RMSprop, make_optimizer, tiled
 
 W0 = [1.0, -2.0]
 G1 = [0.5, -1.0]
@@ -173,6 +173,44 @@ def test_state_dict_round_trip_continues_bit_for_bit(cls: type[Optimizer]) -> No
         assert resumed[k].tobytes() == straight[k].tobytes(), k
     for k, v in opt.state_dict().items():
         assert second.state_dict()[k].tobytes() == v.tobytes(), k
+
+
+def tile(arrays: dict[str, NDArray[np.float32]]) -> dict[str, NDArray[np.float32]]:
+    """Copies of ``arrays`` as views tiling one buffer in order, as ``MLP`` stores them."""
+    flat = np.concatenate([a.ravel() for a in arrays.values()])
+    out, offset = {}, 0
+    for k, a in arrays.items():
+        out[k] = flat[offset : offset + a.size].reshape(a.shape)
+        offset += a.size
+    assert tiled(list(out.values())) is not None
+    return out
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_tiled_parameters_update_in_one_call_with_the_same_bits(cls: type[Optimizer]) -> None:
+    params, grads = random_problem(3)
+    separate, together = {k: v.copy() for k, v in params.items()}, tile(params)
+    grad_buffer = tile(grads[0])  # one gradient buffer, overwritten every step like a model's
+    one_by_one, at_once = cls(), cls()
+    for g in grads[:3]:
+        one_by_one.step(separate, g, 3e-2)
+        for k, v in g.items():
+            grad_buffer[k][...] = v
+        at_once.step(together, grad_buffer, 3e-2)
+    # Resume the tiled run from a saved state: the moments are laid out again, same bits.
+    resumed = cls()
+    resumed.load_state_dict(at_once.state_dict())
+    for g in grads[3:]:
+        one_by_one.step(separate, g, 3e-2)
+        for k, v in g.items():
+            grad_buffer[k][...] = v
+        resumed.step(together, grad_buffer, 3e-2)
+    for k in params:
+        assert together[k].tobytes() == separate[k].tobytes(), k
+    expected = one_by_one.state_dict()
+    assert list(resumed.state_dict()) == list(expected)
+    for k, v in resumed.state_dict().items():
+        assert v.tobytes() == expected[k].tobytes(), k
 
 
 def test_state_dict_is_a_copy() -> None:
