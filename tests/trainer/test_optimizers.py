@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from trainer import optimizers
 from trainer.optimizers import SGD, Adam, Momentum, Optimizer, RMSprop, make_optimizer, tiled
 
 W0 = [1.0, -2.0]
@@ -186,8 +187,13 @@ def tile(arrays: dict[str, NDArray[np.float32]]) -> dict[str, NDArray[np.float32
     return out
 
 
+@pytest.mark.parametrize("chunk_bytes", [optimizers.CHUNK_BYTES, 20])
 @pytest.mark.parametrize("cls", ALL)
-def test_tiled_parameters_update_in_one_call_with_the_same_bits(cls: type[Optimizer]) -> None:
+def test_tiled_parameters_update_in_one_call_with_the_same_bits(
+    cls: type[Optimizer], chunk_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 20 bytes: chunks of 5 float32 elements, cutting across the parameters' boundaries.
+    monkeypatch.setattr(optimizers, "CHUNK_BYTES", chunk_bytes)
     params, grads = random_problem(3)
     separate, together = {k: v.copy() for k, v in params.items()}, tile(params)
     grad_buffer = tile(grads[0])  # one gradient buffer, overwritten every step like a model's
