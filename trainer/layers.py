@@ -70,6 +70,8 @@ class Layer(ABC):
         its first rows, still C-contiguous, so alternating batch sizes allocate nothing.
         """
         b = self._scratch.get(name)
+        if b is not None and b.shape == shape:
+            return b
         if b is None or b.shape[1:] != shape[1:] or b.shape[0] < shape[0]:
             b = np.empty(shape, self.dtype)
             self._scratch[name] = b

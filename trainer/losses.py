@@ -82,7 +82,7 @@ def softmax_cross_entropy(logits: Array, y: Array) -> tuple[float, Array]:
     sums = np.add.reduce(e, axis=1, keepdims=True)
     # Mean accumulated in float64: only m numbers, and the reported loss should not carry
     # float32 summation error into the curves.
-    loss = float(np.mean(np.log(sums[:, 0]) - shifted[rows, y], dtype=np.float64))
+    loss = float(np.add.reduce(np.log(sums[:, 0]) - shifted[rows, y], dtype=np.float64)) / m
     e /= sums
     e[rows, y] -= 1
     e *= 1.0 / m

@@ -173,6 +173,18 @@ def test_z_stats_describe_the_pre_bn_z_of_the_last_training_forward() -> None:
     assert model.z_stats() == stats
 
 
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_z_stats_of_a_float32_model_are_those_of_its_z(batch_norm: bool) -> None:
+    # With batch norm they come from its per-unit statistics, without from Z itself.
+    model = make(dtype=np.float32, batch_norm=batch_norm)
+    x, y = data(16, dtype=np.float32)
+    model.loss_and_grads(x, y, l2=0.0)
+    z1 = x.astype(np.float64) @ model.params["layer1/W"].astype(np.float64)
+    stats = model.z_stats()
+    assert stats["layer1/z_mean"] == pytest.approx(float(z1.mean()), rel=1e-5, abs=1e-6)
+    assert stats["layer1/z_std"] == pytest.approx(float(z1.std()), rel=1e-5)
+
+
 def test_setters_reach_the_layers_and_validate() -> None:
     model = make(keep_prob=1.0)
     x, _ = data()
