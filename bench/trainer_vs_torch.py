@@ -361,7 +361,7 @@ def goal_lines(timings: list[Timing]) -> list[str]:
         if goal is not None:
             verdict = "PASS" if t.ratio <= goal else "FAIL"
             lines.append(
-                f"{t.case.label}, batch {t.case.batch_size}: ours/torch {t.ratio:.2f} "
+                f"{t.case.label}, batch {t.case.batch_size}: ours/torch {t.ratio:.3f} "
                 f"(goal <= {goal}) {verdict}"
             )
         if (t.case.label, t.case.batch_size) == (BIG, 256):
