@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from app.worker.client import IDLE_CAP_SECONDS, LONG_POLL_SECONDS, Backoff, WorkerClient
+from app.worker.loop import hand_back
 from pandacaviar.trial import Load, OnUpdate, Save, Trial
 
 EXTERNAL_TASK = "external"
@@ -167,16 +168,26 @@ class Client:
         What ``train`` returns, if a number, is the trial's final objective value. An
         exception fails that trial and is raised again.
         """
-        done = 0
-        while n_trials is None or done < n_trials:
-            trial = self.ask(study, save=save, load=load, on_update=on_update)
-            if trial is None:
-                break
-            with trial:
-                value = train(trial)
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    trial.finish(float(value))
-            done += 1
+        done, claim, trial = 0, None, None
+        hooks: dict[str, Any] = {"save": save, "load": load, "on_update": on_update}
+        try:
+            while n_trials is None or done < n_trials:
+                trial = Trial(self.worker, claim, **hooks) if claim else self.ask(study, **hooks)
+                claim = None
+                if trial is None:
+                    break
+                if n_trials is None or done + 1 < n_trials:
+                    trial.claim_next = (self.name, study)  # the finish claims the next one
+                with trial:
+                    value = train(trial)
+                    if isinstance(value, int | float) and not isinstance(value, bool):
+                        trial.finish(float(value))
+                claim, done = trial.next_claim, done + 1
+        finally:
+            # Claimed with the last finish (a failed trial's too) and never started: back.
+            left = claim or (trial.next_claim if trial is not None else None)
+            if left is not None:
+                hand_back(self.worker, left)
         return done
 
 

@@ -99,6 +99,10 @@ class Trial:
         self._applied: set[int] = set()
         self.stale = False  # the server gave this attempt to another process
         self.ended: FinishStatus | None = None
+        # Set by Client.run: the finish also claims this process's next trial of the study
+        # (one request a trial, as the server's workers do); the claim lands in next_claim.
+        self.claim_next: tuple[str, int] | None = None
+        self.next_claim: dict[str, Any] | None = None
         self._lock = threading.Lock()  # one request of this trial's at a time
         self._done = threading.Event()
         self._sender = threading.Thread(target=self._send, name="reports", daemon=True)
@@ -288,7 +292,13 @@ class Trial:
             try:
                 if not self.stale:
                     self._reporter.drain()
-                    self._reporter.finish(status, self.step, self.epoch, metrics, error or None)
+                    name, study = self.claim_next or (None, None)
+                    if status is FinishStatus.REQUEUE or self._client.leaving:
+                        name = study = None  # this process is leaving: claim nothing more
+                    self.next_claim = self._reporter.finish(
+                        status, self.step, self.epoch, metrics, error or None,
+                        claim_for=name, claim_study=study,
+                    )  # fmt: skip
                 self.ended = status
             except StaleAttempt:
                 self.stale = True

@@ -9,7 +9,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.api.serialize import trial_out, trial_public
@@ -20,7 +20,7 @@ from app.schemas.common import MAX_INT32
 from app.schemas.workers import MAX_WAIT_SECONDS
 from app.storage import locks
 from app.storage.db import read_engine
-from app.storage.models import EXTERNAL_TASK, Study, Trial
+from app.storage.models import EXTERNAL_TASK, Study, StudyState, Trial
 from app.storage.wakeups import QUEUE, WAKEUPS, trial_key
 from app.trials import claims, worker_calls
 from app.trials.assignment import assignment
@@ -53,6 +53,8 @@ async def claim(body: ClaimIn, request: Request) -> ClaimOut | Response:
         left = deadline - time.monotonic()
         if out is not None or left <= 0:
             break
+        if body.study_id is not None and await run_in_threadpool(_ended, request, body):
+            break  # a completed study queues nothing more unless someone acts on it
         await WAKEUPS.wait(QUEUE, min(RECHECK_SECONDS, left))
     return Response(status_code=status.HTTP_204_NO_CONTENT) if out is None else out
 
@@ -132,6 +134,13 @@ def _claim(session: Session, settings: Settings, body: ClaimIn) -> ClaimOut | No
         return None
     session.commit()
     return assignment(_engine(session), taken, settings)
+
+
+def _ended(request: Request, body: ClaimIn) -> bool:
+    with Session(read_engine(request.app.state.engine)) as session:
+        return session.scalar(select(Study.state).where(Study.id == body.study_id)) == (
+            StudyState.COMPLETED
+        )
 
 
 def _check_scope(session: Session, body: ClaimIn) -> None:

@@ -422,6 +422,7 @@ class HttpReporter:
         error: str | None = None,
         *,
         claim_for: str | None = None,
+        claim_study: int | None = None,
     ) -> dict[str, Any] | None:
         """End the attempt; the points still buffered ride along with the finish.
 
@@ -444,6 +445,8 @@ class HttpReporter:
         }
         if claim_for is not None:
             body["claim"] = {"worker": claim_for}
+            if claim_study is not None:  # a user's process: that study's trials only
+                body["claim"]["study_id"] = claim_study
         path = f"/api/workers/trials/{self.trial_id}/finish"
         try:
             response = self.client.request("POST", path, json=body)
