@@ -86,14 +86,15 @@ def checkpoint_bytes(api: Api, trial_id: int, step: int) -> bytes:
     return response.content
 
 
-def test_a_caviar_study_of_user_trials_runs_in_user_processes_and_asha_prunes_some(
-    start: Any, tmp_path: Path
+@pytest.mark.parametrize("scheduler", ["asha", "median"])
+def test_a_caviar_study_of_user_trials_runs_in_user_processes_and_early_stopping_prunes_some(
+    start: Any, tmp_path: Path, scheduler: str
 ) -> None:
     server, api = start(workers=2)  # the server's own workers are up and must leave them be
     space = {"learning_rate": {"dist": "log_uniform", "low": 1e-3, "high": 1.0}, "momentum": 0.9}
     study = api.create_study(
         mode="caviar", task="external", epochs=9, space=space, budget={"trials": 12},
-        parallelism=2, scheduler={"name": "asha"}, seed=4,
+        parallelism=2, scheduler={"name": scheduler}, seed=4,
     )  # fmt: skip
     loops = [loop(server, study["id"], tmp_path, f"user{i}") for i in range(2)]
     assert [u.wait() for u in loops] == [0, 0], [u.stderr for u in loops]
@@ -109,7 +110,7 @@ def test_a_caviar_study_of_user_trials_runs_in_user_processes_and_asha_prunes_so
         curve = api.metrics(t["id"], "dev_accuracy")["dev_accuracy"]
         assert len(curve) == round(t["epoch"])  # the objective at every epoch end
         if t["state"] == "pruned":
-            assert t["stopped_because"]["scheduler"] == "asha"
+            assert t["stopped_because"]["scheduler"] == scheduler
 
 
 def test_a_paused_user_trial_resumes_in_a_new_process_from_its_exact_bytes_with_its_adjustment(
