@@ -10,7 +10,8 @@ from app.schemas.common import MAX_INT32, FiniteFloat, Name, Strict
 from app.schemas.trials import TrialPublic
 from trainer.reporting import Action
 
-MAX_WAIT_SECONDS = 30.0
+# At most this long: a client (or a proxy) may time out a quiet request after 10 s.
+MAX_WAIT_SECONDS = 5.0
 
 
 class ClaimIn(Strict):

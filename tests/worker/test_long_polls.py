@@ -71,7 +71,7 @@ def test_a_waiting_claim_takes_a_trial_the_moment_it_is_queued(
     server: ServerProcess, api: Api
 ) -> None:
     answers: list[httpx2.Response] = []
-    body: dict[str, Any] = {"worker": "idle", "wait": 20}
+    body: dict[str, Any] = {"worker": "idle", "wait": 5}
 
     def claim() -> None:
         answers.append(httpx2.post(f"{server.url}/api/workers/claim", json=body, timeout=30))
@@ -81,7 +81,7 @@ def test_a_waiting_claim_takes_a_trial_the_moment_it_is_queued(
     empty = httpx2.post(f"{server.url}/api/workers/claim", json={"worker": "peek"}, timeout=5)
     assert empty.status_code == 204  # nothing queued yet: the waiting claim is still waiting
     trial = slow_trial(api, epochs=1)
-    waiting.join(timeout=15)  # well before its 20 s
+    waiting.join(timeout=15)  # taken before its 5 s wait ran out: not a 204
     assert not waiting.is_alive()
     (answer,) = answers
     assert answer.status_code == 200 and answer.json()["trial_id"] == trial
@@ -98,7 +98,7 @@ def test_a_directive_request_answers_continue_after_its_wait_and_409_once_stale(
     assert quiet.status_code == 200 and quiet.json()["action"] == "continue"
 
     answers: list[httpx2.Response] = []
-    params = {"attempt": claim["attempt"], "wait": 20}
+    params = {"attempt": claim["attempt"], "wait": 5}
     waiting = threading.Thread(target=lambda: answers.append(httpx2.get(path, params=params)))
     waiting.start()
     api.call("POST", f"/api/trials/{trial}/stop")

@@ -151,8 +151,7 @@ def test_each_finish_claims_the_next_trial_for_the_worker(
     # panda trial's first step is reported at once (someone watches its chart fill).
     calls = [path for path in sent if not path.endswith("/checkpoints")]
     per_trial = [
-        [f"/api/workers/trials/{i}/report"] * 2 + [f"/api/workers/trials/{i}/finish"]
-        for i in ids
+        [f"/api/workers/trials/{i}/report"] * 2 + [f"/api/workers/trials/{i}/finish"] for i in ids
     ]
     assert calls == ["/api/workers/claim", *(path for pair in per_trial for path in pair)]
     assert all(api.trial(i)["state"] == "completed" for i in ids)
