@@ -7,7 +7,7 @@ from the study row whenever it needs one, so a restarted server builds the same 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from app.errors import FieldError, Invalid
@@ -45,23 +45,33 @@ def parse(data: dict[str, Any], epochs: int) -> SearchSpace:
     return space
 
 
+def parse_each(
+    data: object, check: Callable[[str, object], object]
+) -> tuple[SearchSpace | None, list[FieldError]]:
+    """The space, each value checked by ``check``; None and one error per bad hyperparameter
+    (``space.<name>``) when any is bad: parsed one at a time, so every bad one is named."""
+    if not isinstance(data, Mapping):
+        return None, [FieldError("space", f"got {data!r}, allowed: an object")]
+    errors = []
+    for name, spec in data.items():
+        try:
+            parse_space({name: spec}, check_value=check)
+        except SpaceError as exc:
+            errors.append(FieldError(f"space.{exc.name}", exc.message))
+    if errors:
+        return None, errors
+    return parse_space(data, check_value=check), []
+
+
 def check_space(data: object, epochs: int) -> tuple[SearchSpace | None, list[FieldError]]:
     """The space and every rule it breaks, one error per hyperparameter: its own values, then
     the trainer's cross-field rules and the optimizer rule (:func:`unused_by_optimizers`).
 
     The space is None when a hyperparameter's own values are bad (nothing more is checked).
     """
-    if not isinstance(data, Mapping):
-        return None, [FieldError("space", f"got {data!r}, allowed: an object")]
-    errors = []
-    for name, spec in data.items():  # one at a time: every bad hyperparameter is named
-        try:
-            parse_space({name: spec}, check_value=check_value)
-        except SpaceError as exc:
-            errors.append(FieldError(f"space.{exc.name}", exc.message))
-    if errors:
+    space, errors = parse_each(data, check_value)
+    if space is None:
         return None, errors
-    space = parse_space(data, check_value=check_value)
     try:
         dims = {n: _corners(d) for n, d in space.ranged.items() if n in COMBINED}
         for n, values in dims.items():  # each rule dimension's extremes against the fixed values

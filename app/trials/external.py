@@ -15,8 +15,9 @@ import re
 from typing import Any
 
 from app.errors import FieldError, Invalid
+from app.search import study_config
 from app.storage.models import EXTERNAL_TASK, Study, Trial
-from app.tuning import SearchSpace, SpaceError, parse_space
+from app.tuning import SearchSpace
 from trainer.config import HPARAM_SPECS, HParamError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
@@ -46,17 +47,7 @@ def _checked(name: str, value: object) -> object:
 
 def check_space(data: object) -> tuple[SearchSpace | None, list[FieldError]]:
     """The space and every hyperparameter it gets wrong, each naming ``space.<name>``."""
-    if not isinstance(data, dict):
-        return None, [FieldError("space", f"got {data!r}, allowed: an object")]
-    errors = []
-    for name, spec in data.items():
-        try:
-            parse_space({name: spec}, check_value=_checked)
-        except SpaceError as exc:
-            errors.append(FieldError(f"space.{exc.name}", exc.message))
-    if errors:
-        return None, errors
-    return parse_space(data, check_value=_checked), []
+    return study_config.parse_each(data, _checked)
 
 
 def panda_space_errors(space: dict[str, Any]) -> list[FieldError]:
