@@ -15,8 +15,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -334,14 +335,37 @@ class HttpReporter:
         # Called with the step of every checkpoint the server acknowledged (fault injection).
         self.on_checkpoint_stored = on_checkpoint_stored
         # Set when the server has a directive waiting (:meth:`watch_directives`): the trainer
-        # takes a safe point at its next step and this reporter sends at once.
+        # takes a safe point at its next step and obeys ``_heard`` without asking again.
         self.urgent = threading.Event()
         self._unwatch = threading.Event()
+        self._heard: Directive | None = None
+        self._obeying: Directive | None = None  # handed to the trainer, until its next report
+        # Updates obeyed in this attempt: the server answers one until its "applied" entry is
+        # stored, and an update obeyed twice could undo a later one. ``_unacked``: those whose
+        # entry is not stored yet.
+        self._obeyed: set[int] = set()
+        self._unacked: set[int] = set()
+        # The report of the points before a checkpoint, sent by the upload thread ahead of the
+        # upload; the next report waits for it, so steps reach the server in order.
+        self._carried: Future[None] | None = None
 
     def report(self, step: int, epoch: float, metrics: Mapping[str, float]) -> Directive:
-        """Buffer the metrics at ``step``, send everything buffered, return the directive."""
+        """Buffer the metrics at ``step``; when a send is due, send and return the directive.
+
+        A directive the watch heard (a pause, an edit) is obeyed at once, without the round
+        trip: the points stay buffered and go with the next send (before a checkpoint's
+        upload, ahead of it). An epoch end the study's scheduler judges is always sent.
+        """
         if not (self.add(step, epoch, finite_metrics(metrics)) or self.client.leaving):
             return Directive()  # buffered; sent with the next due report
+        self._obeying = None  # obeyed: the watch may ask again
+        heard, self._heard = self._heard, None
+        if heard is not None and heard.event_id in self._obeyed:
+            heard = None  # heard again before its "applied" entry was stored
+        if heard is not None and not (self.decides(epoch) or self.client.leaving):
+            self._obeying = heard
+            self.urgent.clear()
+            return self.answer(heard)
         return self.answer(self.flush())
 
     def add(self, step: int, epoch: float, metrics: Mapping[str, float]) -> bool:
@@ -371,7 +395,10 @@ class HttpReporter:
         )
 
     def answer(self, directive: Directive) -> Directive:
-        """The directive to obey: a leaving worker's turns into a hand-back."""
+        """The directive to obey: an update obeyed already is none, and a leaving worker's
+        turns into a hand-back."""
+        if directive.action is Action.UPDATE and directive.event_id in self._obeyed:
+            directive = Directive()  # heard again before its "applied" entry was stored
         if self.client.leaving and directive.action in HANDS_BACK:
             # The worker is stopping (SIGTERM) or retiring (its server died): the trainer's
             # pause path checkpoints here and returns, and the finish says "requeue", so no
@@ -381,20 +408,39 @@ class HttpReporter:
         return directive
 
     def flush(self) -> Directive:
-        """Send the buffered points and applied entries (also the lease's heartbeat)."""
+        """Send the buffered points and applied entries (also the lease's heartbeat).
+
+        An applied entry waits for the upload of the checkpoint taken before its update: a
+        worker lost in between would leave an applied step with no checkpoint to rewind to.
+        The points (the new values' effect included) do not wait.
+        """
         self._last_flush, self._flush_next = time.monotonic(), False
         self.urgent.clear()  # this report gets the directive; a new one sets it again
+        self._heard = None  # the answer supersedes what the watch heard
+        self._wait_carried()
         if self._upload is not None and self._upload.done():
             self.drain()  # surfaces a failed upload (a stale attempt, say) at the next report
-        points, ends, applied = (
-            list(self.points),
-            list(self.epoch_ends),
-            list(self.pending_applied),
-        )
+        points, ends = list(self.points), list(self.epoch_ends)
+        applied = list(self.pending_applied) if self._upload is None else []
+        data = self._send((self.step, self.epoch), points, ends, applied)
+        # Only what this request carried is acknowledged; nothing is added meanwhile.
+        del self.points[: len(points)]
+        del self.epoch_ends[: len(ends)]
+        del self.pending_applied[: len(applied)]
+        return _directive(data)
+
+    def _send(
+        self,
+        at: tuple[int, float],
+        points: list[tuple[int, str, float]],
+        ends: list[tuple[int, int]],
+        applied: list[dict[str, int]],
+    ) -> dict[str, Any]:
+        """POST one report of progress ``at`` (step, epoch); the answer's JSON."""
         body = {
             "attempt": self.attempt,
-            "step": self.step,
-            "epoch": self.epoch,
+            "step": at[0],
+            "epoch": at[1],
             "points": points,
             "epoch_ends": ends,
             "applied": applied,
@@ -402,16 +448,15 @@ class HttpReporter:
         response = self.client.request(
             "POST", f"/api/workers/trials/{self.trial_id}/report", json=body
         )
-        # Only what this request carried is acknowledged; nothing is added meanwhile.
-        del self.points[: len(points)]
-        del self.epoch_ends[: len(ends)]
-        del self.pending_applied[: len(applied)]
-        data = response.json()
-        return Directive(
-            action=Action(data.get("action", Action.CONTINUE.value)),
-            hparams=dict(data.get("hparams") or {}),
-            event_id=data.get("event_id"),
-        )
+        for item in applied:
+            self._unacked.discard(item["event_id"])
+        return dict(response.json())
+
+    def _wait_carried(self) -> None:
+        """Wait for the report sent ahead of a checkpoint's upload; re-raise its error."""
+        carried, self._carried = self._carried, None
+        if carried is not None:
+            carried.result()
 
     def finish(
         self,
@@ -431,6 +476,11 @@ class HttpReporter:
         the report interval thus costs one round trip. Should the server refuse the buffered
         points (a 4xx), the finish is sent again without them: a trial must be able to end.
         """
+        # The points sent ahead of a checkpoint, and the checkpoint, before the attempt ends
+        # (a failed upload is the attempt's failure, told by the status below).
+        upload, self._upload, self._carried = self._upload, None, None
+        if upload is not None:
+            wait([upload])
         if self.pending_applied:
             self.flush()  # an applied entry must be acknowledged before the attempt ends
         body: dict[str, Any] = {
@@ -472,16 +522,56 @@ class HttpReporter:
         ``progress``: the epoch and hyperparameters it was taken at, for bytes that are not
         the trainer's (a user's own checkpoint); the trainer's are read from the bytes.
 
-        The points buffered so far (every point up to ``step``) are sent first and must be
-        acknowledged: a resume from this checkpoint reports only the steps after it, so a
-        worker lost between the two must not take any of them with it.
+        The points buffered so far (every point up to ``step``) go first, in the upload
+        thread, and must be acknowledged before the upload starts: a resume from this
+        checkpoint reports only the steps after it, so a worker lost between the two must not
+        take any of them with it. Training goes on meanwhile.
         """
         self.drain()
-        if self.points or self.epoch_ends or self.pending_applied:
-            # The answer's directive is dropped: directives live in the database, so anything
-            # pending comes back at the next report.
-            self.flush()
-        self._upload = self._uploader.submit(self._put_checkpoint, step, data, progress)
+        carried: Future[None] = Future()
+        self._carried = carried
+        body = (
+            (step, self.epoch),
+            list(self.points),
+            list(self.epoch_ends),
+            list(self.pending_applied),  # their checkpoints are stored: drained above
+        )
+        self.points.clear()
+        self.epoch_ends.clear()
+        self.pending_applied.clear()
+        self._upload = self._uploader.submit(self._store, body, carried, step, data, progress)
+
+    def _store(
+        self,
+        body: tuple[
+            tuple[int, float],
+            list[tuple[int, str, float]],
+            list[tuple[int, int]],
+            list[dict[str, int]],
+        ],
+        carried: Future[None],
+        step: int,
+        data: bytes,
+        progress: tuple[float, dict[str, Any]] | None,
+    ) -> None:
+        """The upload thread's part of :meth:`checkpoint`: the points, then the bytes."""
+        at, points, ends, applied = body
+        try:
+            if points or ends or applied:
+                # The answer's directive is dropped: directives live in the database, so
+                # anything pending comes back at the next report.
+                self._send(at, points, ends, applied)
+        except BaseException as exc:
+            if not isinstance(exc, StaleAttempt):
+                # Back to the front of the buffer: the finish carries what no report could.
+                self.points[:0], self.epoch_ends[:0] = points, ends
+                self.pending_applied[:0] = applied
+            carried.set_exception(exc)
+            raise
+        carried.set_result(None)
+        self._put_checkpoint(step, data, progress)
+        if self.pending_applied:
+            self._flush_next = True  # their checkpoint is stored: the next safe point sends
 
     def _put_checkpoint(
         self, step: int, data: bytes, progress: tuple[float, dict[str, Any]] | None
@@ -507,6 +597,7 @@ class HttpReporter:
     def drain(self) -> None:
         """Wait for the checkpoint upload in flight; re-raise its error, if any."""
         upload, self._upload = self._upload, None
+        self._carried = None  # settled with the upload
         if upload is not None:
             upload.result()
 
@@ -539,22 +630,50 @@ class HttpReporter:
                 return
             except (InterruptedError, ProtocolError):
                 return
-            if answer.get("action", "continue") != Action.CONTINUE.value:
-                self.urgent.set()
-                # Asked again only once the report that answers it went out.
-                while self.urgent.is_set() and not self._unwatch.wait(0.01):
-                    pass
+            heard = _directive(answer)
+            if heard.action is Action.CONTINUE:
+                continue
+            if heard.event_id in self._obeyed:
+                # Obeyed; the server answers it until the "applied" entry is stored.
+                self._settle(partial(self._acked, heard.event_id))
+                continue
+            self._heard = heard
+            self.urgent.set()
+            # Asked again once the trainer obeyed it and the checkpoint it took is stored (the
+            # server closes a pause or a checkpoint request only then).
+            self._settle(self._obeyed_and_stored)
+
+    def _settle(self, done: Callable[[], bool]) -> None:
+        while not done() and not self._unwatch.wait(0.01):
+            pass
+
+    def _acked(self, event_id: int) -> bool:
+        return event_id not in self._unacked
+
+    def _obeyed_and_stored(self) -> bool:
+        if self.urgent.is_set() or self._obeying is not None:
+            return False
+        upload = self._upload
+        return upload is None or upload.done()
 
     def applied(self, directive: Directive, step: int) -> None:
-        """Tell the server that ``directive`` governs training from ``step`` on."""
+        """Tell the server that ``directive`` governs training from ``step`` on.
+
+        The entry goes with the first report after the checkpoint taken before the update is
+        stored (see :meth:`flush`); the report that shows the new values goes out at once.
+        """
         if directive.event_id is None:
             return
+        self._obeyed.add(directive.event_id)
+        self._unacked.add(directive.event_id)
         self.pending_applied.append({"event_id": directive.event_id, "step": step})
-        # The checkpoint taken just before the update must be stored first: a worker lost in
-        # between would leave an applied step with no checkpoint to rewind to, and the
-        # resumed attempt would train the new values from an older one.
-        self.drain()
-        # The answer's directive is dropped: directives live in the database, so anything
-        # pending comes back at the next report.
-        self.flush()
-        self._flush_next = True  # the report that shows the new values goes out at once
+        self._flush_next = True
+
+
+def _directive(answer: Mapping[str, Any]) -> Directive:
+    """A report's or a directive request's answer as a :class:`Directive`."""
+    return Directive(
+        action=Action(answer.get("action", Action.CONTINUE.value)),
+        hparams=dict(answer.get("hparams") or {}),
+        event_id=answer.get("event_id"),
+    )

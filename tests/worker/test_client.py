@@ -77,34 +77,113 @@ def test_foreign_bytes_are_refused() -> None:
         checkpoint_progress(npz_bytes(3))
 
 
-def test_an_adjustment_is_reported_applied_only_after_its_checkpoint_is_stored() -> None:
-    # The server answers the upload slowly; the report that says "applied from step 11" must
-    # not overtake it, or a worker lost in between leaves an applied step with no checkpoint.
-    done: list[str] = []
-    lock = threading.Lock()
+class SlowUploads:
+    """A fake server: answers every report at once and each upload after ``upload_seconds``;
+    records what it got in order ("report" with its points' steps, "applied", "checkpoint")."""
 
-    def server(request: httpx2.Request) -> httpx2.Response:
+    def __init__(self, answers: list[dict[str, Any]] | None = None, upload_seconds: float = 0.3):
+        self.answers = list(answers or [])
+        self.upload_seconds = upload_seconds
+        self.log: list[tuple[str, Any]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
         if request.method == "PUT":
-            time.sleep(0.3)
-            with lock:
-                done.append("checkpoint stored")
-            return httpx2.Response(200, json={})
+            time.sleep(self.upload_seconds)
+            with self.lock:
+                self.log.append(("checkpoint", int(request.url.params["step"])))
+            return httpx2.Response(201, json={})
         body = json.loads(request.content)
-        with lock:
-            done.append("applied reported" if body.get("applied") else "report")
-        return httpx2.Response(200, json={"action": "continue"})
+        with self.lock:
+            self.log.append(("report", sorted({p[0] for p in body["points"]})))
+            if body.get("applied"):
+                self.log.append(("applied", [a["event_id"] for a in body["applied"]]))
+            answer = self.answers.pop(0) if self.answers else {"action": "continue"}
+        return httpx2.Response(200, json=answer)
 
-    trainer = Trainer(TrainConfig(task="digits", hparams={"hidden_units": 8, "num_layers": 1}))
-    client = WorkerClient("http://server")
-    client.http = httpx2.Client(base_url="http://server", transport=httpx2.MockTransport(server))
-    reporter = HttpReporter(client, trial_id=1, attempt=1)
+    def reporter(self) -> HttpReporter:
+        client = WorkerClient("http://server")
+        client.http = httpx2.Client(base_url="http://server", transport=httpx2.MockTransport(self))
+        return HttpReporter(client, trial_id=1, attempt=1)
+
+
+def small_checkpoint() -> bytes:
+    config = TrainConfig(task="digits", hparams={"hidden_units": 8, "num_layers": 1})
+    return Trainer(config).checkpoint_bytes()
+
+
+def test_an_adjustment_is_reported_applied_only_after_its_checkpoint_is_stored() -> None:
+    # The server answers the upload slowly. The report that shows the new value goes out at
+    # once, but the entry that says "applied from step 11" must not overtake the upload, or a
+    # worker lost in between leaves an applied step with no checkpoint to rewind to.
+    server = SlowUploads()
+    reporter = server.reporter()
     try:
-        reporter.checkpoint(10, trainer.checkpoint_bytes())
+        reporter.checkpoint(10, small_checkpoint())
         reporter.applied(Directive(action=Action.UPDATE, event_id=5), 11)
+        reporter.report(11, 0.5, {"learning_rate": 0.002})  # due at once: the new value
+        reporter.drain()
+        reporter.flush()
+    finally:
+        reporter.close()
+    assert server.log == [
+        ("report", [11]),
+        ("checkpoint", 10),
+        ("report", []),
+        ("applied", [5]),
+    ]
+
+
+def test_the_points_before_a_checkpoint_are_stored_before_it_and_before_later_points() -> None:
+    # Steps 1-10 are buffered when the checkpoint at 10 is taken: they go first (a resume
+    # from 10 reports only later steps), and step 11's report waits for them.
+    server = SlowUploads(upload_seconds=0.2)
+    reporter = server.reporter()
+    reporter.min_interval = 60.0  # nothing goes out unless due for another reason
+    try:
+        for step in range(1, 11):
+            reporter.report(step, step / 100, {"train_loss": 1.0})
+        assert server.log == []
+        reporter.checkpoint(10, small_checkpoint())
+        reporter.urgent.set()  # step 11 is due at once
+        reporter.report(11, 0.11, {"train_loss": 0.9})
+        reporter.drain()
+    finally:
+        reporter.close()
+    assert server.log == [("report", list(range(1, 11))), ("report", [11]), ("checkpoint", 10)]
+
+
+def test_a_directive_heard_by_the_watch_is_obeyed_without_asking_again() -> None:
+    # The server has an edit waiting: the directive request hears it, and the trainer's next
+    # step obeys it with no report in between; the same edit, answered again by the next
+    # report before its "applied" entry is stored, is not obeyed twice.
+    edit = {"action": "update", "hparams": {"learning_rate": 0.5}, "event_id": 7}
+    server = SlowUploads(answers=[edit], upload_seconds=0.0)
+
+    def directive_server(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path.endswith("/directive"):
+            return httpx2.Response(200, json=edit)
+        return server(request)
+
+    client = WorkerClient("http://server")
+    client.http = httpx2.Client(
+        base_url="http://server", transport=httpx2.MockTransport(directive_server)
+    )
+    reporter = HttpReporter(client, trial_id=1, attempt=1, min_interval=60.0)
+    reporter.watch_directives()
+    try:
+        assert reporter.urgent.wait(5), "the watch heard nothing"
+        heard = reporter.report(1, 0.01, {"train_loss": 1.0})
+        assert heard == Directive(Action.UPDATE, {"learning_rate": 0.5}, event_id=7)
+        assert server.log == []  # obeyed without a round trip
+        reporter.checkpoint(1, small_checkpoint())
+        reporter.applied(heard, 2)
+        again = reporter.report(2, 0.02, {"learning_rate": 0.5})
+        assert again == Directive()  # the server still answers the edit: obeyed already
     finally:
         reporter.close()
         client.close()
-    assert done == ["checkpoint stored", "applied reported"]
+    assert ("report", [2]) in server.log
 
 
 def test_a_worker_reuses_its_last_data_set_for_the_same_task_and_split_only() -> None:
