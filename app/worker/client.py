@@ -211,28 +211,38 @@ def default_cache_dir() -> Path:
 class DatasetCache:
     """Uploaded data sets fetched from the server once, kept under ``directory/datasets``.
 
-    A file is named by its sha256 and checked against the server's digest every time a trial
-    uses it: a cached copy that went bad (disk error, a stray edit) is fetched again rather
-    than trained on. Workers on the server's own machine use the same path: one code path.
+    A file is named by its sha256 and checked against the server's digest before a trial of
+    this process first uses it, and again whenever its size, inode or times change: a cached
+    copy that went bad (a stray edit, a half-copied file) is fetched again rather than trained
+    on, while a panda trial resumed on a 60 MB data set does not wait for a re-hash. The server
+    never rewrites an upload under its name, so each name's digest is asked for once.
+    Workers on the server's own machine use the same path: one code path.
     """
 
     def __init__(self, client: WorkerClient, directory: Path) -> None:
         self.client = client
         self.directory = directory / "datasets"
         self.downloads = 0  # files fetched so far (visible to tests and logs)
+        self._digests: dict[str, str] = {}  # upload name -> the server's sha256
+        self._verified: dict[Path, tuple[int, ...]] = {}  # cached file -> its stat when hashed
 
     def local_path(self, server_path: str) -> Path:
         """The verified local copy of the upload the server calls ``server_path``."""
         name = Path(server_path).name  # the server's own name; its directory means nothing here
-        info = self.client.request("GET", f"/api/uploads/{name}").json()
-        expected = str(info["sha256"])
+        expected = self._digests.get(name)
+        if expected is None:
+            info = self.client.request("GET", f"/api/uploads/{name}").json()
+            expected = self._digests[name] = str(info["sha256"])
         cached = self.directory / f"{expected}{Path(name).suffix}"
         if cached.is_file():
-            if file_sha256(cached) == expected:
+            stamp = _stamp(cached)
+            if self._verified.get(cached) == stamp or file_sha256(cached) == expected:
+                self._verified[cached] = stamp
                 return cached
             log.warning("cached data set %s does not match its sha256; fetching it again", cached)
             cached.unlink(missing_ok=True)
         self._download(name, expected, cached)
+        self._verified[cached] = _stamp(cached)
         return cached
 
     def _download(self, name: str, expected: str, target: Path) -> None:
@@ -254,6 +264,12 @@ class DatasetCache:
             tmp.unlink(missing_ok=True)
         self.downloads += 1
         log.info("data set %s cached as %s", name, target)
+
+
+def _stamp(path: Path) -> tuple[int, ...]:
+    """What changes when a file is rewritten, edited or replaced."""
+    st = path.stat()
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 def finite_metrics(metrics: Mapping[str, float]) -> dict[str, float]:

@@ -1,22 +1,27 @@
-"""``checkpoint_progress``: the epoch and hyperparameters a worker uploads with a checkpoint.
+"""The worker's HTTP client: what it uploads with a checkpoint, in which order its reports,
+uploads and applied entries reach the server, directives heard between reports, and the
+cache of uploaded data sets.
 
 A real trainer takes the checkpoints; what is decoded from each must equal the trainer's own
 state at the moment it handed the checkpoint over (mid-epoch, at an epoch's end, before an
-adjustment).
+adjustment). The server is a fake here (an ``httpx2.MockTransport``) that records the order.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
 
-from app.worker.client import HttpReporter, WorkerClient, checkpoint_progress
+from app.worker import client as client_module
+from app.worker.client import DatasetCache, HttpReporter, WorkerClient, checkpoint_progress
 from app.worker.loop import _LastData
 from tests.factories import npz_bytes
 from trainer import ADJUSTABLE, TrainConfig, Trainer
@@ -192,3 +197,38 @@ def test_a_worker_reuses_its_last_data_set_for_the_same_task_and_split_only() ->
     assert cache.get(TrainConfig(task="digits", split_seed=1)) is first
     other = cache.get(TrainConfig(task="digits", split_seed=2))
     assert other is not first and not (other.y_dev == first.y_dev).all()
+
+
+def test_a_cached_data_set_is_hashed_once_until_the_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    content = b"a,b,label\n1,2,0\n3,4,1\n"
+    digest = hashlib.sha256(content).hexdigest()
+    asked: list[str] = []
+
+    def server(request: httpx2.Request) -> httpx2.Response:
+        asked.append(request.url.path)
+        if request.url.path.endswith("/content"):
+            return httpx2.Response(200, content=content)
+        return httpx2.Response(200, json={"sha256": digest})
+
+    hashed: list[Path] = []
+    real_hash = client_module.file_sha256
+    monkeypatch.setattr(
+        client_module, "file_sha256", lambda path: hashed.append(path) or real_hash(path)
+    )
+    client = WorkerClient("http://server")
+    client.http = httpx2.Client(base_url="http://server", transport=httpx2.MockTransport(server))
+    cache = DatasetCache(client, tmp_path)
+    name = "0123456789abcdef0123456789abcdef.csv"
+    path = cache.local_path(f"/server/uploads/{name}")  # fetched: its bytes hashed as they came
+    assert path.read_bytes() == content
+    for _ in range(3):
+        assert cache.local_path(name) == path
+    assert (hashed, cache.downloads) == ([], 1)
+    assert asked == [f"/api/uploads/{name}", f"/api/uploads/{name}/content"]
+
+    path.write_bytes(content.replace(b"1,2", b"9,9"))  # same size, other bytes, a new mtime
+    assert cache.local_path(name) == path
+    assert (hashed, cache.downloads) == ([path], 2)
+    assert path.read_bytes() == content
