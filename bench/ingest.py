@@ -12,18 +12,29 @@ Afterwards every trial's curves are read back with ``GET /api/trials/{id}/metric
 points must equal acknowledged points (lost = acknowledged - stored, when positive), and the
 5xx answers and "database is locked" lines in the server log are counted.
 
-Goal (issue 3): >= 50,000 points/s with 8 clients, 0 lost, 0 locked.
+The server's CPU seconds over the measured window (Linux ``/proc``) and the clients' are
+printed per 1,000 accepted points: on a machine shared with other jobs the rate moves with
+their load, the CPU a point costs much less.
+
+Goals: issue 3, >= 50,000 points/s with 8 clients, 0 lost, 0 locked; issue 21, >= 150,000.
 
 Usage::
 
     python bench/ingest.py            # 8 clients, 20 s
     python bench/ingest.py --quick    # 8 clients, 4 s
+    git worktree add /tmp/ingest-base <commit>
+    python bench/ingest.py --against /tmp/ingest-base --rounds 3 --seconds 10
+        # that checkout's server and this one's, alternated (ABBA), the same clients: the
+        # ratio of this checkout's median rate to the control's
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import multiprocessing as mp
+import os
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -43,7 +54,8 @@ from bench._server import (  # noqa: E402
     verdict,
 )
 
-GOAL_POINTS_PER_SECOND = 50_000
+# (issue, points/s): issue 3's floor and issue 21's goal, both with 0 lost and 0 locked.
+GOALS = ((3, 50_000), (21, 150_000))
 METRIC_NAMES = (
     "train_loss",
     "train_accuracy",
@@ -70,6 +82,8 @@ class ClientResult:
     locked_answers: int = 0
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # CPU seconds this process spent in its reporting loop (building and sending batches).
+    cpu_seconds: float = 0.0
 
 
 def _batch(first_step: int, steps: int, names: tuple[str, ...]) -> list[list[object]]:
@@ -102,6 +116,7 @@ def run_client(
         next_step = 1
         time.sleep(max(0.0, start_at - time.monotonic()))
         deadline = start_at + seconds
+        cpu_start = time.process_time()
         while time.monotonic() < deadline:
             points = _batch(next_step, steps, names)
             next_step += steps
@@ -122,7 +137,17 @@ def run_client(
             result.status_5xx += response.status_code >= 500
             result.locked_answers += LOCKED in response.text.lower()
             result.errors.append(f"{response.status_code}: {response.text[:200]}")
+        result.cpu_seconds = time.process_time() - cpu_start
     return result
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux ``/proc``; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stored_points(client: httpx2.Client, trial_id: int) -> int:
@@ -130,6 +155,185 @@ def stored_points(client: httpx2.Client, trial_id: int) -> int:
     response = client.get(f"/api/trials/{trial_id}/metrics", timeout=120.0)
     response.raise_for_status()
     return sum(len(points) for points in response.json().values())
+
+
+def _cpu_per_kpoint(cpu_seconds: float | None, points: int) -> str:
+    """CPU milliseconds per 1,000 accepted points: what a change costs, whatever the load."""
+    if cpu_seconds is None or not points:
+        return "-"
+    return f"{cpu_seconds * 1000 / (points / 1000):.2f} ms"
+
+
+@dataclass
+class Run:
+    """One measurement: a server, ``clients`` reporting processes, then the read-back."""
+
+    seconds: float
+    wall: float
+    results: list[ClientResult]
+    stored: dict[int, int]
+    locked_in_log: int
+    log_5xx: int
+    server_cpu: float | None
+
+    @property
+    def acked(self) -> int:
+        return sum(r.acked_points for r in self.results)
+
+    @property
+    def rate(self) -> float:
+        return self.acked / self.wall
+
+    @property
+    def lost(self) -> int:
+        return sum(max(0, r.acked_points - self.stored[r.trial_id]) for r in self.results)
+
+    @property
+    def locked(self) -> int:
+        return sum(r.locked_answers for r in self.results) + self.locked_in_log
+
+    @property
+    def latencies(self) -> list[float]:
+        return [t for r in self.results for t in r.latencies]
+
+    @property
+    def ok(self) -> bool:
+        return self.lost == 0 and self.locked == 0
+
+    def server_cpu_per_kpoint(self) -> str:
+        return _cpu_per_kpoint(self.server_cpu, self.acked)
+
+
+def measure(server_class: type[BenchServer], args: argparse.Namespace, seconds: float) -> Run:
+    """Start a server of ``server_class`` (its checkout's code), report into it, read back."""
+    with server_class() as server, httpx2.Client(base_url=server.url, timeout=60.0) as client:
+        # A panda study: no sampler adds trials and no parallelism cap limits the claims.
+        study = create_study(client, "bench-ingest")
+        trial_ids = [create_trial(client, study, {"seed": i}) for i in range(args.clients)]
+        ctx = mp.get_context("spawn")
+        start_at = time.monotonic() + 3.0 + 0.3 * args.clients  # room for the spawns
+        assert server.server is not None
+        server_pid = server.server.pid
+        with ctx.Pool(args.clients) as pool:
+            jobs = [
+                pool.apply_async(
+                    run_client, (server.url, start_at, seconds, args.steps, args.metrics)
+                )
+                for _ in range(args.clients)
+            ]
+            time.sleep(max(0.0, start_at - time.monotonic()))
+            server_cpu_start = process_cpu_seconds(server_pid)
+            results = [job.get() for job in jobs]
+        wall = time.monotonic() - start_at
+        server_cpu_end = process_cpu_seconds(server_pid)
+        stored = {r.trial_id: stored_points(client, r.trial_id) for r in results}
+        locked_in_log = server.count_in_log(LOCKED)
+        log_5xx = server.count_in_log("Exception in ASGI application")
+    assert sorted(stored) == sorted(trial_ids), "each client must have claimed its own trial"
+    server_cpu = (
+        None
+        if server_cpu_start is None or server_cpu_end is None
+        else server_cpu_end - server_cpu_start
+    )
+    return Run(seconds, wall, results, stored, locked_in_log, log_5xx, server_cpu)
+
+
+def print_run(run: Run, args: argparse.Namespace) -> None:
+    results = run.results
+    print(
+        f"\n## Ingest: {args.clients} reporting processes, {args.steps * args.metrics} points "
+        f"per batch ({args.steps} steps x {args.metrics} metrics), {run.seconds:g} s\n"
+    )
+    answers_5xx = sum(r.status_5xx for r in results)
+    rows = [
+        ("points/s accepted", f"{run.rate:,.0f}"),
+        ("batches/s", f"{sum(r.batches for r in results) / run.wall:,.1f}"),
+        ("points acknowledged (2xx)", f"{run.acked:,}"),
+        ("points stored (GET metrics)", f"{sum(run.stored.values()):,}"),
+        ("lost (acked, not stored)", run.lost),
+        ("failed batches", sum(r.failed_batches for r in results)),
+        ("5xx answers", f"{answers_5xx} (server log tracebacks: {run.log_5xx})"),
+        ("'database is locked'", run.locked),
+        ("server CPU per 1,000 points", run.server_cpu_per_kpoint()),
+        (
+            "clients' CPU per 1,000 points",
+            _cpu_per_kpoint(sum(r.cpu_seconds for r in results), run.acked),
+        ),
+        ("batch latency p50", f"{percentile(run.latencies, 50) * 1000:.1f} ms"),
+        ("batch latency p95", f"{percentile(run.latencies, 95) * 1000:.1f} ms"),
+        ("batch latency max", f"{max(run.latencies, default=float('nan')) * 1000:.1f} ms"),
+    ]
+    print(markdown_table(["measure", "value"], rows))
+    errors = [e for r in results for e in r.errors]
+    if errors:
+        print(f"\nfirst errors: {errors[:3]}")
+
+
+def print_goals(rate: float, ok: bool, what: str) -> None:
+    for issue, goal in GOALS:
+        print(
+            f"Goal (issue {issue}): >= {goal:,} points/s, 0 lost, 0 locked: "
+            f"{what}{rate:,.0f} points/s -> {verdict(ok and rate >= goal)}"
+        )
+
+
+def control_server(checkout: Path) -> type[BenchServer]:
+    """``BenchServer`` as the other checkout defines it: its servers run that checkout's app."""
+    path = checkout.resolve() / "bench" / "_server.py"
+    spec = importlib.util.spec_from_file_location("_control_bench_server", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"--against: no {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    server_class: type[BenchServer] = module.BenchServer
+    return server_class
+
+
+def compare(args: argparse.Namespace, seconds: float) -> None:
+    """Alternate runs of the control checkout and this one (ABBA order against drift)."""
+    control = control_server(Path(args.against))
+    runs: dict[str, list[Run]] = {"control": [], "this": []}
+    rows = []
+    for i in range(args.rounds):
+        order = ["control", "this"] if i % 2 == 0 else ["this", "control"]
+        for label in order:
+            run = measure(control if label == "control" else BenchServer, args, seconds)
+            runs[label].append(run)
+            rows.append(
+                (
+                    i + 1,
+                    label,
+                    f"{run.rate:,.0f}",
+                    f"{run.acked:,} / {sum(run.stored.values()):,}",
+                    f"{run.lost} / {run.locked} / {run.log_5xx}",
+                    run.server_cpu_per_kpoint(),
+                    f"{percentile(run.latencies, 95) * 1000:.0f} ms",
+                )
+            )
+            print(f"round {i + 1} {label}: {run.rate:,.0f} points/s", flush=True)
+    print(
+        f"\n## Ingest against {args.against}: {args.clients} reporting processes, "
+        f"{args.steps} steps x {args.metrics} metrics a batch, {seconds:g} s a run, "
+        f"{args.rounds} rounds alternated\n"
+    )
+    header = [
+        "round",
+        "checkout",
+        "points/s",
+        "acked / stored",
+        "lost / locked / 5xx",
+        "server CPU per 1,000 points",
+        "batch p95",
+    ]
+    print(markdown_table(header, rows))
+    median = {k: statistics.median(r.rate for r in v) for k, v in runs.items()}
+    ratios = [t.rate / c.rate for t, c in zip(runs["this"], runs["control"], strict=True)]
+    print(
+        f"\nmedian points/s: this {median['this']:,.0f}, control {median['control']:,.0f}, "
+        f"ratio {median['this'] / median['control']:.2f} (per round: "
+        f"{', '.join(f'{r:.2f}' for r in ratios)})"
+    )
+    print_goals(max(r.rate for r in runs["this"]), all(r.ok for r in runs["this"]), "best run ")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,64 +350,22 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="metrics per step (6)",
     )
+    parser.add_argument(
+        "--against",
+        metavar="CHECKOUT",
+        help="another checkout (git worktree add /tmp/base <commit>): alternate its server "
+        "with this one's, same clients, and print the ratio",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="with --against: rounds (3)")
     args = parser.parse_args(argv)
     seconds = 4.0 if args.quick else args.seconds
-
-    with BenchServer() as server, httpx2.Client(base_url=server.url, timeout=60.0) as client:
-        # A panda study: no sampler adds trials and no parallelism cap limits the claims.
-        study = create_study(client, "bench-ingest")
-        trial_ids = [create_trial(client, study, {"seed": i}) for i in range(args.clients)]
-        ctx = mp.get_context("spawn")
-        start_at = time.monotonic() + 3.0 + 0.3 * args.clients  # room for the spawns
-        with ctx.Pool(args.clients) as pool:
-            jobs = [
-                pool.apply_async(
-                    run_client, (server.url, start_at, seconds, args.steps, args.metrics)
-                )
-                for _ in range(args.clients)
-            ]
-            results = [job.get() for job in jobs]
-        wall = time.monotonic() - start_at
-        stored = {r.trial_id: stored_points(client, r.trial_id) for r in results}
-        locked_in_log = server.count_in_log(LOCKED)
-        log_5xx = server.count_in_log("Exception in ASGI application")
-
-    assert sorted(stored) == sorted(trial_ids), "each client must have claimed its own trial"
-    acked = sum(r.acked_points for r in results)
-    lost = sum(max(0, r.acked_points - stored[r.trial_id]) for r in results)
-    latencies = [t for r in results for t in r.latencies]
-    rate = acked / wall
-    failed = sum(r.failed_batches for r in results)
-    answers_5xx = sum(r.status_5xx for r in results)
-    locked = sum(r.locked_answers for r in results) + locked_in_log
-    batch_points = args.steps * args.metrics
-
-    print(
-        f"\n## Ingest: {args.clients} reporting processes, {batch_points} points per batch "
-        f"({args.steps} steps x {args.metrics} metrics), {seconds:g} s\n"
-    )
-    rows = [
-        ("points/s accepted", f"{rate:,.0f}"),
-        ("batches/s", f"{sum(r.batches for r in results) / wall:,.1f}"),
-        ("points acknowledged (2xx)", f"{acked:,}"),
-        ("points stored (GET metrics)", f"{sum(stored.values()):,}"),
-        ("lost (acked, not stored)", lost),
-        ("failed batches", failed),
-        ("5xx answers", f"{answers_5xx} (server log tracebacks: {log_5xx})"),
-        ("'database is locked'", locked),
-        ("batch latency p50", f"{percentile(latencies, 50) * 1000:.1f} ms"),
-        ("batch latency p95", f"{percentile(latencies, 95) * 1000:.1f} ms"),
-        ("batch latency max", f"{max(latencies, default=float('nan')) * 1000:.1f} ms"),
-    ]
-    print(markdown_table(["measure", "value"], rows))
-    errors = [e for r in results for e in r.errors]
-    if errors:
-        print(f"\nfirst errors: {errors[:3]}")
-    ok = rate >= GOAL_POINTS_PER_SECOND and lost == 0 and locked == 0
-    print(
-        f"\nGoal: >= {GOAL_POINTS_PER_SECOND:,} points/s, 0 lost, 0 locked: "
-        f"{rate:,.0f} points/s, {lost} lost, {locked} locked -> {verdict(ok)}"
-    )
+    if args.against:
+        compare(args, seconds)
+        return 0
+    run = measure(BenchServer, args, seconds)
+    print_run(run, args)
+    print()
+    print_goals(run.rate, run.ok, "")
     return 0
 
 
