@@ -55,9 +55,12 @@ from app.tuning import (
     Scheduler,
     TrialStatus,
     TrialView,
+    near_centre,
     parse_space,
+    sample_near,
     trial_rng,
 )
+from app.tuning.ranking import rank
 from trainer.config import HParamError, complete_hparams
 
 log = logging.getLogger(__name__)
@@ -213,9 +216,12 @@ def _sample(session: Session, study: Study, rnd: Round, history: Sequence[TrialV
     number = queries.next_number(session, study.id)
     try:
         space = parse_space(rnd.space)
-        draws = sampler_for(study, rnd.number).sample(
-            space, history, trial_rng(study.seed, number), index=index
-        )
+        rng = trial_rng(study.seed, number)
+        centre = _near(session, study, rnd, index)
+        if centre is not None:
+            draws = sample_near(space, centre, rng)
+        else:
+            draws = sampler_for(study, rnd.number).sample(space, history, rng, index=index)
         hparams = {"epochs": study.epochs, **draws}
         if not study.external:  # the user's own loop: its values are its own
             hparams = complete_hparams(hparams)
@@ -228,6 +234,24 @@ def _sample(session: Session, study: Study, rnd: Round, history: Sequence[TrialV
         session, study=study, hparams=hparams, round_id=rnd.id, index_in_round=index
     )
     return True
+
+
+def _near(session: Session, study: Study, rnd: Round, index: int) -> dict[str, Any] | None:
+    """The top trial a round narrowed around the top-k draws its trial ``index`` near
+    (``app.tuning.near_centre``: every other one), or None for the study's sampler.
+
+    Only with random search, the default (TPE models the good region itself; grid and Sobol
+    points are laid out to fill the box). The top-k are the originals of the earlier rounds,
+    by the one ranking, as when the round was narrowed.
+    """
+    if rnd.from_top is None or (study.sampler or "random") != "random":
+        return None
+    if near_centre(index, rnd.from_top) is None:
+        return None
+    earlier = [v for v in views(session, study.id, originals=True) if v.round < rnd.number - 1]
+    top = rank(earlier, study.direction)[: rnd.from_top]
+    which = near_centre(index, len(top))
+    return None if which is None else dict(top[which].hparams)
 
 
 def _active(session: Session, study: Study) -> int:

@@ -189,7 +189,9 @@ def add_round(session: Session, study: Study, body: RoundCreate) -> Round:
         from_top=body.from_top,
         margin=body.margin if body.from_top is not None else None,
         outside_parent=outside,
-        scheduler_settings=study_config.round_settings(study, parsed, trials),
+        scheduler_settings=study_config.round_settings(
+            study, parsed, trials, from_top=body.from_top is not None
+        ),
     )
     session.add(rnd)
     session.flush()

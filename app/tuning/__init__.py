@@ -28,7 +28,13 @@ from app.tuning.base import (
     ranked,
     trial_rng,
 )
-from app.tuning.coarse_to_fine import check_within, narrow, narrow_from_top
+from app.tuning.coarse_to_fine import (
+    check_within,
+    narrow,
+    narrow_from_top,
+    near_centre,
+    sample_near,
+)
 from app.tuning.grid import GridExhausted, GridSampler
 from app.tuning.importance import ImportanceResult, importance
 from app.tuning.median import MedianStoppingScheduler
@@ -92,7 +98,9 @@ __all__ = [
     "make_scheduler",
     "narrow",
     "narrow_from_top",
+    "near_centre",
     "parse_space",
     "ranked",
+    "sample_near",
     "trial_rng",
 ]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+
+import numpy as np
 
 from app.tuning.base import Direction, TrialView
 from app.tuning.discrete import IntegerDistribution, LogInt
@@ -14,6 +16,9 @@ from app.tuning.space import Choice, Distribution, SearchSpace
 # A child range is at least this share of its parent's on the sampling scale: a round narrowed
 # around two close trials still samples a region, as the notes' coarse-to-fine box does.
 MIN_WIDTH_SHARE = 0.25
+# A narrowed round draws every other trial near one of the top trials it was narrowed around,
+# this many of the child range's widths apart on the sampling scale (one standard deviation).
+NEAR_SPREAD = 0.25
 
 
 def narrow_from_top(
@@ -125,6 +130,44 @@ def _narrow_levels(
     if lo >= hi:
         return dist.value_at(lo)
     return type(dist)(dist.value_at(lo), dist.value_at(hi))
+
+
+def near_centre(index: int, k: int) -> int | None:
+    """Which of a narrowed round's ``k`` top trials its trial ``index`` is drawn near, or None
+    for a draw anywhere in the child box: every other trial (indices 0, 2, 4, ...) is drawn near
+    one, the best first, then the next (index 0 near the 1st, 2 near the 2nd, 4 near the 3rd,
+    6 near the 1st again)."""
+    if k < 1 or index % 2:
+        return None
+    return (index // 2) % k
+
+
+def sample_near(
+    space: SearchSpace,
+    centre: Mapping[str, object],
+    rng: np.random.Generator,
+    spread: float = NEAR_SPREAD,
+) -> dict[str, object]:
+    """A draw close to ``centre`` (a top trial's hyperparameters) inside ``space``.
+
+    For each ranged hyperparameter, on ``space``'s own unit scale (its range mapped to [0, 1]
+    on the sampling scale, as :meth:`Distribution.to_unit` maps it)::
+
+        u = clip(to_unit(centre) + spread * z, 0, 1),   z ~ N(0, 1);   value = from_unit(u)
+
+    so a learning rate is drawn log-normally around the centre's. A choice, or a name the
+    centre lacks, is drawn as :meth:`SearchSpace.sample` draws it. Fixed values stay.
+    Exploitation as TPE's and PBT's: around the configurations that did best, where a uniform
+    draw in the box spends most trials on the box's corners.
+    """
+    draws: dict[str, object] = {}
+    for name, dist in space.ranged.items():
+        if isinstance(dist, Choice) or name not in centre:
+            draws[name] = dist.sample(rng)
+            continue
+        u = dist.to_unit(centre[name]) + spread * float(rng.standard_normal())
+        draws[name] = dist.from_unit(min(1.0, max(0.0, u)))
+    return space.complete(draws)
 
 
 def check_within(parent: SearchSpace, child: SearchSpace) -> list[str]:

@@ -20,7 +20,9 @@ from app.tuning import (
     Uniform,
     check_within,
     narrow_from_top,
+    near_centre,
     parse_space,
+    sample_near,
     trial_rng,
 )
 from tests.tuning.helpers import done
@@ -235,3 +237,69 @@ def test_check_within_flags_a_dropped_name_and_accepts_fixed_values_inside() -> 
         }
     )
     assert check_within(PARENT, child) == ["optimizer"]
+
+
+class _Normals:
+    """A stand-in generator whose standard normal draws are fixed, for hand-worked tests."""
+
+    def __init__(self, *z: float) -> None:
+        self.z = list(z)
+        self.uniform = np.random.default_rng(0)
+
+    def standard_normal(self) -> float:
+        return self.z.pop(0)
+
+    def __getattr__(self, name: str) -> object:  # a choice's draw: a real generator's
+        return getattr(self.uniform, name)
+
+
+def test_near_centre_draws_every_other_trial_near_the_top_trials_in_turn() -> None:
+    assert [near_centre(i, 3) for i in range(8)] == [0, None, 1, None, 2, None, 0, None]
+    assert [near_centre(i, 1) for i in range(4)] == [0, None, 0, None]
+    assert near_centre(0, 0) is None  # no top trial: the study's sampler draws
+
+
+def test_sample_near_hand_worked() -> None:
+    child = SearchSpace(
+        ranged={
+            "learning_rate": LogUniform(1e-3, 1e-1),
+            "hidden_units": IntUniform(50, 89),
+            "momentum": OneMinusLogUniform(0.9, 0.999),
+        },
+        fixed={"optimizer": "momentum"},
+    )
+    centre = {"learning_rate": 1e-2, "hidden_units": 70, "momentum": 0.99, "seed": 7}
+    rng = _Normals(1.0, -1.0, 8.0)
+    got = sample_near(child, centre, rng, spread=0.25)  # type: ignore[arg-type]
+    # lr: log10 in [-3, -1] is [0, 1]; 1e-2 at 0.5, + 0.25 * 1 = 0.75: 10**-1.5.
+    assert got["learning_rate"] == pytest.approx(10**-1.5)
+    # 40 levels 50..89; 70 at its bin centre (20 + 0.5) / 40 = 0.5125, - 0.25 = 0.2625:
+    # level floor(0.2625 * 40) = 10, 60 units.
+    assert got["hidden_units"] == 60
+    # momentum 0.99 at 0.5, + 0.25 * 8 = 2.5, clipped to the range's end: 0.999.
+    assert got["momentum"] == pytest.approx(0.999)
+    # Fixed values stay; the centre's own seed is not carried over.
+    assert got == {**got, "optimizer": "momentum"}
+    assert "seed" not in got
+
+
+def test_sample_near_draws_a_choice_and_a_missing_name_from_the_space() -> None:
+    child = SearchSpace(
+        ranged={"activation": Choice(("relu", "tanh")), "hidden_units": IntUniform(50, 89)}
+    )
+    got = sample_near(child, {"activation": "relu"}, np.random.default_rng(0))
+    assert got["activation"] in ("relu", "tanh")
+    assert 50 <= int(got["hidden_units"]) <= 89  # type: ignore[call-overload]
+
+
+def test_sample_near_stays_near_its_centre_on_the_sampling_scale() -> None:
+    child = SearchSpace(ranged={"learning_rate": LogUniform(1e-4, 1.0)})
+    rng = trial_rng(0, 0)
+    logs = [
+        math.log10(float(sample_near(child, {"learning_rate": 1e-2}, rng)["learning_rate"]))  # type: ignore[arg-type]
+        for _ in range(4000)
+    ]
+    # 4 decades wide, spread 0.25: one decade of standard deviation around -2 (clipping at -4
+    # and 0 is two deviations out on each side, nearly symmetric).
+    assert float(np.mean(logs)) == pytest.approx(-2.0, abs=0.05)
+    assert float(np.std(logs)) == pytest.approx(1.0, abs=0.1)
