@@ -16,6 +16,7 @@ import socket
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,13 +143,21 @@ def _build(client: WorkerClient, a: Assignment, datasets: DatasetCache | None) -
         options["path"] = str(datasets.local_path(str(options["path"])))
         config["task_options"] = options
     train_config = TrainConfig.from_dict(config)
-    trainer = Trainer(train_config, data=_LAST_DATA.get(train_config))
-    if a.checkpoint:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="download") as pool:
+        # The checkpoint downloads while the trainer is built: a resume waits for the longer
+        # of the two, not for both.
         ckpt = a.checkpoint
-        trainer.load_checkpoint(client.download_checkpoint(int(ckpt["id"]), str(ckpt["sha256"])))
-        # Adjustments made while the trial was paused or queued are in the config's hparams.
-        hparams = config.get("hparams", {})
-        trainer.update_hparams({k: v for k, v in hparams.items() if k in ADJUSTABLE})
+        fetched = (
+            pool.submit(client.download_checkpoint, int(ckpt["id"]), str(ckpt["sha256"]))
+            if ckpt
+            else None
+        )
+        trainer = Trainer(train_config, data=_LAST_DATA.get(train_config))
+        if fetched is not None:
+            trainer.load_checkpoint(fetched.result())
+            # Adjustments made while the trial was paused or queued are in the config's hparams.
+            hparams = config.get("hparams", {})
+            trainer.update_hparams({k: v for k, v in hparams.items() if k in ADJUSTABLE})
     return trainer
 
 
