@@ -3,12 +3,15 @@ app.api.checkpoints)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -27,6 +30,7 @@ from app.trials.assignment import assignment
 from trainer.reporting import Action
 
 _T = TypeVar("_T")
+_M = TypeVar("_M", bound=BaseModel)
 router = APIRouter(prefix="/workers", tags=["workers"])
 
 
@@ -89,10 +93,69 @@ def _peek(engine: Engine, trial_id: int, attempt: int) -> DirectiveOut:
         return worker_calls.directive_for(session, trial)
 
 
-@router.post("/trials/{trial_id}/report", response_model=DirectiveOut)
-async def report(trial_id: int, body: ReportIn, request: Request) -> DirectiveOut:
-    """Store a batch of metric points (idempotent), renew the lease, answer a directive."""
-    return await run_in_threadpool(_in_session, request, _report, body, trial_id)
+def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s JSON schema with its nested models written in place (no ``$ref``): the
+    OpenAPI document's components hold only the models FastAPI parses itself."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolve(defs[str(node["$ref"]).rsplit("/", 1)[-1]])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(value) for value in node]
+        return node
+
+    return dict(resolve(schema))
+
+
+_REPORT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": _inline_schema(ReportIn)}},
+    }
+}
+
+
+@router.post("/trials/{trial_id}/report", response_model=DirectiveOut, openapi_extra=_REPORT_BODY)
+async def report(trial_id: int, request: Request) -> DirectiveOut:
+    """Store a batch of metric points (idempotent), renew the lease, answer a directive.
+
+    The body (:class:`ReportIn`) is parsed here rather than by FastAPI: pydantic-core reads
+    and checks the JSON in one pass, off the event loop, a third of the CPU of ``json.loads``
+    and a model check on it (thousands of points a report, many reports a second)."""
+    raw = await request.body()
+    return await run_in_threadpool(_parse_then_report, request, raw, trial_id)
+
+
+def _parse_then_report(request: Request, raw: bytes, trial_id: int) -> DirectiveOut:
+    return _in_session(request, _report, _parsed(ReportIn, raw), trial_id)
+
+
+def _parsed(model: type[_M], raw: bytes) -> _M:
+    """``model`` from a JSON body; its errors are FastAPI's own (the same 422s)."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = exc.errors()
+    if raw.strip() and not any(e["type"] == "json_invalid" for e in errors):
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors])
+    try:  # not JSON: json's own message, worded as FastAPI words it
+        json.loads(raw)
+    except json.JSONDecodeError as exc:
+        error = {
+            "type": "json_invalid",
+            "loc": ("body", exc.pos),
+            "msg": "JSON decode error",
+            "input": {},
+            "ctx": {"error": exc.msg},
+        }
+        raise RequestValidationError([error], body=exc.doc) from None
+    raise RequestValidationError(
+        [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
+    )
 
 
 @router.post("/trials/{trial_id}/finish", response_model=FinishOut)
