@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     # (bench/control_latency.py).
     report_seconds: float = 0.1
     reaper_seconds: float = 2.0
+    # A live stream (the dashboard's) re-reads the database at least this often; a change
+    # committed by this server process wakes it at once (app.storage.wakeups).
+    stream_poll_seconds: float = 0.5
     # With `serve --processes N`, the supervisor replaces a server process that does not
     # answer its ping for this long (uvicorn's timeout_worker_healthcheck).
     process_healthcheck_seconds: int = Field(5, ge=1)
@@ -93,7 +96,7 @@ class Settings(BaseSettings):
             raise ValueError(f"workers: got {v}, allowed: an integer >= 0")
         return v
 
-    @field_validator("lease_seconds", "report_seconds", "reaper_seconds")
+    @field_validator("lease_seconds", "report_seconds", "reaper_seconds", "stream_poll_seconds")
     @classmethod
     def _positive_seconds(cls, v: float) -> float:
         if not v > 0 or v == float("inf"):

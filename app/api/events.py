@@ -1,14 +1,19 @@
 """Server-Sent Events: new metric points, state changes and events of a trial or a study.
 
-Each stream polls the database (a deferred read, never the write lock) every
-``POLL_SECONDS`` for metric rows and events with ids above what it already sent, and for
-trials whose state changed. The SSE ``id`` is ``"<metric id>:<event id>"``, so a browser that
-reconnects with ``Last-Event-ID`` continues where it stopped.
+Each stream reads the database (a deferred read, never the write lock) for metric rows and
+events with ids above what it already sent, and for trials whose state changed: as soon as a
+request of this server process commits a change to any trial (:data:`~app.storage.wakeups.
+CHANGED`), at most every ``MIN_POLL_SECONDS``, and at least every ``stream_poll_seconds``
+(writes of other server processes). A pause pressed on the dashboard thus shows as soon as
+the worker has obeyed it, not up to half a second later. The SSE ``id`` is
+``"<metric id>:<event id>"``, so a browser that reconnects with ``Last-Event-ID`` continues
+where it stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -23,9 +28,12 @@ from app.api.serialize import event_public, finite
 from app.deps import StudyIdDep, TrialIdDep
 from app.storage.db import read_engine
 from app.storage.models import Event, Metric, Trial
+from app.storage.wakeups import CHANGED, WAKEUPS
 
 router = APIRouter(tags=["streams"])
-POLL_SECONDS = 0.5
+# Reads of one stream are at least this far apart, however often trials change: many
+# trials reporting many times a second must not turn every open dashboard into a busy loop.
+MIN_POLL_SECONDS = 0.05
 # A comment now and then: writing is how a server notices that a client went away.
 HEARTBEAT_SECONDS = 5.0
 
@@ -116,19 +124,27 @@ async def _stream(
     request: Request, where: ColumnElement[bool], last_event_id: str | None
 ) -> AsyncIterator[ServerSentEvent]:
     engine: Engine = request.app.state.engine
+    poll_seconds: float = request.app.state.settings.stream_poll_seconds
     request.app.state.streams += 1
     try:
         cur = await run_in_threadpool(_start_cursor, engine, where, _parse_last_id(last_event_id))
-        idle = 0.0
+        quiet_since = time.monotonic()
         while not await request.is_disconnected():
-            frames = await run_in_threadpool(_poll, engine, where, cur)
-            for frame in frames:
-                yield frame
-            idle = 0.0 if frames else idle + POLL_SECONDS
-            if idle >= HEARTBEAT_SECONDS:
-                idle = 0.0
-                yield ServerSentEvent(comment="heartbeat")
-            await asyncio.sleep(POLL_SECONDS)
+            read_at = time.monotonic()
+            changed = WAKEUPS.subscribe(CHANGED)  # before the read: no change slips between
+            try:
+                frames = await run_in_threadpool(_poll, engine, where, cur)
+                for frame in frames:
+                    yield frame
+                if frames:
+                    quiet_since = read_at
+                elif read_at - quiet_since >= HEARTBEAT_SECONDS:
+                    quiet_since = read_at
+                    yield ServerSentEvent(comment="heartbeat")
+                await WAKEUPS.wait_for(CHANGED, changed, poll_seconds)
+            finally:
+                WAKEUPS.unsubscribe(CHANGED, changed)
+            await asyncio.sleep(max(0.0, read_at + MIN_POLL_SECONDS - time.monotonic()))
     finally:
         request.app.state.streams -= 1
 

@@ -53,13 +53,17 @@ async def claim(body: ClaimIn, request: Request) -> ClaimOut | Response:
     """
     deadline = time.monotonic() + body.wait
     while True:
-        out = await run_in_threadpool(_in_session, request, _claim, body)
-        left = deadline - time.monotonic()
-        if out is not None or left <= 0:
-            break
-        if body.study_id is not None and await run_in_threadpool(_ended, request, body):
-            break  # a completed study queues nothing more unless someone acts on it
-        await WAKEUPS.wait(QUEUE, min(RECHECK_SECONDS, left))
+        queued = WAKEUPS.subscribe(QUEUE)  # before the read: a trial queued after it wakes us
+        try:
+            out = await run_in_threadpool(_in_session, request, _claim, body)
+            left = deadline - time.monotonic()
+            if out is not None or left <= 0:
+                break
+            if body.study_id is not None and await run_in_threadpool(_ended, request, body):
+                break  # a completed study queues nothing more unless someone acts on it
+            await WAKEUPS.wait_for(QUEUE, queued, min(RECHECK_SECONDS, left))
+        finally:
+            WAKEUPS.unsubscribe(QUEUE, queued)
     return Response(status_code=status.HTTP_204_NO_CONTENT) if out is None else out
 
 
@@ -76,12 +80,17 @@ async def directive(
     applies it. 409 for a stale attempt."""
     engine: Engine = request.app.state.engine
     deadline = time.monotonic() + wait
+    key = trial_key(trial_id)
     while True:
-        out = await run_in_threadpool(_peek, engine, trial_id, attempt)
-        left = deadline - time.monotonic()
-        if out.action is not Action.CONTINUE or left <= 0:
-            return out
-        await WAKEUPS.wait(trial_key(trial_id), min(RECHECK_SECONDS, left))
+        asked = WAKEUPS.subscribe(key)  # before the read: a request made after it wakes us
+        try:
+            out = await run_in_threadpool(_peek, engine, trial_id, attempt)
+            left = deadline - time.monotonic()
+            if out.action is not Action.CONTINUE or left <= 0:
+                return out
+            await WAKEUPS.wait_for(key, asked, min(RECHECK_SECONDS, left))
+        finally:
+            WAKEUPS.unsubscribe(key, asked)
 
 
 def _peek(engine: Engine, trial_id: int, attempt: int) -> DirectiveOut:

@@ -7,8 +7,10 @@ after the commit the waiting requests wake at once. Writes of other server proce
 Core statements) are seen by the waiters' own re-check a few times a second, so a wake-up is
 an acceleration, never the only way a waiter learns.
 
-Keys: :data:`QUEUE` (some trial became queued) and ``("trial", id)`` (a pause, stop, prune,
-adjustment or checkpoint request of that trial is pending, or it is no longer running).
+Keys: :data:`QUEUE` (some trial became queued), ``("trial", id)`` (a pause, stop, prune,
+adjustment or checkpoint request of that trial is pending, or it is no longer running) and
+:data:`CHANGED` (some trial or its events changed: new points, a new state, an event; the
+dashboard's live streams wait on it).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sqlalchemy.orm import Session
 from app.storage.models import Event, EventKind, Trial, TrialState
 
 QUEUE: Hashable = "queue"
+CHANGED: Hashable = "changed"
 # The kinds of pending event a running trial's worker must act on (app.trials.worker_calls).
 DIRECTIVES = frozenset(
     {EventKind.STOP, EventKind.PRUNE, EventKind.PAUSE, EventKind.ADJUST, EventKind.CHECKPOINT}
@@ -43,24 +46,42 @@ class Wakeups:
         self._waiters: dict[Hashable, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]]
         self._waiters = {}
 
-    async def wait(self, key: Hashable, timeout: float) -> bool:
-        """Wait until ``key`` is published or ``timeout`` seconds pass; True if woken."""
+    def subscribe(self, key: Hashable) -> asyncio.Future[None]:
+        """A future resolved at the next publication of ``key``.
+
+        Taken BEFORE the read that decides whether to wait: a change committed between that
+        read and the wait then still wakes the waiter, instead of leaving it to its re-check.
+        Pass it to :meth:`wait_for`, or drop it with :meth:`unsubscribe`.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         with self._lock:
             self._waiters.setdefault(key, []).append((loop, future))
+        return future
+
+    def unsubscribe(self, key: Hashable, future: asyncio.Future[None]) -> None:
+        """Forget ``future`` (idempotent: a publication already removed it)."""
+        with self._lock:
+            waiting = self._waiters.get(key, [])
+            for entry in [e for e in waiting if e[1] is future]:
+                waiting.remove(entry)
+            if not waiting:
+                self._waiters.pop(key, None)
+
+    async def wait_for(self, key: Hashable, future: asyncio.Future[None], timeout: float) -> bool:
+        """Wait until ``future`` (from :meth:`subscribe`) resolves or ``timeout`` seconds
+        pass; True if woken. Unsubscribes either way."""
         try:
             await asyncio.wait_for(asyncio.shield(future), max(0.0, timeout))
             return True
         except TimeoutError:
             return False
         finally:
-            with self._lock:
-                waiting = self._waiters.get(key, [])
-                if (loop, future) in waiting:
-                    waiting.remove((loop, future))
-                if not waiting:
-                    self._waiters.pop(key, None)
+            self.unsubscribe(key, future)
+
+    async def wait(self, key: Hashable, timeout: float) -> bool:
+        """Wait until ``key`` is published or ``timeout`` seconds pass; True if woken."""
+        return await self.wait_for(key, self.subscribe(key), timeout)
 
     def publish(self, keys: set[Hashable]) -> None:
         """Wake every waiter of ``keys`` (thread-safe: handlers run in worker threads)."""
@@ -83,6 +104,8 @@ def _note(session: Session, context: Any) -> None:
     """Note what this flush queued or asked; published after the commit."""
     keys: set[Hashable] = set()
     for obj in (*session.new, *session.dirty):
+        if isinstance(obj, Trial | Event):
+            keys.add(CHANGED)
         if isinstance(obj, Trial) and obj.state is TrialState.QUEUED:
             keys.add(QUEUE)
         if isinstance(obj, Trial) and obj.state is not TrialState.RUNNING:

@@ -13,6 +13,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from app.config import Settings
+from app.main import create_app
 from tests.factories import create_trial, report, running_trial
 
 WAIT = 20.0  # generous: a hung stream fails the test instead of hanging the suite
@@ -110,3 +112,22 @@ def test_stream_ends_when_client_disconnects(client: TestClient, app: FastAPI) -
             break
         time.sleep(0.05)
     assert client.get("/api/health").json()["streams"] == 0
+
+
+def test_a_stream_sends_each_change_when_it_is_committed_not_at_its_next_poll(
+    settings: Settings,
+) -> None:
+    # The stream re-reads the database only once a minute here: every frame below within
+    # WAIT seconds came because the commit that made the change woke it.
+    app = create_app(settings.model_copy(update={"stream_poll_seconds": 60.0}))
+    with TestClient(app) as client:
+        tid, attempt = running_trial(client)
+        with sse(client, f"/api/trials/{tid}/stream") as frames:
+            assert next_frame(frames, "state")["data"]["state"] == "running"
+            report(client, tid, attempt, 1, [[1, "train_loss", 0.5]])
+            assert next_frame(frames, "metrics")["data"]["points"] == {"train_loss": [[1, 0.5]]}
+            client.post(f"/api/trials/{tid}/pause")
+            assert next_frame(frames, "event")["data"]["kind"] == "pause"
+            finish = {"attempt": attempt, "status": "paused", "step": 1}
+            client.post(f"/api/workers/trials/{tid}/finish", json=finish)
+            assert next_frame(frames, "state")["data"]["state"] == "paused"
