@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -73,18 +73,24 @@ async def directive(
     attempt: Annotated[int, Query(ge=1, le=MAX_INT32)],
     request: Request,
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False)] = 0.0,
+    obeyed: Annotated[
+        list[Annotated[int, Field(ge=1, le=MAX_INT32)]] | None,
+        Query(max_length=100, description="adjustments applied whose `applied` is on its way"),
+    ] = None,
 ) -> DirectiveOut:
     """What the trial's worker should do at its next safe point, without waiting for its next
     report: answers as soon as a pause, stop, prune, adjustment or checkpoint request is
     pending (``continue`` after ``wait`` seconds). Reads only: the report that follows
-    applies it. 409 for a stale attempt."""
+    applies it. The adjustments listed in ``obeyed`` are passed over: the worker applied them
+    and its ``applied`` entry is on its way (behind a checkpoint's upload), so the next
+    request of the user is heard meanwhile. 409 for a stale attempt."""
     engine: Engine = request.app.state.engine
     deadline = time.monotonic() + wait
     key = trial_key(trial_id)
     while True:
         asked = WAKEUPS.subscribe(key)  # before the read: a request made after it wakes us
         try:
-            out = await run_in_threadpool(_peek, engine, trial_id, attempt)
+            out = await run_in_threadpool(_peek, engine, trial_id, attempt, set(obeyed or ()))
             left = deadline - time.monotonic()
             if out.action is not Action.CONTINUE or left <= 0:
                 return out
@@ -93,13 +99,13 @@ async def directive(
             WAKEUPS.unsubscribe(key, asked)
 
 
-def _peek(engine: Engine, trial_id: int, attempt: int) -> DirectiveOut:
+def _peek(engine: Engine, trial_id: int, attempt: int, obeyed: set[int]) -> DirectiveOut:
     with Session(read_engine(engine)) as session:
         trial = session.get(Trial, trial_id)
         if trial is None:
             raise NotFound(f"trial {trial_id} not found")
         worker_calls.check_attempt(trial, attempt)
-        return worker_calls.directive_for(session, trial)
+        return worker_calls.directive_for(session, trial, obeyed)
 
 
 def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ others, and whatever is counted per study waits for the study's lock (see app.st
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 from sqlalchemy.orm import Session
 
@@ -44,8 +45,11 @@ def check_attempt(trial: Trial, attempt: int) -> None:
         )
 
 
-def directive_for(session: Session, trial: Trial) -> DirectiveOut:
-    """stop (or prune) > pause > the oldest unapplied adjustment > a checkpoint > continue."""
+def directive_for(session: Session, trial: Trial, obeyed: Collection[int] = ()) -> DirectiveOut:
+    """stop (or prune) > pause > the oldest unapplied adjustment > a checkpoint > continue.
+
+    ``obeyed``: adjustments the worker applied already (its ``applied`` entry is on its way),
+    passed over."""
     pending = pending_of(session, trial)
     kinds = kinds_of(pending)
     if kinds & ENDING:
@@ -53,7 +57,7 @@ def directive_for(session: Session, trial: Trial) -> DirectiveOut:
     if EventKind.PAUSE in kinds:
         return DirectiveOut(action=Action.PAUSE)
     for event in pending:
-        if event.kind is EventKind.ADJUST:
+        if event.kind is EventKind.ADJUST and event.id not in obeyed:
             hparams = event.payload.get("hparams", {})
             return DirectiveOut(action=Action.UPDATE, hparams=hparams, event_id=event.id)
     if EventKind.CHECKPOINT in kinds:

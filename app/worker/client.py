@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from enum import StrEnum
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -364,6 +363,8 @@ class HttpReporter:
         # The report of the points before a checkpoint, sent by the upload thread ahead of the
         # upload; the next report waits for it, so steps reach the server in order.
         self._carried: Future[None] | None = None
+        # Set to let the upload in flight start sending its bytes (see :meth:`checkpoint`).
+        self._go: threading.Event | None = None
 
     def report(self, step: int, epoch: float, metrics: Mapping[str, float]) -> Directive:
         """Buffer the metrics at ``step``; when a send is due, send and return the directive.
@@ -438,7 +439,10 @@ class HttpReporter:
             self.drain()  # surfaces a failed upload (a stale attempt, say) at the next report
         points, ends = list(self.points), list(self.epoch_ends)
         applied = list(self.pending_applied) if self._upload is None else []
-        data = self._send((self.step, self.epoch), points, ends, applied)
+        try:
+            data = self._send((self.step, self.epoch), points, ends, applied)
+        finally:
+            self._release()  # the checkpoint taken before this report may go now
         # Only what this request carried is acknowledged; nothing is added meanwhile.
         del self.points[: len(points)]
         del self.epoch_ends[: len(ends)]
@@ -468,6 +472,12 @@ class HttpReporter:
             self._unacked.discard(item["event_id"])
         return dict(response.json())
 
+    def _release(self) -> None:
+        """Let the checkpoint waiting in the upload thread send its bytes."""
+        go, self._go = self._go, None
+        if go is not None:
+            go.set()
+
     def _wait_carried(self) -> None:
         """Wait for the report sent ahead of a checkpoint's upload; re-raise its error."""
         carried, self._carried = self._carried, None
@@ -494,6 +504,7 @@ class HttpReporter:
         """
         # The points sent ahead of a checkpoint, and the checkpoint, before the attempt ends
         # (a failed upload is the attempt's failure, told by the status below).
+        self._release()
         upload, self._upload, self._carried = self._upload, None, None
         if upload is not None:
             wait([upload])
@@ -541,11 +552,14 @@ class HttpReporter:
         The points buffered so far (every point up to ``step``) go first, in the upload
         thread, and must be acknowledged before the upload starts: a resume from this
         checkpoint reports only the steps after it, so a worker lost between the two must not
-        take any of them with it. Training goes on meanwhile.
+        take any of them with it. Training goes on meanwhile. The bytes themselves wait for
+        the next report (or :meth:`drain`): after an update that report shows the new
+        values, and 8 MB arriving at the server alongside it would slow it down.
         """
         self.drain()
         carried: Future[None] = Future()
         self._carried = carried
+        go = self._go = threading.Event()
         body = (
             (step, self.epoch),
             list(self.points),
@@ -555,7 +569,9 @@ class HttpReporter:
         self.points.clear()
         self.epoch_ends.clear()
         self.pending_applied.clear()
-        self._upload = self._uploader.submit(self._store, body, carried, step, data, progress)
+        self._upload = self._uploader.submit(
+            self._store, body, (carried, go), step, data, progress
+        )
 
     def _store(
         self,
@@ -565,13 +581,15 @@ class HttpReporter:
             list[tuple[int, int]],
             list[dict[str, int]],
         ],
-        carried: Future[None],
+        turn: tuple[Future[None], threading.Event],
         step: int,
         data: bytes,
         progress: tuple[float, dict[str, Any]] | None,
     ) -> None:
-        """The upload thread's part of :meth:`checkpoint`: the points, then the bytes."""
+        """The upload thread's part of :meth:`checkpoint`: the points, then (once ``go`` is
+        set) the bytes."""
         at, points, ends, applied = body
+        carried, go = turn
         try:
             if points or ends or applied:
                 # The answer's directive is dropped: directives live in the database, so
@@ -585,6 +603,7 @@ class HttpReporter:
             carried.set_exception(exc)
             raise
         carried.set_result(None)
+        go.wait()
         self._put_checkpoint(step, data, progress)
         if self.pending_applied:
             self._flush_next = True  # their checkpoint is stored: the next safe point sends
@@ -612,6 +631,7 @@ class HttpReporter:
 
     def drain(self) -> None:
         """Wait for the checkpoint upload in flight; re-raise its error, if any."""
+        self._release()
         upload, self._upload = self._upload, None
         self._carried = None  # settled with the upload
         if upload is not None:
@@ -620,6 +640,7 @@ class HttpReporter:
     def close(self) -> None:
         """Finish the upload in flight (errors ignored: the attempt is over) and stop."""
         self._unwatch.set()
+        self._release()
         self._uploader.shutdown(wait=True)
 
     def watch_directives(self) -> threading.Thread:
@@ -637,8 +658,11 @@ class HttpReporter:
         if self._unwatch.wait(min(self.min_interval, WATCH_AFTER_SECONDS)):
             return
         path = f"/api/workers/trials/{self.trial_id}/directive"
-        params = {"attempt": self.attempt, "wait": LONG_POLL_SECONDS}
         while not self._unwatch.is_set() and not self.client.leaving:
+            # Updates applied whose "applied" entry waits for a checkpoint's upload are passed
+            # over by the server: the user's next request is heard meanwhile.
+            params: dict[str, Any] = {"attempt": self.attempt, "wait": LONG_POLL_SECONDS}
+            params["obeyed"] = sorted(self._unacked)[:100]
             try:
                 answer = self.client.request("GET", path, params=params, stop=self._unwatch).json()
             except StaleAttempt:
@@ -650,27 +674,26 @@ class HttpReporter:
             if heard.action is Action.CONTINUE:
                 continue
             if heard.event_id in self._obeyed:
-                # Obeyed; the server answers it until the "applied" entry is stored.
-                self._settle(partial(self._acked, heard.event_id))
+                # Obeyed after this request was sent (the trainer's report heard it first).
+                self._unwatch.wait(0.01)
                 continue
             self._heard = heard
             self.urgent.set()
-            # Asked again once the trainer obeyed it and the checkpoint it took is stored (the
-            # server closes a pause or a checkpoint request only then).
-            self._settle(self._obeyed_and_stored)
+            # Asked again once the trainer obeyed it; after a pause or a checkpoint request
+            # also once its checkpoint is stored (the server closes them only then).
+            self._settle(self._taken if heard.action is Action.UPDATE else self._taken_and_stored)
 
     def _settle(self, done: Callable[[], bool]) -> None:
         while not done() and not self._unwatch.wait(0.01):
             pass
 
-    def _acked(self, event_id: int) -> bool:
-        return event_id not in self._unacked
+    def _taken(self) -> bool:
+        """The trainer took what the watch heard and obeyed it (its next report began)."""
+        return not self.urgent.is_set() and self._obeying is None
 
-    def _obeyed_and_stored(self) -> bool:
-        if self.urgent.is_set() or self._obeying is not None:
-            return False
+    def _taken_and_stored(self) -> bool:
         upload = self._upload
-        return upload is None or upload.done()
+        return self._taken() and (upload is None or upload.done())
 
     def applied(self, directive: Directive, step: int) -> None:
         """Tell the server that ``directive`` governs training from ``step`` on.

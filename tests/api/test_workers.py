@@ -188,6 +188,28 @@ def test_adjust_running_trial_applies_through_directive(client: TestClient, db: 
     assert [c["step"] for c in ckpts] == [10]
 
 
+def test_the_directive_request_passes_over_adjustments_the_worker_obeyed(
+    client: TestClient,
+) -> None:
+    # The worker applied the first edit; its "applied" entry waits behind a checkpoint's
+    # upload. Meanwhile the user's second edit, then a pause, must still be heard.
+    tid, attempt = running_trial(client, learning_rate=0.01)
+    for lr in (0.005, 0.002):
+        client.patch(f"/api/trials/{tid}/hparams", json={"learning_rate": lr})
+    url = f"/api/workers/trials/{tid}/directive"
+    first = client.get(url, params={"attempt": attempt}).json()
+    assert (first["action"], first["hparams"]) == ("update", {"learning_rate": 0.005})
+    second = client.get(url, params={"attempt": attempt, "obeyed": [first["event_id"]]}).json()
+    assert (second["action"], second["hparams"]) == ("update", {"learning_rate": 0.002})
+    both = {"attempt": attempt, "obeyed": [first["event_id"], second["event_id"]]}
+    assert client.get(url, params=both).json()["action"] == "continue"
+    client.post(f"/api/trials/{tid}/pause")
+    assert client.get(url, params=both).json()["action"] == "pause"
+    assert report(client, tid, attempt, 5).json()["action"] == "pause"
+    bad = client.get(url, params={"attempt": attempt, "obeyed": [0]})
+    assert bad.status_code == 422 and "obeyed" in bad.text
+
+
 def test_adjust_paused_trial_applies_at_claim(client: TestClient, db: DB) -> None:
     tid, attempt = running_trial(client, learning_rate=0.01)
     client.post(f"/api/trials/{tid}/pause")
