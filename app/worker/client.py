@@ -540,7 +540,7 @@ class HttpReporter:
     def checkpoint(
         self,
         step: int,
-        data: bytes,
+        data: bytes | Callable[[], bytes],
         *,
         progress: tuple[float, dict[str, Any]] | None = None,
     ) -> None:
@@ -573,6 +573,11 @@ class HttpReporter:
             self._store, body, (carried, go), step, data, progress
         )
 
+    def checkpoint_later(self, step: int, make: Callable[[], bytes]) -> None:
+        """:meth:`checkpoint` of bytes ``make()`` writes in the upload thread: the trainer
+        goes on at once (see :class:`~trainer.reporting.Reporter`)."""
+        self.checkpoint(step, make)
+
     def _store(
         self,
         body: tuple[
@@ -583,7 +588,7 @@ class HttpReporter:
         ],
         turn: tuple[Future[None], threading.Event],
         step: int,
-        data: bytes,
+        data: bytes | Callable[[], bytes],
         progress: tuple[float, dict[str, Any]] | None,
     ) -> None:
         """The upload thread's part of :meth:`checkpoint`: the points, then (once ``go`` is
@@ -603,6 +608,8 @@ class HttpReporter:
             carried.set_exception(exc)
             raise
         carried.set_result(None)
+        if callable(data):
+            data = data()  # written here, while the next report goes out
         go.wait()
         self._put_checkpoint(step, data, progress)
         if self.pending_applied:

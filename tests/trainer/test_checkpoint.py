@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -158,3 +159,31 @@ def test_checkpoint_of_another_task_is_refused() -> None:
     other = TrainConfig(task="iris", hparams={"hidden_units": 48, "batch_size": 48}, max_steps=3)
     with pytest.raises(CheckpointError, match="task"):
         Trainer(other).load_checkpoint(data)
+
+
+class Later(RecordingReporter):
+    """Takes checkpoints as ``checkpoint_later`` hands them over and writes each only at the
+    end of training, as an upload thread would write it long after the trainer moved on."""
+
+    def __init__(self, script: dict[int, Directive]) -> None:
+        super().__init__(script)
+        self.later: list[tuple[int, Any]] = []
+
+    def checkpoint_later(self, step: int, make: Any) -> None:
+        self.later.append((step, make))
+
+
+def test_a_checkpoint_written_later_holds_the_state_it_was_taken_in() -> None:
+    config = TrainConfig(
+        task="digits",
+        hparams={"hidden_units": 16, "num_layers": 2, "batch_size": 32, "epochs": 2},
+        report_every=5,
+    )
+    edit = Directive(Action.UPDATE, {"learning_rate": 0.05}, event_id=1)
+    later = Later({10: Directive(Action.CHECKPOINT), 20: edit})
+    Trainer(config).fit(later)
+    twin = RecordingReporter({10: Directive(Action.CHECKPOINT), 20: edit})
+    Trainer(config).fit(twin)  # the same run, each checkpoint written the moment it is taken
+    taken = [(step, make()) for step, make in later.later]  # written after training ended
+    assert [s for s, _ in taken] == [10, 20]
+    assert taken == [(s, b) for s, b in twin.checkpoints if s in (10, 20)]
