@@ -174,14 +174,14 @@ class Trainer:
             ckpt.dumps, meta, self.model.state_dict(), self.optimizer.state_dict(), order
         )
 
-    def _checkpoint_to(self, reporter: Reporter) -> None:
+    def _checkpoint_to(self, reporter: Reporter, *, before_update: bool) -> None:
         """Hand ``reporter`` this moment's checkpoint; written off this thread when the
         reporter takes it later (``checkpoint_later``, see :class:`Reporter`)."""
         later = getattr(reporter, "checkpoint_later", None)
         if later is None:
             reporter.checkpoint(self.step, self.checkpoint_bytes())
         else:
-            later(self.step, self.checkpoint_snapshot())
+            later(self.step, self.checkpoint_snapshot(), before_update=before_update)
 
     def load_checkpoint(self, data: bytes) -> None:
         """Restore a checkpoint of this run (same task, split, dtype and architecture).
@@ -320,7 +320,7 @@ class Trainer:
         )
         if action in (Action.UPDATE, Action.CHECKPOINT) or periodic:
             # Taken before an update is applied, so a rewind lands on the old values.
-            self._checkpoint_to(reporter)
+            self._checkpoint_to(reporter, before_update=action is Action.UPDATE)
         if action is Action.UPDATE:
             first_step = self.update_hparams(directive.hparams)
             reporter.applied(directive, first_step)

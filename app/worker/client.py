@@ -543,6 +543,7 @@ class HttpReporter:
         data: bytes | Callable[[], bytes],
         *,
         progress: tuple[float, dict[str, Any]] | None = None,
+        hold: bool = False,
     ) -> None:
         """Upload a checkpoint taken after ``step`` steps, in the background.
 
@@ -552,14 +553,20 @@ class HttpReporter:
         The points buffered so far (every point up to ``step``) go first, in the upload
         thread, and must be acknowledged before the upload starts: a resume from this
         checkpoint reports only the steps after it, so a worker lost between the two must not
-        take any of them with it. Training goes on meanwhile. The bytes themselves wait for
-        the next report (or :meth:`drain`): after an update that report shows the new
-        values, and 8 MB arriving at the server alongside it would slow it down.
+        take any of them with it. Training goes on meanwhile.
+
+        ``hold``: the bytes wait for the next report (or :meth:`drain`). Before an update
+        that report shows the new values, and 8 MB arriving at the server alongside it
+        would slow it down.
         """
         self.drain()
         carried: Future[None] = Future()
         self._carried = carried
-        go = self._go = threading.Event()
+        go = threading.Event()
+        if hold:
+            self._go = go
+        else:
+            go.set()
         body = (
             (step, self.epoch),
             list(self.points),
@@ -573,10 +580,13 @@ class HttpReporter:
             self._store, body, (carried, go), step, data, progress
         )
 
-    def checkpoint_later(self, step: int, make: Callable[[], bytes]) -> None:
+    def checkpoint_later(
+        self, step: int, make: Callable[[], bytes], *, before_update: bool = False
+    ) -> None:
         """:meth:`checkpoint` of bytes ``make()`` writes in the upload thread: the trainer
-        goes on at once (see :class:`~trainer.reporting.Reporter`)."""
-        self.checkpoint(step, make)
+        goes on at once (see :class:`~trainer.reporting.Reporter`). ``before_update``: the
+        bytes wait for the report that shows the update's values (``hold``)."""
+        self.checkpoint(step, make, hold=before_update)
 
     def _store(
         self,

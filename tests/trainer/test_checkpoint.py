@@ -168,9 +168,11 @@ class Later(RecordingReporter):
     def __init__(self, script: dict[int, Directive]) -> None:
         super().__init__(script)
         self.later: list[tuple[int, Any]] = []
+        self.before_update: list[bool] = []
 
-    def checkpoint_later(self, step: int, make: Any) -> None:
+    def checkpoint_later(self, step: int, make: Any, *, before_update: bool) -> None:
         self.later.append((step, make))
+        self.before_update.append(before_update)
 
 
 def test_a_checkpoint_written_later_holds_the_state_it_was_taken_in() -> None:
@@ -185,5 +187,5 @@ def test_a_checkpoint_written_later_holds_the_state_it_was_taken_in() -> None:
     twin = RecordingReporter({10: Directive(Action.CHECKPOINT), 20: edit})
     Trainer(config).fit(twin)  # the same run, each checkpoint written the moment it is taken
     taken = [(step, make()) for step, make in later.later]  # written after training ended
-    assert [s for s, _ in taken] == [10, 20]
+    assert [s for s, _ in taken] == [10, 20] and later.before_update == [False, True]
     assert taken == [(s, b) for s, b in twin.checkpoints if s in (10, 20)]

@@ -158,22 +158,26 @@ def test_the_points_before_a_checkpoint_are_stored_before_it_and_before_later_po
     assert server.log == [("report", list(range(1, 11))), ("report", [11]), ("checkpoint", 10)]
 
 
-def test_a_checkpoints_bytes_wait_for_the_report_that_follows_it() -> None:
-    # After an update that report shows the new values: 8 MB arriving beside it would slow it.
+def test_an_updates_checkpoint_waits_for_the_report_that_shows_the_new_values() -> None:
+    # 8 MB arriving beside that report would slow it; other checkpoints go at once.
     server = SlowUploads(upload_seconds=0.0)
     reporter = server.reporter()
     reporter.min_interval = 60.0
     try:
         reporter.report(1, 0.01, {"train_loss": 1.0})
-        reporter.checkpoint(1, small_checkpoint())
+        reporter.checkpoint_later(1, small_checkpoint, before_update=True)
         time.sleep(0.3)
         assert server.log == [("report", [1])]  # the points went; the bytes wait
         reporter.urgent.set()
         reporter.report(2, 0.02, {"learning_rate": 0.5})
         reporter.drain()
+        reporter.checkpoint_later(2, small_checkpoint)  # no update follows: it goes at once
+        deadline = time.monotonic() + 30
+        while ("checkpoint", 2) not in server.log and time.monotonic() < deadline:
+            time.sleep(0.01)
     finally:
         reporter.close()
-    assert server.log == [("report", [1]), ("report", [2]), ("checkpoint", 1)]
+    assert server.log == [("report", [1]), ("report", [2]), ("checkpoint", 1), ("checkpoint", 2)]
 
 
 def test_a_directive_heard_by_the_watch_is_obeyed_without_asking_again() -> None:
