@@ -11,15 +11,13 @@ from sqlalchemy.orm import Session
 
 from app.storage.db import init_db, make_engine, read_engine
 from app.storage.models import (
-    Direction,
     Event,
     EventKind,
     Metric,
-    Study,
-    StudyMode,
     Trial,
     TrialState,
 )
+from tests.storage.rows import a_trial
 
 
 @pytest.fixture
@@ -73,23 +71,7 @@ def test_deleting_a_study_cascades_in_the_database(db_path: Path) -> None:
     engine = make_engine(f"sqlite:///{db_path}")
     init_db(engine)
     with Session(engine) as session:
-        study = Study(
-            name="s",
-            mode=StudyMode.PANDA,
-            task="digits",
-            objective_metric="m",
-            direction=Direction.MAXIMIZE,
-            sampler="random",
-            budget_trials=1,
-            epochs=1,
-            parallelism=1,
-            seed=0,
-        )
-        session.add(study)
-        session.flush()
-        trial = Trial(study_id=study.id, number=0, hparams={}, state=TrialState.QUEUED)
-        session.add(trial)
-        session.flush()
+        trial = a_trial(session, TrialState.QUEUED)
         session.add_all(
             [
                 Metric(trial_id=trial.id, name="m", step=1, value=1.0),
@@ -99,7 +81,7 @@ def test_deleting_a_study_cascades_in_the_database(db_path: Path) -> None:
         session.commit()
         stored = session.execute(text("SELECT state FROM trials")).scalar()
         assert stored == "queued"  # enum values, lower case, as the API shows them
-        session.delete(study)
+        session.delete(trial.study)
         session.commit()
         for model in (Trial, Metric, Event):
             assert session.scalar(select(model.id)) is None

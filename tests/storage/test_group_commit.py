@@ -17,7 +17,8 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from app.storage.db import init_db, make_engine, read_engine
-from app.storage.models import Direction, Study, StudyMode
+from app.storage.models import Study
+from tests.storage.rows import a_study
 
 Spy = list[str]
 
@@ -44,23 +45,9 @@ def synced(monkeypatch: pytest.MonkeyPatch) -> Spy:
     return calls
 
 
-def _study(name: str) -> Study:
-    return Study(
-        name=name,
-        mode=StudyMode.PANDA,
-        task="digits",
-        objective_metric="m",
-        direction=Direction.MAXIMIZE,
-        sampler="random",
-        epochs=1,
-        parallelism=1,
-        seed=0,
-    )
-
-
 def _add_study(engine: Engine, name: str) -> None:
     with Session(engine) as session:
-        session.add(_study(name))
+        session.add(a_study(name))
         session.commit()
 
 
@@ -75,7 +62,7 @@ def test_reads_and_rollbacks_do_not_sync(engine: Engine, synced: Spy) -> None:
         session.scalar(select(func.count()).select_from(Study))
         session.commit()
     with Session(engine) as session:
-        session.add(_study("gone"))
+        session.add(a_study("gone"))
         session.flush()
         session.rollback()
     assert synced == []

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from app.storage import queries
 from app.storage.db import init_db, make_engine
-from app.storage.models import Direction, Study, StudyMode, Trial, TrialState
+from app.storage.models import TrialState
+from tests.storage.rows import a_trial_id
 
 NAMES = ("train_loss", "train_accuracy", "learning_rate", "grad_norm", "dev_loss", "dev_accuracy")
 
@@ -29,25 +30,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 def _trial(engine: Engine) -> int:
-    with Session(engine) as session:
-        study = Study(
-            name="s",
-            task="digits",
-            mode=StudyMode.PANDA,
-            objective_metric="dev_accuracy",
-            direction=Direction.MAXIMIZE,
-            sampler="random",
-            budget_trials=1,
-            epochs=1,
-            parallelism=1,
-            seed=0,
-        )
-        session.add(study)
-        session.flush()
-        trial = Trial(study_id=study.id, number=0, state=TrialState.RUNNING, hparams={})
-        session.add(trial)
-        session.commit()
-        return trial.id
+    return a_trial_id(engine, TrialState.RUNNING, objective="dev_accuracy")
 
 
 def _store(engine: Engine, trial_id: int, points: list[tuple[int, str, float]]) -> int:
