@@ -141,7 +141,7 @@ async def _stream(
                 elif read_at - quiet_since >= HEARTBEAT_SECONDS:
                     quiet_since = read_at
                     yield ServerSentEvent(comment="heartbeat")
-                await WAKEUPS.wait_for(CHANGED, changed, poll_seconds)
+                await WAKEUPS.wait_for(changed, poll_seconds)
             finally:
                 WAKEUPS.unsubscribe(CHANGED, changed)
             await asyncio.sleep(max(0.0, read_at + MIN_POLL_SECONDS - time.monotonic()))

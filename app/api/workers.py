@@ -61,7 +61,7 @@ async def claim(body: ClaimIn, request: Request) -> ClaimOut | Response:
                 break
             if body.study_id is not None and await run_in_threadpool(_ended, request, body):
                 break  # a completed study queues nothing more unless someone acts on it
-            await WAKEUPS.wait_for(QUEUE, queued, min(RECHECK_SECONDS, left))
+            await WAKEUPS.wait_for(queued, min(RECHECK_SECONDS, left))
         finally:
             WAKEUPS.unsubscribe(QUEUE, queued)
     return Response(status_code=status.HTTP_204_NO_CONTENT) if out is None else out
@@ -94,7 +94,7 @@ async def directive(
             left = deadline - time.monotonic()
             if out.action is not Action.CONTINUE or left <= 0:
                 return out
-            await WAKEUPS.wait_for(key, asked, min(RECHECK_SECONDS, left))
+            await WAKEUPS.wait_for(asked, min(RECHECK_SECONDS, left))
         finally:
             WAKEUPS.unsubscribe(key, asked)
 

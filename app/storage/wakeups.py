@@ -51,7 +51,7 @@ class Wakeups:
 
         Taken BEFORE the read that decides whether to wait: a change committed between that
         read and the wait then still wakes the waiter, instead of leaving it to its re-check.
-        Pass it to :meth:`wait_for`, or drop it with :meth:`unsubscribe`.
+        Wait with :meth:`wait_for`; drop it with :meth:`unsubscribe` when done.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
@@ -68,20 +68,23 @@ class Wakeups:
             if not waiting:
                 self._waiters.pop(key, None)
 
-    async def wait_for(self, key: Hashable, future: asyncio.Future[None], timeout: float) -> bool:
+    @staticmethod
+    async def wait_for(future: asyncio.Future[None], timeout: float) -> bool:
         """Wait until ``future`` (from :meth:`subscribe`) resolves or ``timeout`` seconds
-        pass; True if woken. Unsubscribes either way."""
+        pass; True if woken. The caller unsubscribes."""
         try:
             await asyncio.wait_for(asyncio.shield(future), max(0.0, timeout))
             return True
         except TimeoutError:
             return False
-        finally:
-            self.unsubscribe(key, future)
 
     async def wait(self, key: Hashable, timeout: float) -> bool:
         """Wait until ``key`` is published or ``timeout`` seconds pass; True if woken."""
-        return await self.wait_for(key, self.subscribe(key), timeout)
+        future = self.subscribe(key)
+        try:
+            return await self.wait_for(future, timeout)
+        finally:
+            self.unsubscribe(key, future)
 
     def publish(self, keys: set[Hashable]) -> None:
         """Wake every waiter of ``keys`` (thread-safe: handlers run in worker threads)."""

@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx2
 
@@ -297,6 +297,15 @@ def checkpoint_progress(data: bytes) -> tuple[float, dict[str, Any]]:
     return (epochs_done + pos / n_train if n_train else float(epochs_done)), hparams
 
 
+class _Batch(NamedTuple):
+    """One report's content: progress ``at`` (step, epoch), points, epoch ends, applied."""
+
+    at: tuple[int, float]
+    points: list[tuple[int, str, float]]
+    ends: list[tuple[int, int]]
+    applied: list[dict[str, int]]
+
+
 class HttpReporter:
     """The trainer's :class:`~trainer.reporting.Reporter` over HTTP for one (trial, attempt).
 
@@ -437,38 +446,36 @@ class HttpReporter:
         self._wait_carried()
         if self._upload is not None and self._upload.done():
             self.drain()  # surfaces a failed upload (a stale attempt, say) at the next report
-        points, ends = list(self.points), list(self.epoch_ends)
-        applied = list(self.pending_applied) if self._upload is None else []
+        batch = _Batch(
+            (self.step, self.epoch),
+            list(self.points),
+            list(self.epoch_ends),
+            list(self.pending_applied) if self._upload is None else [],
+        )
         try:
-            data = self._send((self.step, self.epoch), points, ends, applied)
+            data = self._send(batch)
         finally:
             self._release()  # the checkpoint taken before this report may go now
         # Only what this request carried is acknowledged; nothing is added meanwhile.
-        del self.points[: len(points)]
-        del self.epoch_ends[: len(ends)]
-        del self.pending_applied[: len(applied)]
+        del self.points[: len(batch.points)]
+        del self.epoch_ends[: len(batch.ends)]
+        del self.pending_applied[: len(batch.applied)]
         return _directive(data)
 
-    def _send(
-        self,
-        at: tuple[int, float],
-        points: list[tuple[int, str, float]],
-        ends: list[tuple[int, int]],
-        applied: list[dict[str, int]],
-    ) -> dict[str, Any]:
-        """POST one report of progress ``at`` (step, epoch); the answer's JSON."""
+    def _send(self, batch: _Batch) -> dict[str, Any]:
+        """POST one report; the answer's JSON."""
         body = {
             "attempt": self.attempt,
-            "step": at[0],
-            "epoch": at[1],
-            "points": points,
-            "epoch_ends": ends,
-            "applied": applied,
+            "step": batch.at[0],
+            "epoch": batch.at[1],
+            "points": batch.points,
+            "epoch_ends": batch.ends,
+            "applied": batch.applied,
         }
         response = self.client.request(
             "POST", f"/api/workers/trials/{self.trial_id}/report", json=body
         )
-        for item in applied:
+        for item in batch.applied:
             self._unacked.discard(item["event_id"])
         return dict(response.json())
 
@@ -567,7 +574,7 @@ class HttpReporter:
             self._go = go
         else:
             go.set()
-        body = (
+        batch = _Batch(
             (step, self.epoch),
             list(self.points),
             list(self.epoch_ends),
@@ -576,9 +583,7 @@ class HttpReporter:
         self.points.clear()
         self.epoch_ends.clear()
         self.pending_applied.clear()
-        self._upload = self._uploader.submit(
-            self._store, body, (carried, go), step, data, progress
-        )
+        self._upload = self._uploader.submit(self._store, batch, carried, go, step, data, progress)
 
     def checkpoint_later(
         self, step: int, make: Callable[[], bytes], *, before_update: bool = False
@@ -590,31 +595,25 @@ class HttpReporter:
 
     def _store(
         self,
-        body: tuple[
-            tuple[int, float],
-            list[tuple[int, str, float]],
-            list[tuple[int, int]],
-            list[dict[str, int]],
-        ],
-        turn: tuple[Future[None], threading.Event],
+        batch: _Batch,
+        carried: Future[None],
+        go: threading.Event,
         step: int,
         data: bytes | Callable[[], bytes],
         progress: tuple[float, dict[str, Any]] | None,
     ) -> None:
-        """The upload thread's part of :meth:`checkpoint`: the points, then (once ``go`` is
-        set) the bytes."""
-        at, points, ends, applied = body
-        carried, go = turn
+        """The upload thread's part of :meth:`checkpoint`: the points (``carried`` says when
+        they are stored), then (once ``go`` is set) the bytes."""
         try:
-            if points or ends or applied:
+            if batch.points or batch.ends or batch.applied:
                 # The answer's directive is dropped: directives live in the database, so
                 # anything pending comes back at the next report.
-                self._send(at, points, ends, applied)
+                self._send(batch)
         except BaseException as exc:
             if not isinstance(exc, StaleAttempt):
                 # Back to the front of the buffer: the finish carries what no report could.
-                self.points[:0], self.epoch_ends[:0] = points, ends
-                self.pending_applied[:0] = applied
+                self.points[:0], self.epoch_ends[:0] = batch.points, batch.ends
+                self.pending_applied[:0] = batch.applied
             carried.set_exception(exc)
             raise
         carried.set_result(None)

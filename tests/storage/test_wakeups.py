@@ -18,7 +18,10 @@ def test_a_publication_between_the_read_and_the_wait_still_wakes_the_waiter() ->
         done = threading.Thread(target=wakeups.publish, args=({"k"},))
         done.start()
         done.join()
-        return await wakeups.wait_for("k", heard, timeout=30.0)
+        try:
+            return await wakeups.wait_for(heard, timeout=30.0)
+        finally:
+            wakeups.unsubscribe("k", heard)
 
     assert asyncio.run(waiter()) is True  # woken by the publication, not the 30 s timeout
     assert wakeups._waiters == {}  # noqa: SLF001 - nothing left subscribed
@@ -30,7 +33,10 @@ def test_an_unpublished_key_times_out_and_leaves_no_subscription() -> None:
     async def wait() -> bool:
         heard = wakeups.subscribe("k")
         wakeups.publish({"other"})
-        return await wakeups.wait_for("k", heard, timeout=0.05)
+        try:
+            return await wakeups.wait_for(heard, timeout=0.05)
+        finally:
+            wakeups.unsubscribe("k", heard)
 
     assert asyncio.run(wait()) is False
     assert wakeups._waiters == {}  # noqa: SLF001
