@@ -14,6 +14,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import partial
@@ -183,6 +184,22 @@ class Trainer:
         else:
             later(self.step, self.checkpoint_snapshot(), before_update=before_update)
 
+    def _checkpoint_stopping(self, reporter: Reporter) -> None:
+        """Hand ``reporter`` the checkpoint training stops at, and write its bytes here, on
+        the training thread that has nothing else to do, while the reporter's own thread
+        sends what comes before them (the points up to this step)."""
+        later = getattr(reporter, "checkpoint_later", None)
+        if later is None:
+            reporter.checkpoint(self.step, self.checkpoint_bytes())
+            return
+        written: Future[bytes] = Future()
+        later(self.step, written.result, before_update=False)
+        try:
+            written.set_result(self.checkpoint_bytes())
+        except BaseException as exc:
+            written.set_exception(exc)  # the reporter's thread raises it too
+            raise
+
     def load_checkpoint(self, data: bytes) -> None:
         """Restore a checkpoint of this run (same task, split, dtype and architecture).
 
@@ -311,7 +328,7 @@ class Trainer:
         if action is Action.STOP:
             return FitResult(FitStatus.STOPPED, self.step, self.epoch)
         if action is Action.PAUSE:
-            reporter.checkpoint(self.step, self.checkpoint_bytes())
+            self._checkpoint_stopping(reporter)
             return FitResult(FitStatus.PAUSED, self.step, self.epoch)
         periodic = (
             epoch_end

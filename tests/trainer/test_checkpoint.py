@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 
 from trainer.checkpoint import CheckpointError
 from trainer.config import TrainConfig
-from trainer.loop import Trainer
+from trainer.loop import FitStatus, Trainer
 from trainer.reporting import Action, Directive, NullReporter, RecordingReporter
 
 RESUME_SCRIPT = """
@@ -189,3 +190,31 @@ def test_a_checkpoint_written_later_holds_the_state_it_was_taken_in() -> None:
     taken = [(step, make()) for step, make in later.later]  # written after training ended
     assert [s for s, _ in taken] == [10, 20] and later.before_update == [False, True]
     assert taken == [(s, b) for s, b in twin.checkpoints if s in (10, 20)]
+
+
+class Waiting(Later):
+    """Asks for each checkpoint's bytes from its own thread the moment it is handed over, as
+    the worker's upload thread does once the points before it are sent."""
+
+    def __init__(self, script: dict[int, Directive]) -> None:
+        super().__init__(script)
+        self.written: list[tuple[int, bytes]] = []
+        self.threads: list[threading.Thread] = []
+
+    def checkpoint_later(self, step: int, make: Any, *, before_update: bool) -> None:
+        super().checkpoint_later(step, make, before_update=before_update)
+        thread = threading.Thread(target=lambda: self.written.append((step, make())))
+        thread.start()
+        self.threads.append(thread)
+
+
+def test_a_pause_hands_its_checkpoint_over_before_writing_it() -> None:
+    config = _config({}, 40)
+    waiting = Waiting({15: Directive(Action.PAUSE)})
+    result = Trainer(config).fit(waiting)
+    for thread in waiting.threads:
+        thread.join(timeout=30)
+    twin = RecordingReporter({15: Directive(Action.PAUSE)})
+    Trainer(config).fit(twin)  # the same run, its pause written before it is handed over
+    assert result.status is FitStatus.PAUSED and waiting.checkpoints == []
+    assert waiting.written == twin.checkpoints == [(result.step, twin.checkpoints[0][1])]
