@@ -241,15 +241,16 @@ def _near(session: Session, study: Study, rnd: Round, index: int) -> dict[str, A
     (``app.tuning.near_centre``: every other one), or None for the study's sampler.
 
     Only with random search, the default (TPE models the good region itself; grid and Sobol
-    points are laid out to fill the box). The top-k are the originals of the earlier rounds,
-    by the one ranking, as when the round was narrowed.
+    points are laid out to fill the box). The top-k are those when the draw is made, by the
+    one ranking, among the originals of the earlier rounds and this round's own: a round that
+    finds a better region draws its later trials there, as TPE and PBT follow the leaders.
     """
     if rnd.from_top is None or (study.sampler or "random") != "random":
         return None
     if near_centre(index, rnd.from_top) is None:
         return None
-    earlier = [v for v in views(session, study.id, originals=True) if v.round < rnd.number - 1]
-    top = rank(earlier, study.direction)[: rnd.from_top]
+    so_far = [v for v in views(session, study.id, originals=True) if v.round < rnd.number]
+    top = rank(so_far, study.direction)[: rnd.from_top]
     which = near_centre(index, len(top))
     return None if which is None else dict(top[which].hparams)
 

@@ -74,3 +74,21 @@ def test_every_other_trial_of_a_round_from_the_top_is_drawn_near_a_top_trial(
             assert got == child.sample(rng)
         else:  # index 0 near the best, index 2 near the second
             assert got == sample_near(child, top[index // 2], rng)
+
+
+def test_a_round_from_the_top_draws_near_its_own_trials_once_they_lead(
+    client: TestClient,
+) -> None:
+    sid = caviar_study(client, budget={"trials": 3}, parallelism=1, seed=5)["id"]
+    for value in (0.5, 0.7, 0.6):
+        complete(client, value)
+    r = client.post(f"/api/studies/{sid}/rounds", json={"from_top": 2, "trials": 4})
+    assert r.status_code == 201, r.text
+    child = parse_space(r.json()["space"])
+    for value in (0.9, 0.4, 0.4, 0.4):  # the round's first trial beats every earlier one
+        complete(client, value)
+    hparams = {t["number"]: t["hparams"] for t in trials_of(client, sid)}
+    # Index 2 of the round is drawn near the second of the top two so far: trial 1 (0.7),
+    # behind the round's own trial 3 (0.9), no longer trial 2 (0.6).
+    got = {k: hparams[5][k] for k in child.names}
+    assert got == sample_near(child, hparams[1], trial_rng(5, 5))
