@@ -26,6 +26,8 @@ Usage::
     python bench/ingest.py --against /tmp/ingest-base --rounds 3 --seconds 10
         # that checkout's server and this one's, alternated (ABBA), the same clients: the
         # ratio of this checkout's median rate to the control's
+    python bench/ingest.py --server-processes 2 --against-processes 1 --rounds 2
+        # serve --processes 2 against one process, alternated the same way
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import httpx2
@@ -142,12 +146,15 @@ def run_client(
 
 
 def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of a process so far (Linux ``/proc``; None elsewhere)."""
+    """User + system CPU seconds so far of a process and its live descendants (Linux
+    ``/proc``; None elsewhere): ``serve --processes N`` answers from N children."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(process_cpu_seconds(int(child)) or 0.0 for child in children)
 
 
 def stored_points(client: httpx2.Client, trial_id: int) -> int:
@@ -204,9 +211,11 @@ class Run:
         return _cpu_per_kpoint(self.server_cpu, self.acked)
 
 
-def measure(server_class: type[BenchServer], args: argparse.Namespace, seconds: float) -> Run:
-    """Start a server of ``server_class`` (its checkout's code), report into it, read back."""
-    with server_class() as server, httpx2.Client(base_url=server.url, timeout=60.0) as client:
+def measure(
+    make_server: Callable[[], BenchServer], args: argparse.Namespace, seconds: float
+) -> Run:
+    """Start the server ``make_server`` makes (its checkout's code), report into it, read back."""
+    with make_server() as server, httpx2.Client(base_url=server.url, timeout=60.0) as client:
         # A panda study: no sampler adds trials and no parallelism cap limits the claims.
         study = create_study(client, "bench-ingest")
         trial_ids = [create_trial(client, study, {"seed": i}) for i in range(args.clients)]
@@ -290,14 +299,21 @@ def control_server(checkout: Path) -> type[BenchServer]:
 
 
 def compare(args: argparse.Namespace, seconds: float) -> None:
-    """Alternate runs of the control checkout and this one (ABBA order against drift)."""
-    control = control_server(Path(args.against))
+    """Alternate runs of the control and this one (ABBA order against drift): the control is
+    another checkout's server, or this one's with ``--against-processes`` server processes."""
+    this = partial(BenchServer, processes=args.server_processes)
+    if args.against_processes:
+        control = partial(BenchServer, processes=args.against_processes)
+        against = f"{args.against_processes} server process(es)"
+    else:
+        control = partial(control_server(Path(args.against)), processes=args.server_processes)
+        against = args.against
     runs: dict[str, list[Run]] = {"control": [], "this": []}
     rows = []
     for i in range(args.rounds):
         order = ["control", "this"] if i % 2 == 0 else ["this", "control"]
         for label in order:
-            run = measure(control if label == "control" else BenchServer, args, seconds)
+            run = measure(control if label == "control" else this, args, seconds)
             runs[label].append(run)
             rows.append(
                 (
@@ -312,7 +328,7 @@ def compare(args: argparse.Namespace, seconds: float) -> None:
             )
             print(f"round {i + 1} {label}: {run.rate:,.0f} points/s", flush=True)
     print(
-        f"\n## Ingest against {args.against}: {args.clients} reporting processes, "
+        f"\n## Ingest against {against}: {args.clients} reporting processes, "
         f"{args.steps} steps x {args.metrics} metrics a batch, {seconds:g} s a run, "
         f"{args.rounds} rounds alternated\n"
     )
@@ -356,13 +372,26 @@ def main(argv: list[str] | None = None) -> int:
         help="another checkout (git worktree add /tmp/base <commit>): alternate its server "
         "with this one's, same clients, and print the ratio",
     )
+    parser.add_argument(
+        "--against-processes",
+        type=int,
+        metavar="N",
+        help="alternate this checkout's server with N processes against --server-processes",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="with --against: rounds (3)")
+    parser.add_argument(
+        "--server-processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve --processes N: server processes on the one port and database (1)",
+    )
     args = parser.parse_args(argv)
     seconds = 4.0 if args.quick else args.seconds
-    if args.against:
+    if args.against or args.against_processes:
         compare(args, seconds)
         return 0
-    run = measure(BenchServer, args, seconds)
+    run = measure(partial(BenchServer, processes=args.server_processes), args, seconds)
     print_run(run, args)
     print()
     print_goals(run.rate, run.ok, "")
