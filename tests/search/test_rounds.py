@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from app.search import study_config
 from app.storage.models import Round, Study
-from app.tuning import AshaScheduler, parse_space, sample_near, trial_rng
+from app.tuning import AshaScheduler, SearchSpace, parse_space, sample_near, trial_rng
 from tests.api.test_caviar import caviar_study, complete, trials_of
 
 SPACE = parse_space(
@@ -54,15 +54,21 @@ def test_where_the_user_set_the_rungs_a_round_from_the_top_keeps_them(
         assert settings is not None and given.items() <= settings.items()
 
 
-def test_every_other_trial_of_a_round_from_the_top_is_drawn_near_a_top_trial(
-    client: TestClient,
-) -> None:
-    sid = caviar_study(client, budget={"trials": 3}, parallelism=1, seed=5)["id"]
+def _round_from_top_two(client: TestClient) -> tuple[int, SearchSpace]:
+    """Study seed 5, one at a time: trials 0-2 end at 0.5, 0.7 and 0.6, then a round of 4
+    from the top 2; the study's id and the round's narrowed space."""
+    sid = int(caviar_study(client, budget={"trials": 3}, parallelism=1, seed=5)["id"])
     for value in (0.5, 0.7, 0.6):
         complete(client, value)
     r = client.post(f"/api/studies/{sid}/rounds", json={"from_top": 2, "trials": 4})
     assert r.status_code == 201, r.text
-    child = parse_space(r.json()["space"])
+    return sid, parse_space(r.json()["space"])
+
+
+def test_every_other_trial_of_a_round_from_the_top_is_drawn_near_a_top_trial(
+    client: TestClient,
+) -> None:
+    sid, child = _round_from_top_two(client)
     for _ in range(4):
         complete(client, 0.4)
     first = {t["number"]: t["hparams"] for t in trials_of(client, sid)}
@@ -79,12 +85,7 @@ def test_every_other_trial_of_a_round_from_the_top_is_drawn_near_a_top_trial(
 def test_a_round_from_the_top_draws_near_its_own_trials_once_they_lead(
     client: TestClient,
 ) -> None:
-    sid = caviar_study(client, budget={"trials": 3}, parallelism=1, seed=5)["id"]
-    for value in (0.5, 0.7, 0.6):
-        complete(client, value)
-    r = client.post(f"/api/studies/{sid}/rounds", json={"from_top": 2, "trials": 4})
-    assert r.status_code == 201, r.text
-    child = parse_space(r.json()["space"])
+    sid, child = _round_from_top_two(client)
     for value in (0.9, 0.4, 0.4, 0.4):  # the round's first trial beats every earlier one
         complete(client, value)
     hparams = {t["number"]: t["hparams"] for t in trials_of(client, sid)}
