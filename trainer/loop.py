@@ -175,22 +175,22 @@ class Trainer:
             ckpt.dumps, meta, self.model.state_dict(), self.optimizer.state_dict(), order
         )
 
-    def _checkpoint_to(self, reporter: Reporter, *, before_update: bool) -> None:
+    def _checkpoint_to(
+        self, reporter: Reporter, *, before_update: bool = False, stopping: bool = False
+    ) -> None:
         """Hand ``reporter`` this moment's checkpoint; written off this thread when the
-        reporter takes it later (``checkpoint_later``, see :class:`Reporter`)."""
-        later = getattr(reporter, "checkpoint_later", None)
-        if later is None:
-            reporter.checkpoint(self.step, self.checkpoint_bytes())
-        else:
-            later(self.step, self.checkpoint_snapshot(), before_update=before_update)
+        reporter takes it later (``checkpoint_later``, see :class:`Reporter`).
 
-    def _checkpoint_stopping(self, reporter: Reporter) -> None:
-        """Hand ``reporter`` the checkpoint training stops at, and write its bytes here, on
-        the training thread that has nothing else to do, while the reporter's own thread
-        sends what comes before them (the points up to this step)."""
+        ``stopping``: training stops here, so this thread, with nothing else to do, writes the
+        bytes itself while the reporter's thread sends what comes before them (the points up
+        to this step).
+        """
         later = getattr(reporter, "checkpoint_later", None)
         if later is None:
             reporter.checkpoint(self.step, self.checkpoint_bytes())
+            return
+        if not stopping:
+            later(self.step, self.checkpoint_snapshot(), before_update=before_update)
             return
         written: Future[bytes] = Future()
         later(self.step, written.result, before_update=False)
@@ -328,7 +328,7 @@ class Trainer:
         if action is Action.STOP:
             return FitResult(FitStatus.STOPPED, self.step, self.epoch)
         if action is Action.PAUSE:
-            self._checkpoint_stopping(reporter)
+            self._checkpoint_to(reporter, stopping=True)
             return FitResult(FitStatus.PAUSED, self.step, self.epoch)
         periodic = (
             epoch_end

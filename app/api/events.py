@@ -131,8 +131,8 @@ async def _stream(
         quiet_since = time.monotonic()
         while not await request.is_disconnected():
             read_at = time.monotonic()
-            changed = WAKEUPS.subscribe(CHANGED)  # before the read: no change slips between
-            try:
+            # Before the read: no change slips between it and the wait.
+            with WAKEUPS.subscription(CHANGED) as changed:
                 frames = await run_in_threadpool(_poll, engine, where, cur)
                 for frame in frames:
                     yield frame
@@ -142,8 +142,6 @@ async def _stream(
                     quiet_since = read_at
                     yield ServerSentEvent(comment="heartbeat")
                 await WAKEUPS.wait_for(changed, poll_seconds)
-            finally:
-                WAKEUPS.unsubscribe(CHANGED, changed)
             await asyncio.sleep(max(0.0, read_at + MIN_POLL_SECONDS - time.monotonic()))
     finally:
         request.app.state.streams -= 1

@@ -53,8 +53,8 @@ async def claim(body: ClaimIn, request: Request) -> ClaimOut | Response:
     """
     deadline = time.monotonic() + body.wait
     while True:
-        queued = WAKEUPS.subscribe(QUEUE)  # before the read: a trial queued after it wakes us
-        try:
+        # Before the read: a trial queued after it wakes us.
+        with WAKEUPS.subscription(QUEUE) as queued:
             out = await run_in_threadpool(_in_session, request, _claim, body)
             left = deadline - time.monotonic()
             if out is not None or left <= 0:
@@ -62,8 +62,6 @@ async def claim(body: ClaimIn, request: Request) -> ClaimOut | Response:
             if body.study_id is not None and await run_in_threadpool(_ended, request, body):
                 break  # a completed study queues nothing more unless someone acts on it
             await WAKEUPS.wait_for(queued, min(RECHECK_SECONDS, left))
-        finally:
-            WAKEUPS.unsubscribe(QUEUE, queued)
     return Response(status_code=status.HTTP_204_NO_CONTENT) if out is None else out
 
 
@@ -88,15 +86,13 @@ async def directive(
     deadline = time.monotonic() + wait
     key = trial_key(trial_id)
     while True:
-        asked = WAKEUPS.subscribe(key)  # before the read: a request made after it wakes us
-        try:
+        # Before the read: a request made after it wakes us.
+        with WAKEUPS.subscription(key) as asked:
             out = await run_in_threadpool(_peek, engine, trial_id, attempt, set(obeyed or ()))
             left = deadline - time.monotonic()
             if out.action is not Action.CONTINUE or left <= 0:
                 return out
             await WAKEUPS.wait_for(asked, min(RECHECK_SECONDS, left))
-        finally:
-            WAKEUPS.unsubscribe(key, asked)
 
 
 def _peek(engine: Engine, trial_id: int, attempt: int, obeyed: set[int]) -> DirectiveOut:

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import event
@@ -51,7 +52,8 @@ class Wakeups:
 
         Taken BEFORE the read that decides whether to wait: a change committed between that
         read and the wait then still wakes the waiter, instead of leaving it to its re-check.
-        Wait with :meth:`wait_for`; drop it with :meth:`unsubscribe` when done.
+        Wait with :meth:`wait_for`; drop it with :meth:`unsubscribe` when done (or take it with
+        :meth:`subscription`).
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
@@ -78,11 +80,12 @@ class Wakeups:
         except TimeoutError:
             return False
 
-    async def wait(self, key: Hashable, timeout: float) -> bool:
-        """Wait until ``key`` is published or ``timeout`` seconds pass; True if woken."""
+    @contextmanager
+    def subscription(self, key: Hashable) -> Iterator[asyncio.Future[None]]:
+        """:meth:`subscribe` for the block, :meth:`unsubscribe` after it."""
         future = self.subscribe(key)
         try:
-            return await self.wait_for(future, timeout)
+            yield future
         finally:
             self.unsubscribe(key, future)
 

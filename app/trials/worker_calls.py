@@ -79,8 +79,18 @@ def _apply(session: Session, trial: Trial, applied: list[Applied]) -> None:
             trial.hparams = {**trial.hparams, **event.payload.get("hparams", {})}
 
 
-def _record_objective(trial: Trial, study: Study, points: list[tuple[int, str, float]]) -> None:
-    values = sorted((s, v) for s, n, v in points if n == study.objective_metric)
+def _objective_points(
+    study: Study, points: list[tuple[int, str, float]]
+) -> list[tuple[int, str, float]]:
+    """The objective's points of a batch, picked out once: what follows reads only those,
+    and a batch holds a thousand points of a few metrics each (the name read once)."""
+    objective = study.objective_metric
+    return [point for point in points if point[1] == objective]
+
+
+def _record_objective(trial: Trial, study: Study, mine: list[tuple[int, str, float]]) -> None:
+    """The trial's last and best value from its objective's points ``mine``."""
+    values = sorted((s, v) for s, _, v in mine)
     if not values:
         return
     trial.last_value = values[-1][1]
@@ -102,12 +112,8 @@ def report(session: Session, trial: Trial, body: ReportIn, settings: Settings) -
             field="step",
         )
     queries.upsert_metrics(session, trial_id=trial.id, points=body.points)
-    # The objective's points, picked out once: what follows reads only those, and a batch
-    # holds a thousand points of a few metrics each (the name read once, not per point).
-    study = trial.study
-    objective = study.objective_metric
-    mine = [point for point in body.points if point[1] == objective]
-    _record_objective(trial, study, mine)
+    mine = _objective_points(trial.study, body.points)
+    _record_objective(trial, trial.study, mine)
     trial.step, trial.epoch = body.step, body.epoch
     leases.renew(trial, settings)
     _apply(session, trial, body.applied)
@@ -161,7 +167,7 @@ def finish(session: Session, trial: Trial, body: FinishIn) -> None:
     # Read before the trial's own changes: the read's autoflush then writes only what the
     # scheduler added (a prune), and the trial's row is written once, at the commit.
     pending = pending_of(session, trial)
-    _record_objective(trial, trial.study, points)
+    _record_objective(trial, trial.study, _objective_points(trial.study, points))
     trial.step, trial.epoch = body.step, body.epoch
     if body.status == REQUEUE and not kinds_of(pending) & (ENDING | {EventKind.PAUSE}):
         _hand_back(session, trial, pending, body.step)
