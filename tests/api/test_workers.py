@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from app.api.checkpoints import SPILL_BYTES
 from app.storage.models import Checkpoint, Event, EventKind, Metric, Trial
 from app.trials.leases import reap_once
 from tests.conftest import DB
@@ -147,6 +151,54 @@ def test_checkpoint_upload_rejections_write_nothing(
     assert too_big.status_code == 413
     assert db.snapshot() == before
     assert list(ckpt_dir.iterdir()) == []
+
+
+def _in_pieces(data: bytes, size: int = 256 * 1024) -> Iterator[bytes]:
+    """``data`` as a streamed (chunked) body of ``size``-byte pieces."""
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+def big_npz(megabytes: float) -> bytes:
+    buf = io.BytesIO()
+    rng = np.random.default_rng(0)
+    np.savez(buf, w=rng.standard_normal(int(megabytes * 2**20 / 8)))
+    return buf.getvalue()
+
+
+def test_a_checkpoint_of_several_spills_is_stored_byte_for_byte(
+    client: TestClient, db: DB
+) -> None:
+    tid, attempt = running_trial(client)
+    data = big_npz(3.3)  # three full batches on their way to disk and a partial one
+    assert len(data) > 3 * SPILL_BYTES
+    r = client.put(
+        f"/api/workers/trials/{tid}/checkpoints",
+        params={"attempt": attempt, "step": 4},
+        content=_in_pieces(data),
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["sha256"] == hashlib.sha256(data).hexdigest()
+    (row,) = db.all(select(Checkpoint))
+    assert Path(row.path).read_bytes() == data
+
+
+def test_an_upload_cut_off_after_several_spills_leaves_no_file(
+    client: TestClient, db: DB, app: FastAPI
+) -> None:
+    tid, attempt = running_trial(client)
+    app.state.settings.max_checkpoint_bytes = int(2.5 * SPILL_BYTES)
+    before = db.snapshot()
+    r = client.put(
+        f"/api/workers/trials/{tid}/checkpoints",
+        params={"attempt": attempt, "step": 4},
+        content=_in_pieces(big_npz(4)),  # no length up front: refused mid-stream
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert r.status_code == 413
+    assert db.snapshot() == before
+    assert list(app.state.settings.checkpoint_dir.iterdir()) == []
 
 
 def test_report_rejections_write_nothing(client: TestClient, db: DB) -> None:
