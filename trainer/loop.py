@@ -181,9 +181,9 @@ class Trainer:
         """Hand ``reporter`` this moment's checkpoint; written off this thread when the
         reporter takes it later (``checkpoint_later``, see :class:`Reporter`).
 
-        ``stopping``: training stops here, so this thread, with nothing else to do, writes the
+        ``stopping``: training pauses here, so this thread, with nothing else to do, writes the
         bytes itself while the reporter's thread sends what comes before them (the points up
-        to this step).
+        to this step); the reporter is told (``pausing``), as the pause may end with them.
         """
         later = getattr(reporter, "checkpoint_later", None)
         if later is None:
@@ -193,7 +193,7 @@ class Trainer:
             later(self.step, self.checkpoint_snapshot(), before_update=before_update)
             return
         written: Future[bytes] = Future()
-        later(self.step, written.result, before_update=False)
+        later(self.step, written.result, pausing=True)
         try:
             written.set_result(self.checkpoint_bytes())
         except BaseException as exc:

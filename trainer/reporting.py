@@ -43,10 +43,10 @@ class Reporter(Protocol):
     A reporter may also carry ``urgent``, an object with ``is_set()`` (a
     ``threading.Event``): while it is set, every step is a safe point, so a directive waiting
     on the server reaches training at the next step rather than at the next scheduled report.
-    And ``checkpoint_later(step, make, before_update=...)``: a checkpoint taken while training
-    goes on (an edit's, a requested or a periodic one) is then handed over as ``make``, which
-    returns its bytes when called from another thread
-    (:meth:`~trainer.loop.Trainer.checkpoint_snapshot`).
+    And ``checkpoint_later(step, make, *, before_update=False, pausing=False)``: a checkpoint
+    is then handed over as ``make``, which returns its bytes when called from another thread
+    (:meth:`~trainer.loop.Trainer.checkpoint_snapshot`), so training goes on meanwhile (an
+    edit's, a requested or a periodic one); ``pausing``: the checkpoint a pause stops at.
     """
 
     def report(self, step: int, epoch: float, metrics: Mapping[str, float]) -> Directive:

@@ -17,7 +17,7 @@ import os
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
@@ -31,6 +31,7 @@ from app.deps import SessionDep, SettingsDep
 from app.errors import DomainError, Invalid, NotFound
 from app.schemas import CheckpointOut
 from app.schemas.common import MAX_INT32
+from app.schemas.workers import FinishIn
 from app.storage import locks, queries
 from app.storage.db import read_engine
 from app.storage.models import Checkpoint, Trial, utcnow
@@ -92,6 +93,10 @@ HParamsQuery = Annotated[
     str | None,
     Query(max_length=4000, description="JSON: the adjustable hyperparameters in force"),
 ]
+FinishQuery = Annotated[
+    Literal["paused"] | None,
+    Query(description="'paused': a pause's last checkpoint; the attempt ends paused with it"),
+]
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,7 @@ class _Taken:
     epoch: float | None
     hparams: dict[str, Any] | None
     npz: bool = True  # the trainer's checkpoints are .npz files; a user's are any bytes
+    pausing: bool = False  # the attempt ends paused once the checkpoint is stored
 
 
 class StorageError(DomainError):
@@ -157,13 +163,17 @@ async def upload(
     settings: SettingsDep,
     epoch: EpochQuery = None,
     hparams: HParamsQuery = None,
+    finish: FinishQuery = None,
 ) -> CheckpointOut:
     """Store raw ``.npz`` bytes durably (temp file, fsync, rename), then record the row.
 
     ``epoch`` and ``hparams`` (JSON, the adjustable ones) are the trainer's at ``step``.
+    ``finish=paused``: the checkpoint a pause ends on, so the attempt ends paused in the same
+    commit, as a finish would end it (a pending stop or prune still outranks the pause): a
+    pause costs the worker one request fewer.
     """
     engine: Engine = request.app.state.engine
-    taken = _Taken(attempt, step, epoch, _hparams(hparams))
+    taken = _Taken(attempt, step, epoch, _hparams(hparams), pausing=finish == "paused")
     taken = await run_in_threadpool(_check_writer, engine, trial_id, taken)
     try:
         path, sha256, size = await _receive(request, settings.checkpoint_dir, npz=taken.npz)
@@ -319,6 +329,11 @@ def _record(
         worker_calls.checkpoint_taken(session, trial, taken.step, settings)
         session.flush()
         out = CheckpointOut(id=ckpt.id, step=taken.step, sha256=sha256, bytes=size)
+        if taken.pausing:
+            end = FinishIn(
+                attempt=taken.attempt, status="paused", step=taken.step, epoch=ckpt.epoch
+            )
+            worker_calls.finish(session, trial, end)
         session.commit()
     if old_path is not None:
         Path(old_path).unlink(missing_ok=True)

@@ -356,6 +356,9 @@ class HttpReporter:
         self._upload: Future[None] | None = None
         # Set once the worker began to stop and this trial is being handed back.
         self.handing_back = False
+        # Set once a pause's checkpoint ended the attempt (``finish=paused`` on its upload):
+        # no finish request follows.
+        self.ended = False
         # Called with the step of every checkpoint the server acknowledged (fault injection).
         self.on_checkpoint_stored = on_checkpoint_stored
         # Set when the server has a directive waiting (:meth:`watch_directives`): the trainer
@@ -515,6 +518,8 @@ class HttpReporter:
         upload, self._upload, self._carried = self._upload, None, None
         if upload is not None:
             wait([upload])
+        if self.ended:
+            return None  # the pause's checkpoint ended the attempt; nothing was left to send
         if self.pending_applied:
             self.flush()  # an applied entry must be acknowledged before the attempt ends
         body: dict[str, Any] = {
@@ -551,6 +556,7 @@ class HttpReporter:
         *,
         progress: tuple[float, dict[str, Any]] | None = None,
         hold: bool = False,
+        ends: bool = False,
     ) -> None:
         """Upload a checkpoint taken after ``step`` steps, in the background.
 
@@ -565,6 +571,9 @@ class HttpReporter:
         ``hold``: the bytes wait for the next report (or :meth:`drain`). Before an update
         that report shows the new values, and 8 MB arriving at the server alongside it
         would slow it down.
+
+        ``ends``: the checkpoint a pause stops training at; its upload ends the attempt paused
+        (``finish=paused``) and :meth:`finish` sends nothing more.
         """
         self.drain()
         carried: Future[None] = Future()
@@ -583,15 +592,24 @@ class HttpReporter:
         self.points.clear()
         self.epoch_ends.clear()
         self.pending_applied.clear()
-        self._upload = self._uploader.submit(self._store, batch, carried, go, step, data, progress)
+        self._upload = self._uploader.submit(
+            self._store, batch, carried, go, step, data, progress, ends
+        )
 
     def checkpoint_later(
-        self, step: int, make: Callable[[], bytes], *, before_update: bool = False
+        self,
+        step: int,
+        make: Callable[[], bytes],
+        *,
+        before_update: bool = False,
+        pausing: bool = False,
     ) -> None:
         """:meth:`checkpoint` of bytes ``make()`` writes in the upload thread: the trainer
         goes on at once (see :class:`~trainer.reporting.Reporter`). ``before_update``: the
-        bytes wait for the report that shows the update's values (``hold``)."""
-        self.checkpoint(step, make, hold=before_update)
+        bytes wait for the report that shows the update's values (``hold``). ``pausing``:
+        training pauses here, so the upload ends the attempt (``ends``), unless the worker
+        is handing the trial back (that attempt ends with a requeue)."""
+        self.checkpoint(step, make, hold=before_update, ends=pausing and not self.handing_back)
 
     def _store(
         self,
@@ -601,9 +619,11 @@ class HttpReporter:
         step: int,
         data: bytes | Callable[[], bytes],
         progress: tuple[float, dict[str, Any]] | None,
+        ends: bool,
     ) -> None:
         """The upload thread's part of :meth:`checkpoint`: the points (``carried`` says when
-        they are stored), then (once ``go`` is set) the bytes."""
+        they are stored), then (once ``go`` is set) the bytes; ``ends``: they end the attempt
+        paused."""
         try:
             if batch.points or batch.ends or batch.applied:
                 # The answer's directive is dropped: directives live in the database, so
@@ -620,12 +640,17 @@ class HttpReporter:
         if callable(data):
             data = data()  # written here, while the next report goes out
         go.wait()
-        self._put_checkpoint(step, data, progress)
+        self._put_checkpoint(step, data, progress, ends=ends)
         if self.pending_applied:
             self._flush_next = True  # their checkpoint is stored: the next safe point sends
 
     def _put_checkpoint(
-        self, step: int, data: bytes, progress: tuple[float, dict[str, Any]] | None
+        self,
+        step: int,
+        data: bytes,
+        progress: tuple[float, dict[str, Any]] | None,
+        *,
+        ends: bool,
     ) -> None:
         # Decoded here, in the upload thread: training does not wait for it.
         epoch, hparams = checkpoint_progress(data) if progress is None else progress
@@ -635,6 +660,8 @@ class HttpReporter:
             "epoch": repr(epoch),
             "hparams": json.dumps(hparams, sort_keys=True),
         }
+        if ends:
+            params["finish"] = "paused"
         self.client.request(
             "PUT",
             f"/api/workers/trials/{self.trial_id}/checkpoints",
@@ -642,6 +669,7 @@ class HttpReporter:
             content=data,
             headers={"Content-Type": "application/octet-stream"},
         )
+        self.ended = ends
         if self.on_checkpoint_stored is not None:
             self.on_checkpoint_stored(step)
 

@@ -7,6 +7,7 @@ import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI
@@ -199,6 +200,48 @@ def test_an_upload_cut_off_after_several_spills_leaves_no_file(
     assert r.status_code == 413
     assert db.snapshot() == before
     assert list(app.state.settings.checkpoint_dir.iterdir()) == []
+
+
+def upload_ending(client: TestClient, tid: int, attempt: int, step: int, finish: str) -> Any:
+    """PUT the checkpoint a pause stops at, asking the server to end the attempt with it."""
+    return client.put(
+        f"/api/workers/trials/{tid}/checkpoints",
+        params={"attempt": attempt, "step": step, "epoch": "0.5", "finish": finish},
+        content=npz_bytes(step),
+        headers={"Content-Type": "application/octet-stream"},
+    )
+
+
+def test_a_pauses_checkpoint_can_end_the_attempt_paused(client: TestClient, db: DB) -> None:
+    tid, attempt = running_trial(client)
+    client.post(f"/api/trials/{tid}/pause")
+    assert upload_ending(client, tid, attempt, 12, "paused").status_code == 201
+    paused = client.get(f"/api/trials/{tid}").json()
+    assert paused["state"] == "paused" and paused["step"] == 12 and paused["worker"] is None
+    assert paused["pause_requested"] is False
+    (event,) = [e for e in client.get(f"/api/trials/{tid}/events").json() if e["kind"] == "pause"]
+    assert event["applied_step"] == 12
+    assert finish(client, tid, attempt, "paused", 12).status_code == 409  # the attempt is over
+    resumed = client.post(f"/api/trials/{tid}/resume").json()
+    assert resumed["state"] == "queued"
+    assert claim(client, "w2")["checkpoint"]["step"] == 12
+
+
+def test_a_stop_asked_during_a_pause_outranks_it(client: TestClient) -> None:
+    tid, attempt = running_trial(client)
+    client.post(f"/api/trials/{tid}/pause")
+    client.post(f"/api/trials/{tid}/stop")
+    assert upload_ending(client, tid, attempt, 12, "paused").status_code == 201
+    assert client.get(f"/api/trials/{tid}").json()["state"] == "stopped"
+
+
+def test_a_checkpoint_cannot_end_an_attempt_otherwise(client: TestClient, db: DB) -> None:
+    tid, attempt = running_trial(client)
+    before = db.snapshot()
+    r = upload_ending(client, tid, attempt, 12, "completed")
+    assert r.status_code == 422
+    assert "finish" in r.json()["detail"] and "paused" in r.json()["detail"]
+    assert db.snapshot() == before
 
 
 def test_report_rejections_write_nothing(client: TestClient, db: DB) -> None:

@@ -170,10 +170,14 @@ class Later(RecordingReporter):
         super().__init__(script)
         self.later: list[tuple[int, Any]] = []
         self.before_update: list[bool] = []
+        self.pausing: list[bool] = []
 
-    def checkpoint_later(self, step: int, make: Any, *, before_update: bool) -> None:
+    def checkpoint_later(
+        self, step: int, make: Any, *, before_update: bool = False, pausing: bool = False
+    ) -> None:
         self.later.append((step, make))
         self.before_update.append(before_update)
+        self.pausing.append(pausing)
 
 
 def test_a_checkpoint_written_later_holds_the_state_it_was_taken_in() -> None:
@@ -189,6 +193,7 @@ def test_a_checkpoint_written_later_holds_the_state_it_was_taken_in() -> None:
     Trainer(config).fit(twin)  # the same run, each checkpoint written the moment it is taken
     taken = [(step, make()) for step, make in later.later]  # written after training ended
     assert [s for s, _ in taken] == [10, 20] and later.before_update == [False, True]
+    assert later.pausing == [False, False]
     assert taken == [(s, b) for s, b in twin.checkpoints if s in (10, 20)]
 
 
@@ -201,8 +206,10 @@ class Waiting(Later):
         self.written: list[tuple[int, bytes]] = []
         self.threads: list[threading.Thread] = []
 
-    def checkpoint_later(self, step: int, make: Any, *, before_update: bool) -> None:
-        super().checkpoint_later(step, make, before_update=before_update)
+    def checkpoint_later(
+        self, step: int, make: Any, *, before_update: bool = False, pausing: bool = False
+    ) -> None:
+        super().checkpoint_later(step, make, before_update=before_update, pausing=pausing)
         thread = threading.Thread(target=lambda: self.written.append((step, make())))
         thread.start()
         self.threads.append(thread)
@@ -217,4 +224,5 @@ def test_a_pause_hands_its_checkpoint_over_before_writing_it() -> None:
     twin = RecordingReporter({15: Directive(Action.PAUSE)})
     Trainer(config).fit(twin)  # the same run, its pause written before it is handed over
     assert result.status is FitStatus.PAUSED and waiting.checkpoints == []
+    assert waiting.pausing == [True]  # the reporter is told this checkpoint ends the run
     assert waiting.written == twin.checkpoints == [(result.step, twin.checkpoints[0][1])]

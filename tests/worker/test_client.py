@@ -21,11 +21,18 @@ import httpx2
 import pytest
 
 from app.worker import client as client_module
-from app.worker.client import DatasetCache, HttpReporter, WorkerClient, checkpoint_progress
+from app.worker.client import (
+    DatasetCache,
+    FinishStatus,
+    HttpReporter,
+    WorkerClient,
+    checkpoint_progress,
+)
 from app.worker.loop import _LastData
 from tests.factories import npz_bytes
 from trainer import ADJUSTABLE, TrainConfig, Trainer
 from trainer.checkpoint import CheckpointError
+from trainer.loop import FitStatus
 from trainer.reporting import Action, Directive, RecordingReporter
 
 
@@ -84,7 +91,8 @@ def test_foreign_bytes_are_refused() -> None:
 
 class SlowUploads:
     """A fake server: answers every report at once and each upload after ``upload_seconds``;
-    records what it got in order ("report" with its points' steps, "applied", "checkpoint")."""
+    records what it got in order ("report" with its points' steps, "applied", "checkpoint",
+    "checkpoint, then paused", "finish" with its status)."""
 
     def __init__(self, answers: list[dict[str, Any]] | None = None, upload_seconds: float = 0.3):
         self.answers = list(answers or [])
@@ -95,10 +103,17 @@ class SlowUploads:
     def __call__(self, request: httpx2.Request) -> httpx2.Response:
         if request.method == "PUT":
             time.sleep(self.upload_seconds)
+            kind = "checkpoint"
+            if request.url.params.get("finish") == "paused":
+                kind = "checkpoint, then paused"
             with self.lock:
-                self.log.append(("checkpoint", int(request.url.params["step"])))
+                self.log.append((kind, int(request.url.params["step"])))
             return httpx2.Response(201, json={})
         body = json.loads(request.content)
+        if request.url.path.endswith("/finish"):
+            with self.lock:
+                self.log.append(("finish", body["status"]))
+            return httpx2.Response(200, json={"next": None})
         with self.lock:
             self.log.append(("report", sorted({p[0] for p in body["points"]})))
             if body.get("applied"):
@@ -178,6 +193,37 @@ def test_an_updates_checkpoint_waits_for_the_report_that_shows_the_new_values() 
     finally:
         reporter.close()
     assert server.log == [("report", [1]), ("report", [2]), ("checkpoint", 1), ("checkpoint", 2)]
+
+
+def test_a_pauses_checkpoint_ends_the_attempt_and_no_finish_follows() -> None:
+    # The pause's upload carries finish=paused: the server ends the attempt with it, and
+    # the pause costs one request fewer. A checkpoint taken at the end of training does not.
+    server = SlowUploads(answers=[{"action": "pause"}], upload_seconds=0.0)
+    reporter = server.reporter()
+    config = TrainConfig(task="digits", hparams={"hidden_units": 8, "num_layers": 1})
+    try:
+        result = Trainer(config).fit(reporter)
+        reporter.drain()
+        claimed = reporter.finish(FinishStatus.PAUSED, result.step, result.epoch)
+    finally:
+        reporter.close()
+    assert result.status is FitStatus.PAUSED and claimed is None
+    assert server.log[-1] == ("checkpoint, then paused", result.step)
+    assert not any(kind == "finish" for kind, _ in server.log)
+
+
+def test_a_worker_handing_a_trial_back_finishes_it_with_a_requeue() -> None:
+    server = SlowUploads(upload_seconds=0.0)
+    reporter = server.reporter()
+    reporter.client.retire.set()  # the worker is leaving: its pause hands the trial back
+    config = TrainConfig(task="digits", hparams={"hidden_units": 8, "num_layers": 1})
+    try:
+        result = Trainer(config).fit(reporter)
+        reporter.drain()
+        reporter.finish(FinishStatus.REQUEUE, result.step, result.epoch)
+    finally:
+        reporter.close()
+    assert server.log[-2:] == [("checkpoint", result.step), ("finish", "requeue")]
 
 
 def test_a_directive_heard_by_the_watch_is_obeyed_without_asking_again() -> None:
