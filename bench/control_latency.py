@@ -35,6 +35,12 @@ Usage::
     python bench/control_latency.py                 # 20 repeats, report_seconds 0.5 and 0.1
     python bench/control_latency.py --quick         # 5 repeats, report_seconds 0.5 and 0.1
     python bench/control_latency.py --report-seconds 0.2 --networks big
+    python bench/control_latency.py --networks big --against /tmp/base --rounds 4
+
+With ``--against CHECKOUT`` the other checkout's server and worker and this one's take turns
+(ABBA order, a fresh server each turn, ``--reps`` controls per turn), and the table gives each
+side's p50 and p95 and their ratio: a change smaller than the run-to-run noise of a shared
+2-core machine is still decided within one run.
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ from bench._server import (  # noqa: E402
     percentile,
     verdict,
 )
+from bench.ingest import control_server  # noqa: E402
 
 GOAL_P95_SECONDS = 0.100  # lr edit and pause, both networks
 GOAL_RESUME_P95_SECONDS = 0.300  # the big network's resume
@@ -213,6 +220,77 @@ def run_network(
     return out
 
 
+def measure(
+    server_class: Callable[..., BenchServer],
+    args: argparse.Namespace,
+    report_seconds: float,
+    reps: int,
+    rng: random.Random,
+) -> dict[str, Timings]:
+    """Timings per network on a fresh server (and worker) of ``server_class``."""
+    env = {"PANDACAVIAR_REPORT_SECONDS": str(report_seconds)}
+    out = {}
+    with (
+        server_class(workers=1, env=env) as server,
+        httpx2.Client(base_url=server.url, timeout=60.0) as client,
+    ):
+        if "big" in args.networks:
+            write_big_blobs(server.upload_dir / BIG_FILE)
+        for key in args.networks:
+            out[key] = run_network(client, NETWORKS[key], reps, args.poll, report_seconds, rng)
+    return out
+
+
+def compare(args: argparse.Namespace, reps: int, rng: random.Random) -> None:
+    """This checkout against ``args.against``, turn about (ABBA), per report_seconds."""
+    sides: dict[str, Callable[..., BenchServer]] = {
+        "control": control_server(Path(args.against)),
+        "this": BenchServer,
+    }
+    rows = []
+    for report_seconds in args.report_seconds:
+        got: dict[tuple[str, str], Timings] = {}
+        for i in range(args.rounds):
+            for side in list(sides) if i % 2 == 0 else list(reversed(sides)):
+                for key, t in measure(sides[side], args, report_seconds, reps, rng).items():
+                    total = got.setdefault((side, key), Timings())
+                    total.lr += t.lr
+                    total.pause += t.pause
+                    total.resume += t.resume
+                print(f"report_seconds {report_seconds:g}, round {i + 1}: {side} done", flush=True)
+        for key in args.networks:
+            control, this = got[("control", key)], got[("this", key)]
+            for label, a, b in (
+                ("lr edit", control.lr, this.lr),
+                ("pause", control.pause, this.pause),
+                ("resume", control.resume, this.resume),
+            ):
+                ratio50 = percentile(b, 50) / percentile(a, 50)
+                ratio95 = percentile(b, 95) / percentile(a, 95)
+                rows.append(
+                    (
+                        f"{report_seconds:g}",
+                        NETWORKS[key].name,
+                        label,
+                        len(b),
+                        f"{_ms(a, 50)} / {_ms(a, 95)}",
+                        f"{_ms(b, 50)} / {_ms(b, 95)}",
+                        f"{ratio50:.2f} / {ratio95:.2f}",
+                    )
+                )
+    print(f"\n## Control latency against {args.against}: {args.rounds} rounds of {reps}\n")
+    header = [
+        "report_seconds",
+        "network",
+        "control",
+        "n",
+        "control p50 / p95 ms",
+        "this p50 / p95 ms",
+        "this / control",
+    ]
+    print(markdown_table(header, rows))
+
+
 def _ms(values: list[float], q: float) -> str:
     return f"{percentile(values, q) * 1000:.0f}"
 
@@ -237,22 +315,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--poll", type=float, default=0.010, help="poll interval, s (0.01)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the random waits")
+    parser.add_argument("--against", help="another checkout to take turns with (a directory)")
+    parser.add_argument("--rounds", type=int, default=4, help="with --against: turns (4)")
     args = parser.parse_args(argv)
     reps = 5 if args.quick else args.reps
     rng = random.Random(args.seed)
 
-    results: list[tuple[float, Network, Timings]] = []
-    for report_seconds in args.report_seconds:
-        env = {"PANDACAVIAR_REPORT_SECONDS": str(report_seconds)}
-        with (
-            BenchServer(workers=1, env=env) as server,
-            httpx2.Client(base_url=server.url, timeout=60.0) as client,
-        ):
-            if "big" in args.networks:
-                write_big_blobs(server.upload_dir / BIG_FILE)
-            for key in args.networks:
-                timings = run_network(client, NETWORKS[key], reps, args.poll, report_seconds, rng)
-                results.append((report_seconds, NETWORKS[key], timings))
+    if args.against:
+        compare(args, reps, rng)
+        return 0
+    results = [
+        (report_seconds, NETWORKS[key], timings)
+        for report_seconds in args.report_seconds
+        for key, timings in measure(BenchServer, args, report_seconds, reps, rng).items()
+    ]
 
     print(
         f"\n## Control latency: 1 worker process, {reps} repeats, poll every "

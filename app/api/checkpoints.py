@@ -8,6 +8,7 @@ a 2xx.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
 import hashlib
 import json
@@ -15,6 +16,7 @@ import logging
 import math
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -44,11 +46,27 @@ ZIP_MAGIC = b"PK\x03\x04"  # an .npz is a zip archive
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 # An upload reaches the disk in batches of this many bytes (held in memory meanwhile); one
 # batch is written while the next is received, so the smaller the batch, the less disk work
-# is left when the last byte arrives (1 MiB: the PUT of an 8 MB checkpoint 50 ms, 4 MiB: 57).
+# is left when the last byte arrives (docs/decisions.md: "Checkpoint uploads reach the disk
+# while they arrive").
 SPILL_BYTES = 1024 * 1024
-# Linux starts the writeback of a file's dirty pages on POSIX_FADV_DONTNEED (and keeps them
-# cached until written); elsewhere the fsync alone writes them.
-_START_WRITEBACK = getattr(os, "posix_fadvise", None)
+SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writing the dirty pages, do not wait
+
+
+def _writeback_starter() -> Callable[[int], object] | None:
+    """Linux's ``sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)`` as ``start(fd)``: it
+    starts writing a file's dirty pages to disk and returns at once, leaving them cached (a
+    resume reads the checkpoint back). None where the C library has no such call."""
+    try:
+        call = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError, TypeError):
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    call.restype = ctypes.c_int
+    return lambda fd: call(fd, 0, 0, SYNC_FILE_RANGE_WRITE)
+
+
+# Its errors are ignored: the fsync in _Sink.store() is what durability rests on.
+_START_WRITEBACK = _writeback_starter()
 
 
 def _epoch(value: Any) -> float:
@@ -267,9 +285,9 @@ class _Sink:
             self.head = (self.head + chunk)[:4] if len(self.head) < 4 else self.head
         self.fh.flush()
         if _START_WRITEBACK is not None:
-            # Start writing these pages to disk now, without waiting: the fsync in store()
-            # then waits for the last batch only (a third less time for an 8 MB upload).
-            _START_WRITEBACK(self.fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            # These pages go to disk while the next batch arrives: the fsync in store() then
+            # waits for the last batch only.
+            _START_WRITEBACK(self.fh.fileno())
 
     def store(self) -> tuple[Path, str, int]:
         """Sync and rename; (path, sha256, size)."""

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import io
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from app.api import checkpoints
 from app.api.checkpoints import SPILL_BYTES
 from app.storage.models import Checkpoint, Event, EventKind, Metric, Trial
 from app.trials.leases import reap_once
@@ -200,6 +203,16 @@ def test_an_upload_cut_off_after_several_spills_leaves_no_file(
     assert r.status_code == 413
     assert db.snapshot() == before
     assert list(app.state.settings.checkpoint_dir.iterdir()) == []
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="sync_file_range is a Linux call")
+def test_an_uploads_pages_are_sent_to_disk_without_waiting_on_linux(tmp_path: Path) -> None:
+    start = checkpoints._START_WRITEBACK
+    assert start is not None
+    with open(tmp_path / "pages", "wb") as fh:
+        fh.write(b"x" * 2**20)
+        fh.flush()
+        assert start(fh.fileno()) == 0  # the binding's argument types are right
 
 
 def upload_ending(client: TestClient, tid: int, attempt: int, step: int, finish: str) -> Any:
