@@ -38,16 +38,12 @@ from trainer.loop import Trainer  # noqa: E402
 from trainer.reporting import Action, Directive, RecordingReporter  # noqa: E402
 
 
-class _PauseAfterTwo(RecordingReporter):
-    def report(self, step: int, epoch: float, metrics: object) -> Directive:
-        return Directive(Action.PAUSE) if step >= 2 else Directive()
-
-
 def big_checkpoint() -> bytes:
     """The 784-512-512-10 network's checkpoint (Adam, batch norm) after two steps."""
     hparams = {"hidden_units": 512, "num_layers": 2, "batch_size": 256, "optimizer": "adam"}
-    trainer = Trainer(TrainConfig(task="blobs", hparams=hparams), data=random_data(2048))
-    trainer.fit(_PauseAfterTwo())
+    config = TrainConfig(task="blobs", hparams=hparams, report_every=2)
+    trainer = Trainer(config, data=random_data(2048))
+    trainer.fit(RecordingReporter({2: Directive(Action.PAUSE)}))
     return trainer.checkpoint_bytes()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -84,11 +85,18 @@ def npz_bytes(step: int = 0) -> bytes:
 
 
 def upload(
-    client: TestClient, trial_id: int, attempt: int, step: int, data: bytes | None = None
+    client: TestClient,
+    trial_id: int,
+    attempt: int,
+    step: int,
+    data: bytes | Iterable[bytes] | None = None,
+    **params: Any,
 ) -> Any:
+    """PUT a checkpoint as a worker does: ``data`` (a streamed body if an iterable, else
+    ``npz_bytes(step)``), ``params`` the other query parameters (``epoch``, ``finish``...)."""
     return client.put(
         f"/api/workers/trials/{trial_id}/checkpoints",
-        params={"attempt": attempt, "step": step},
+        params={"attempt": attempt, "step": step, **params},
         content=npz_bytes(step) if data is None else data,
         headers={"Content-Type": "application/octet-stream"},
     )

@@ -176,20 +176,20 @@ class Trainer:
         )
 
     def _checkpoint_to(
-        self, reporter: Reporter, *, before_update: bool = False, stopping: bool = False
+        self, reporter: Reporter, *, before_update: bool = False, pausing: bool = False
     ) -> None:
         """Hand ``reporter`` this moment's checkpoint; written off this thread when the
         reporter takes it later (``checkpoint_later``, see :class:`Reporter`).
 
-        ``stopping``: training pauses here, so this thread, with nothing else to do, writes the
+        ``pausing``: training pauses here, so this thread, with nothing else to do, writes the
         bytes itself while the reporter's thread sends what comes before them (the points up
-        to this step); the reporter is told (``pausing``), as the pause may end with them.
+        to this step); the reporter is told, as the pause may end with them.
         """
         later = getattr(reporter, "checkpoint_later", None)
         if later is None:
             reporter.checkpoint(self.step, self.checkpoint_bytes())
             return
-        if not stopping:
+        if not pausing:
             later(self.step, self.checkpoint_snapshot(), before_update=before_update)
             return
         written: Future[bytes] = Future()
@@ -328,7 +328,7 @@ class Trainer:
         if action is Action.STOP:
             return FitResult(FitStatus.STOPPED, self.step, self.epoch)
         if action is Action.PAUSE:
-            self._checkpoint_to(reporter, stopping=True)
+            self._checkpoint_to(reporter, pausing=True)
             return FitResult(FitStatus.PAUSED, self.step, self.epoch)
         periodic = (
             epoch_end

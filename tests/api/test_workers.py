@@ -8,7 +8,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -176,12 +175,7 @@ def test_a_checkpoint_of_several_spills_is_stored_byte_for_byte(
     tid, attempt = running_trial(client)
     data = big_npz(3.3)  # three full batches on their way to disk and a partial one
     assert len(data) > 3 * SPILL_BYTES
-    r = client.put(
-        f"/api/workers/trials/{tid}/checkpoints",
-        params={"attempt": attempt, "step": 4},
-        content=_in_pieces(data),
-        headers={"Content-Type": "application/octet-stream"},
-    )
+    r = upload(client, tid, attempt, 4, _in_pieces(data))
     assert r.status_code == 201, r.text
     assert r.json()["sha256"] == hashlib.sha256(data).hexdigest()
     (row,) = db.all(select(Checkpoint))
@@ -194,12 +188,7 @@ def test_an_upload_cut_off_after_several_spills_leaves_no_file(
     tid, attempt = running_trial(client)
     app.state.settings.max_checkpoint_bytes = int(2.5 * SPILL_BYTES)
     before = db.snapshot()
-    r = client.put(
-        f"/api/workers/trials/{tid}/checkpoints",
-        params={"attempt": attempt, "step": 4},
-        content=_in_pieces(big_npz(4)),  # no length up front: refused mid-stream
-        headers={"Content-Type": "application/octet-stream"},
-    )
+    r = upload(client, tid, attempt, 4, _in_pieces(big_npz(4)))  # refused mid-stream
     assert r.status_code == 413
     assert db.snapshot() == before
     assert list(app.state.settings.checkpoint_dir.iterdir()) == []
@@ -215,20 +204,10 @@ def test_an_uploads_pages_are_sent_to_disk_without_waiting_on_linux(tmp_path: Pa
         assert start(fh.fileno()) == 0  # the binding's argument types are right
 
 
-def upload_ending(client: TestClient, tid: int, attempt: int, step: int, finish: str) -> Any:
-    """PUT the checkpoint a pause stops at, asking the server to end the attempt with it."""
-    return client.put(
-        f"/api/workers/trials/{tid}/checkpoints",
-        params={"attempt": attempt, "step": step, "epoch": "0.5", "finish": finish},
-        content=npz_bytes(step),
-        headers={"Content-Type": "application/octet-stream"},
-    )
-
-
 def test_a_pauses_checkpoint_can_end_the_attempt_paused(client: TestClient, db: DB) -> None:
     tid, attempt = running_trial(client)
     client.post(f"/api/trials/{tid}/pause")
-    assert upload_ending(client, tid, attempt, 12, "paused").status_code == 201
+    assert upload(client, tid, attempt, 12, epoch="0.5", finish="paused").status_code == 201
     paused = client.get(f"/api/trials/{tid}").json()
     assert paused["state"] == "paused" and paused["step"] == 12 and paused["worker"] is None
     assert paused["pause_requested"] is False
@@ -244,14 +223,14 @@ def test_a_stop_asked_during_a_pause_outranks_it(client: TestClient) -> None:
     tid, attempt = running_trial(client)
     client.post(f"/api/trials/{tid}/pause")
     client.post(f"/api/trials/{tid}/stop")
-    assert upload_ending(client, tid, attempt, 12, "paused").status_code == 201
+    assert upload(client, tid, attempt, 12, epoch="0.5", finish="paused").status_code == 201
     assert client.get(f"/api/trials/{tid}").json()["state"] == "stopped"
 
 
 def test_a_checkpoint_cannot_end_an_attempt_otherwise(client: TestClient, db: DB) -> None:
     tid, attempt = running_trial(client)
     before = db.snapshot()
-    r = upload_ending(client, tid, attempt, 12, "completed")
+    r = upload(client, tid, attempt, 12, epoch="0.5", finish="completed")
     assert r.status_code == 422
     assert "finish" in r.json()["detail"] and "paused" in r.json()["detail"]
     assert db.snapshot() == before

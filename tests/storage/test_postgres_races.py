@@ -42,7 +42,7 @@ from app.storage.models import (
 )
 from app.trials import claims, controls, leases, worker_calls
 from tests.api.test_caviar import caviar_study, claim_one
-from tests.factories import create_study, create_trial, npz_bytes, running_trial
+from tests.factories import create_study, create_trial, running_trial, upload
 from tests.pg import PostgresServer
 
 WAIT_SECONDS = 30.0
@@ -311,12 +311,7 @@ def test_a_pauses_checkpoint_ends_the_attempt_paused(pg: Pg) -> None:
     """The upload's one transaction locks the trial for the row, then for the finish."""
     trial_id, attempt = running_trial(pg.client)
     pg.client.post(f"/api/trials/{trial_id}/pause")
-    r = pg.client.put(
-        f"/api/workers/trials/{trial_id}/checkpoints",
-        params={"attempt": attempt, "step": 8, "epoch": "0.5", "finish": "paused"},
-        content=npz_bytes(8),
-        headers={"Content-Type": "application/octet-stream"},
-    )
+    r = upload(pg.client, trial_id, attempt, 8, epoch="0.5", finish="paused")
     assert r.status_code == 201, r.text
     with pg.session() as s:
         trial = s.get_one(Trial, trial_id)
