@@ -54,10 +54,18 @@ def test_sigkilled_worker_trial_resumes_from_checkpoint(start_server: StartServe
     victim_id = int(api.create_trial(study["id"], hparams)["id"])
     twin_id = int(api.create_trial(study["id"], hparams)["id"])  # the same, never disturbed
 
-    # Past the first periodic checkpoint (epoch 5), well before the end.
+    # Past the first periodic checkpoint (epoch 5), well before the end. The checkpoint
+    # uploads while training goes on, so a report of later steps may reach the server first:
+    # wait for both.
     past_checkpoint = total_steps(SLOW, 5) + 50
     running = api.wait_trial(
-        victim_id, lambda t: t["state"] == "running" and t["step"] >= past_checkpoint, "progress"
+        victim_id,
+        lambda t: (
+            t["state"] == "running"
+            and t["step"] >= past_checkpoint
+            and bool(api.checkpoints(victim_id))
+        ),
+        "progress past a stored checkpoint",
     )
     checkpoint_steps = [c["step"] for c in api.checkpoints(victim_id)]
     assert checkpoint_steps and running["step"] < total_steps(SLOW, epochs)
